@@ -1,0 +1,243 @@
+//! Cooperative cancellation: [`CancelToken`] and [`Cancelled`].
+//!
+//! Invariants:
+//!
+//! 1. The flag only ever goes from "not cancelled" to "cancelled".
+//! 2. A thread in [`CancelToken::sleep`] checks the flag while holding the
+//!    token's mutex, and [`CancelToken::cancel`] sets the flag before taking
+//!    that mutex to notify. So a sleeper either sees the flag or is already
+//!    waiting when the notification comes: no wake-up is lost.
+//!
+//! The token's mutex guards no data and is never held while user code runs.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::sync::{deadline_after, lock, wait_until};
+
+/// A flag that tells a job to stop, checked cooperatively by the job.
+///
+/// Every tracked job receives a `&CancelToken`. The pool cancels it when the
+/// job is cancelled by id ([`Pool::cancel`](crate::Pool::cancel)), when its
+/// deadline passes ([`JobOptions::timeout`](crate::JobOptions::timeout)), and
+/// on [`Pool::shutdown_now`](crate::Pool::shutdown_now). A job notices by
+/// calling [`check`](Self::check) (or [`is_cancelled`](Self::is_cancelled))
+/// between steps, or by waiting with [`sleep`](Self::sleep), which returns
+/// early when the token is cancelled.
+///
+/// Clones share one flag. Tokens also work outside any pool.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{CancelToken, Cancelled};
+/// use std::time::Duration;
+///
+/// let token = CancelToken::new();
+/// assert!(token.check().is_ok());
+///
+/// let other = token.clone();
+/// other.cancel();
+/// assert!(token.is_cancelled());
+/// assert_eq!(token.check(), Err(Cancelled));
+/// // A cancelled token's sleep returns at once.
+/// assert_eq!(token.sleep(Duration::from_secs(60)), Err(Cancelled));
+/// ```
+#[derive(Clone, Default)]
+pub struct CancelToken {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    cancelled: AtomicBool,
+    /// Guards nothing; pairs with `wake` so sleepers do not miss a cancel
+    /// (invariant 2).
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl CancelToken {
+    /// Creates a token that is not cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = harbor_pool::CancelToken::new();
+    /// assert!(!token.is_cancelled());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels the token, waking every thread in [`sleep`](Self::sleep).
+    ///
+    /// Cancelling twice is harmless.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = harbor_pool::CancelToken::new();
+    /// token.cancel();
+    /// token.cancel();
+    /// assert!(token.is_cancelled());
+    /// ```
+    pub fn cancel(&self) {
+        // SeqCst pairs with the load in `sleep`, which happens under `lock`
+        // (invariant 2); the mutex below orders the notification after it.
+        if !self.inner.cancelled.swap(true, Ordering::SeqCst) {
+            let _guard = lock(&self.inner.lock);
+            self.inner.wake.notify_all();
+        }
+    }
+
+    /// Returns `true` once the token has been cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = harbor_pool::CancelToken::new();
+    /// assert!(!token.is_cancelled());
+    /// token.cancel();
+    /// assert!(token.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        // Acquire: whatever the canceller did before cancelling is visible to
+        // a job that sees the flag.
+        self.inner.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Returns `Err(Cancelled)` once the token has been cancelled.
+    ///
+    /// Made for `?` inside a job: [`Cancelled`] converts into the job's
+    /// error type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{CancelToken, JobResult};
+    ///
+    /// fn step(token: &CancelToken) -> JobResult<u32> {
+    ///     token.check()?;
+    ///     Ok(1)
+    /// }
+    /// let token = CancelToken::new();
+    /// assert_eq!(step(&token).unwrap(), 1);
+    /// token.cancel();
+    /// assert!(step(&token).is_err());
+    /// ```
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleeps for `duration`, returning early with `Err(Cancelled)` as soon
+    /// as the token is cancelled.
+    ///
+    /// Returns `Ok(())` if the whole duration passed without a cancel. A
+    /// duration too large to add to the current time sleeps until cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{CancelToken, Cancelled};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let token = CancelToken::new();
+    /// assert_eq!(token.sleep(Duration::from_millis(1)), Ok(()));
+    ///
+    /// let canceller = token.clone();
+    /// let started = Instant::now();
+    /// std::thread::spawn(move || canceller.cancel());
+    /// assert_eq!(token.sleep(Duration::from_secs(60)), Err(Cancelled));
+    /// assert!(started.elapsed() < Duration::from_secs(30));
+    /// ```
+    pub fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
+        let deadline = deadline_after(duration);
+        let mut guard = lock(&self.inner.lock);
+        // Bounded by `deadline` (or by a cancel when there is none); each
+        // pass re-checks the flag because wake-ups can be spurious.
+        loop {
+            // Checked under `lock`: keeps invariant 2.
+            if self.is_cancelled() {
+                return Err(Cancelled);
+            }
+            let (next, timed_out) = wait_until(&self.inner.wake, guard, deadline);
+            guard = next;
+            if timed_out {
+                return if self.is_cancelled() {
+                    Err(Cancelled)
+                } else {
+                    Ok(())
+                };
+            }
+        }
+    }
+}
+
+impl fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelToken")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// The error a cancelled [`CancelToken`] reports.
+///
+/// It implements [`std::error::Error`], so `token.check()?` works in a job
+/// returning [`JobResult`](crate::JobResult). A job that returns an error
+/// after its token was cancelled ends
+/// [`JobStatus::Cancelled`](crate::JobStatus::Cancelled).
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::Cancelled;
+/// assert_eq!(Cancelled.to_string(), "cancelled");
+/// let boxed: harbor_pool::BoxError = Cancelled.into();
+/// assert!(boxed.is::<Cancelled>());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    #[test]
+    fn sleep_wakes_early_for_every_sleeper() {
+        let token = CancelToken::new();
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..3 {
+            let token = token.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let r = token.sleep(Duration::from_secs(600));
+                tx.send((r, started.elapsed())).unwrap();
+            });
+        }
+        token.cancel();
+        for _ in 0..3 {
+            let (r, took) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(r, Err(Cancelled));
+            assert!(took < Duration::from_secs(10));
+        }
+    }
+
+    #[test]
+    fn huge_duration_does_not_overflow() {
+        let token = CancelToken::new();
+        token.cancel();
+        assert_eq!(token.sleep(Duration::MAX), Err(Cancelled));
+    }
+}

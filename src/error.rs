@@ -1,0 +1,121 @@
+//! Every public error type, one per operation family.
+//!
+//! Messages are short, lowercase and carry no trailing period. Errors carry
+//! panic *messages*, never raw panic payloads, so they are `Send + Sync`.
+
+use std::error::Error;
+use std::io;
+
+/// A boxed error that can cross threads: what a job returns on failure.
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+/// What a tracked job returns: its value, or an error that marks it
+/// [`Failed`](crate::JobStatus::Failed) (or
+/// [`Cancelled`](crate::JobStatus::Cancelled) if its token was cancelled).
+pub type JobResult<T> = Result<T, BoxError>;
+
+/// Why [`Builder::build`](crate::Builder::build) (or
+/// [`Pool::new`](crate::Pool::new)) refused to create a pool.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{BuildError, Pool};
+/// assert!(matches!(Pool::new(0), Err(BuildError::ZeroWorkers)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The pool was asked for zero worker threads.
+    #[error("a pool needs at least one worker")]
+    ZeroWorkers,
+    /// A bounded queue was asked for with capacity zero.
+    #[error("queue capacity must be at least 1")]
+    ZeroQueueCapacity,
+    /// The thread name prefix contains a NUL byte, which no OS thread name may hold.
+    #[error("thread name must not contain a nul byte")]
+    InvalidThreadName,
+    /// The restart backoff's initial delay is zero or larger than its cap.
+    #[error("restart backoff must start above zero and not above its maximum")]
+    InvalidBackoff,
+    /// The operating system refused to start one of the pool's threads.
+    /// Threads already started were stopped and joined.
+    #[error("failed to spawn thread {name}: {source}")]
+    Spawn {
+        /// The name of the thread that could not be started.
+        name: String,
+        /// The error from the operating system.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a job was not accepted. The job was dropped without running.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{Pool, SubmitError};
+/// let pool = Pool::new(1).unwrap();
+/// pool.shutdown();
+/// assert_eq!(pool.execute(|| ()).unwrap_err(), SubmitError::Shutdown);
+/// assert_eq!(SubmitError::Shutdown.to_string(), "pool is shut down");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The pool has begun shutting down and accepts no new jobs.
+    #[error("pool is shut down")]
+    Shutdown,
+    /// The bounded queue is full (only from the `try_` methods, which never block).
+    #[error("job queue is full")]
+    QueueFull,
+}
+
+/// Why a tracked job produced no value, as reported by
+/// [`JobHandle::join`](crate::JobHandle::join).
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{JobError, Pool};
+/// let pool = Pool::new(1).unwrap();
+/// let h = pool.submit(|_| -> harbor_pool::JobResult<()> { panic!("boom") }).unwrap();
+/// match h.join() {
+///     Err(JobError::Panicked(message)) => assert_eq!(message, "boom"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The job panicked; this is the panic message.
+    #[error("job panicked: {0}")]
+    Panicked(String),
+    /// The job returned `Err` while its token was not cancelled.
+    #[error("job failed: {0}")]
+    Failed(#[source] BoxError),
+    /// The job was cancelled: before it started, by its deadline, by a
+    /// shutdown, or it returned `Err` after its token was cancelled.
+    #[error("job was cancelled")]
+    Cancelled,
+    /// The worker thread running the job died (outside the job's own panic
+    /// handling), so the job's outcome is unknown.
+    #[error("{0}")]
+    WorkerDied(String),
+}
+
+/// A string that is not a job id (a hyphenated UUID).
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::JobId;
+/// let err = "not-a-uuid".parse::<JobId>().unwrap_err();
+/// assert!(err.to_string().starts_with("invalid job id"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid job id: {reason}")]
+pub struct ParseJobIdError {
+    pub(crate) reason: String,
+}

@@ -1,0 +1,736 @@
+//! Job ids, statuses, options, the internal job types and [`JobHandle`].
+//!
+//! A tracked job is one allocation, a [`JobCell`], shared by the queue, the
+//! registry and the job's handle. It holds the type-erased [`Record`] (status
+//! and times), the closure until a worker takes it, and the result slot the
+//! handle reads.
+//!
+//! Invariants:
+//!
+//! 1. The closure is taken at most once: by the worker that started the job,
+//!    or dropped by whoever cancelled it while pending.
+//! 2. The result slot is written before the record becomes terminal, so a
+//!    [`JobHandle::join`] that sees a terminal record finds the result there.
+//!    A cancelled-while-pending job writes no result; `join` reports
+//!    [`JobError::Cancelled`] for an empty slot.
+//! 3. Once the handle is dropped (detached), the slot refuses results and
+//!    they are dropped at once, so finished records kept for status queries
+//!    hold no job values.
+//! 4. No user code (the job, its captures' or results' `Drop`, its error's
+//!    `Display`) runs while a lock is held, and all of it runs under
+//!    `catch_unwind` on the worker.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use crate::cancel::CancelToken;
+use crate::error::{JobError, JobResult, ParseJobIdError};
+use crate::registry::{CancelStep, Record};
+use crate::shared::Shared;
+use crate::sync::{deadline_after, lock};
+use crate::unwind;
+
+/// The id of a tracked job: a random (v4) UUID.
+///
+/// It prints and parses as the hyphenated UUID, so it can travel through
+/// URLs, logs and JSON.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{JobId, Pool};
+///
+/// let pool = Pool::new(1).unwrap();
+/// let handle = pool.submit(|_| Ok(())).unwrap();
+/// let id: JobId = handle.id();
+/// let text = id.to_string();
+/// assert_eq!(text.len(), 36);
+/// assert_eq!(text.parse::<JobId>().unwrap(), id);
+/// assert!("nope".parse::<JobId>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Uuid);
+
+impl JobId {
+    pub(crate) fn new() -> Self {
+        JobId(Uuid::new_v4())
+    }
+
+    /// The UUID behind this id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let id: harbor_pool::JobId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap();
+    /// assert_eq!(id.as_uuid().get_version_num(), 4);
+    /// ```
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl From<Uuid> for JobId {
+    fn from(uuid: Uuid) -> Self {
+        JobId(uuid)
+    }
+}
+
+impl From<JobId> for Uuid {
+    fn from(id: JobId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", self.0.hyphenated())
+    }
+}
+
+impl FromStr for JobId {
+    type Err = ParseJobIdError;
+
+    /// Parses the hyphenated form (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`),
+    /// in either case. Other UUID spellings are refused, so one id has one
+    /// spelling in URLs and logs.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 36 {
+            return Err(ParseJobIdError {
+                reason: format!(
+                    "expected a hyphenated uuid of 36 characters, found {}",
+                    s.len()
+                ),
+            });
+        }
+        Uuid::try_parse(s)
+            .map(JobId)
+            .map_err(|err| ParseJobIdError {
+                reason: err.to_string(),
+            })
+    }
+}
+
+/// Where a tracked job is in its life.
+///
+/// `Pending -> Running -> Completed | Failed | Cancelled`, or
+/// `Pending -> Cancelled`. The first terminal state wins; a terminal status
+/// never changes.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::JobStatus;
+/// assert!(JobStatus::Failed("boom".into()).is_terminal());
+/// assert!(!JobStatus::Running.is_terminal());
+/// assert_eq!(JobStatus::Cancelled.as_str(), "cancelled");
+/// assert_eq!(JobStatus::Failed("boom".into()).to_string(), "failed: boom");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobStatus {
+    /// Accepted and queued; not started.
+    Pending,
+    /// A worker is running it.
+    Running,
+    /// It returned `Ok`.
+    Completed,
+    /// It panicked (the panic message), returned `Err` without being
+    /// cancelled (the error's text), or its worker died.
+    Failed(String),
+    /// It was cancelled before starting, or returned `Err` after its token
+    /// was cancelled.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// `true` for `Completed`, `Failed` and `Cancelled`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(harbor_pool::JobStatus::Completed.is_terminal());
+    /// assert!(!harbor_pool::JobStatus::Pending.is_terminal());
+    /// ```
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, JobStatus::Pending | JobStatus::Running)
+    }
+
+    /// The status's name in lowercase: `"pending"`, `"running"`,
+    /// `"completed"`, `"failed"` or `"cancelled"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(harbor_pool::JobStatus::Failed("x".into()).as_str(), "failed");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed(_) => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobStatus::Failed(message) => write!(f, "failed: {message}"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// What a cancel request found.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{CancelOutcome, Pool};
+/// let pool = Pool::new(1).unwrap();
+/// let handle = pool.submit(|_| Ok(1)).unwrap();
+/// handle.wait(std::time::Duration::from_secs(10));
+/// assert_eq!(handle.cancel(), CancelOutcome::AlreadyFinished);
+/// assert_eq!(CancelOutcome::AlreadyFinished.as_str(), "already_finished");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CancelOutcome {
+    /// It was pending; it is now `Cancelled` and will never run.
+    Cancelled,
+    /// It is running; its token is now cancelled and the job decides how to end.
+    Requested,
+    /// It had already reached a terminal state; nothing changed.
+    AlreadyFinished,
+    /// No job with that id is known (never submitted, or forgotten under
+    /// retention).
+    NotFound,
+}
+
+impl CancelOutcome {
+    /// The outcome's name in snake case, e.g. `"already_finished"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(harbor_pool::CancelOutcome::Requested.as_str(), "requested");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::Requested => "requested",
+            CancelOutcome::AlreadyFinished => "already_finished",
+            CancelOutcome::NotFound => "not_found",
+        }
+    }
+}
+
+impl fmt::Display for CancelOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-job options for [`Pool::submit_with`](crate::Pool::submit_with).
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{JobOptions, JobStatus, Pool};
+/// use std::time::Duration;
+///
+/// let pool = Pool::new(1).unwrap();
+/// let handle = pool
+///     .submit_with(JobOptions::new().timeout(Duration::from_millis(20)), |token| {
+///         token.sleep(Duration::from_secs(60))?; // ends early at the deadline
+///         Ok(())
+///     })
+///     .unwrap();
+/// assert_eq!(handle.wait(Duration::from_secs(30)), Some(JobStatus::Cancelled));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobOptions {
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl JobOptions {
+    /// Options with no deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = harbor_pool::JobOptions::new();
+    /// assert_eq!(options, harbor_pool::JobOptions::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives the job a deadline `timeout` after submission. When it passes,
+    /// a pending job is cancelled (it never starts) and a running job's
+    /// token is cancelled. One timer thread drives every deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = harbor_pool::JobOptions::new().timeout(Duration::from_secs(5));
+    /// assert_ne!(options, harbor_pool::JobOptions::new());
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A snapshot of a tracked job: its status and when things happened.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{JobStatus, Pool};
+/// use std::time::Duration;
+///
+/// let pool = Pool::new(1).unwrap();
+/// let handle = pool.submit(|_| Ok(())).unwrap();
+/// handle.wait(Duration::from_secs(10));
+/// let info = pool.info(handle.id()).unwrap();
+/// assert_eq!(info.status, JobStatus::Completed);
+/// assert!(info.started_at.is_some() && info.finished_at.is_some());
+/// assert!(info.worker.unwrap().starts_with("harbor-worker-"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: JobId,
+    /// Its status when the snapshot was taken.
+    pub status: JobStatus,
+    /// When the pool accepted it.
+    pub submitted_at: SystemTime,
+    /// When a worker started it, if one did.
+    pub started_at: Option<SystemTime>,
+    /// When it reached a terminal state, if it has.
+    pub finished_at: Option<SystemTime>,
+    /// The name of the worker thread that ran it, if one did.
+    pub worker: Option<String>,
+    /// The timeout it was submitted with, if any.
+    pub timeout: Option<Duration>,
+}
+
+/// How a worker's run of a tracked job ended.
+pub(crate) struct Outcome {
+    pub(crate) status: JobStatus,
+    pub(crate) panicked: bool,
+}
+
+/// A tracked job, type-erased for the queue and the registry.
+pub(crate) trait Tracked: Send + Sync {
+    fn record(&self) -> &Record;
+
+    /// Runs the job on the current (worker) thread, after `Record::start`.
+    /// Never unwinds: user panics are caught (invariant 4).
+    fn run(&self) -> Outcome;
+
+    /// Drops the closure without running it (invariant 1).
+    fn discard(&self);
+
+    /// Stores the result for a job whose worker died under it.
+    fn lose(&self, message: &str);
+}
+
+/// The typed side of a tracked job, seen by its [`JobHandle`].
+trait Slot<T>: Tracked {
+    fn take_result(&self) -> Option<Result<T, JobError>>;
+    fn detach(&self);
+}
+
+pub(crate) struct JobCell<F, T> {
+    record: Record,
+    job: Mutex<Option<F>>,
+    slot: Mutex<SlotState<T>>,
+}
+
+struct SlotState<T> {
+    result: Option<Result<T, JobError>>,
+    detached: bool,
+}
+
+impl<F, T> JobCell<F, T>
+where
+    F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn store(&self, result: Result<T, JobError>) {
+        let refused = {
+            let mut slot = lock(&self.slot);
+            if slot.detached {
+                Some(result)
+            } else {
+                slot.result = Some(result);
+                None
+            }
+        };
+        // Outside the lock, contained (invariants 3 and 4).
+        if let Some(result) = refused {
+            unwind::drop_quietly(result);
+        }
+    }
+}
+
+impl<F, T> Tracked for JobCell<F, T>
+where
+    F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn record(&self) -> &Record {
+        &self.record
+    }
+
+    fn run(&self) -> Outcome {
+        let Some(job) = lock(&self.job).take() else {
+            // Unreachable: only a started job runs, and a started job was not
+            // discarded (invariant 1). Answer safely anyway.
+            return Outcome {
+                status: JobStatus::Cancelled,
+                panicked: false,
+            };
+        };
+        let token = &self.record.token;
+        let (status, result, panicked) = match unwind::catch(|| job(token)) {
+            Ok(Ok(value)) => (JobStatus::Completed, Ok(value), false),
+            Ok(Err(err)) if token.is_cancelled() => {
+                unwind::drop_quietly(err);
+                (JobStatus::Cancelled, Err(JobError::Cancelled), false)
+            }
+            Ok(Err(err)) => {
+                let message = unwind::catch(|| err.to_string()).unwrap_or_else(|panic| {
+                    format!("the job's error panicked while being formatted: {panic}")
+                });
+                (
+                    JobStatus::Failed(message),
+                    Err(JobError::Failed(err)),
+                    false,
+                )
+            }
+            Err(message) => (
+                JobStatus::Failed(message.clone()),
+                Err(JobError::Panicked(message)),
+                true,
+            ),
+        };
+        self.store(result);
+        Outcome { status, panicked }
+    }
+
+    fn discard(&self) {
+        let job = lock(&self.job).take();
+        if let Some(message) = unwind::drop_quietly(job) {
+            log::warn!(
+                "dropping cancelled job {} panicked: {message}",
+                self.record.id
+            );
+        }
+    }
+
+    fn lose(&self, message: &str) {
+        self.store(Err(JobError::WorkerDied(message.to_owned())));
+    }
+}
+
+impl<F, T> Slot<T> for JobCell<F, T>
+where
+    F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn take_result(&self) -> Option<Result<T, JobError>> {
+        lock(&self.slot).result.take()
+    }
+
+    fn detach(&self) {
+        let result = {
+            let mut slot = lock(&self.slot);
+            slot.detached = true;
+            slot.result.take()
+        };
+        drop(result);
+    }
+}
+
+/// Builds the shared cell for a new tracked job.
+pub(crate) fn new_cell<F, T>(
+    id: JobId,
+    timeout: Option<Duration>,
+    job: F,
+) -> (Arc<dyn Tracked>, JobHandleParts<T>)
+where
+    F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let cell = Arc::new(JobCell {
+        record: Record::new(id, timeout),
+        job: Mutex::new(Some(job)),
+        slot: Mutex::new(SlotState {
+            result: None,
+            detached: false,
+        }),
+    });
+    (cell.clone(), JobHandleParts { cell })
+}
+
+/// The typed half of [`new_cell`], turned into a handle once the job is queued.
+pub(crate) struct JobHandleParts<T> {
+    cell: Arc<dyn Slot<T>>,
+}
+
+impl<T> JobHandleParts<T> {
+    pub(crate) fn into_handle(self, shared: Weak<Shared>) -> JobHandle<T> {
+        JobHandle {
+            cell: self.cell,
+            shared,
+        }
+    }
+}
+
+/// A unit of work on the queue.
+pub(crate) enum Message {
+    /// An untracked job from [`Pool::execute`](crate::Pool::execute).
+    Run(Box<dyn FnOnce() + Send + 'static>),
+    /// A tracked job.
+    Track(Arc<dyn Tracked>),
+}
+
+/// An owned permission to wait for a tracked job and take its value.
+///
+/// Dropping the handle detaches: the job still runs, and its status stays
+/// queryable through the pool. [`join`](Self::join) works even after the
+/// pool forgot the job's record (retention) and after the pool was dropped.
+///
+/// # Examples
+///
+/// ```
+/// use harbor_pool::{JobStatus, Pool};
+///
+/// let pool = Pool::new(2).unwrap();
+/// let handle = pool.submit(|_| Ok(6 * 7)).unwrap();
+/// assert_eq!(handle.join().unwrap(), 42);
+/// ```
+pub struct JobHandle<T> {
+    cell: Arc<dyn Slot<T>>,
+    shared: Weak<Shared>,
+}
+
+impl<T> JobHandle<T> {
+    /// The job's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = harbor_pool::Pool::new(1).unwrap();
+    /// let handle = pool.submit(|_| Ok(())).unwrap();
+    /// assert!(pool.status(handle.id()).is_some());
+    /// ```
+    pub fn id(&self) -> JobId {
+        self.cell.record().id
+    }
+
+    /// The job's current status.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobStatus, Pool};
+    /// let pool = Pool::new(1).unwrap();
+    /// let handle = pool.submit(|_| Ok(())).unwrap();
+    /// handle.wait(std::time::Duration::from_secs(10));
+    /// assert_eq!(handle.status(), JobStatus::Completed);
+    /// ```
+    pub fn status(&self) -> JobStatus {
+        self.cell.record().status()
+    }
+
+    /// `true` once the job is in a terminal state (join will not block).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = harbor_pool::Pool::new(1).unwrap();
+    /// let handle = pool.submit(|_| Ok(())).unwrap();
+    /// handle.wait(std::time::Duration::from_secs(10));
+    /// assert!(handle.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.cell.record().is_terminal()
+    }
+
+    /// Cancels the job, as [`Pool::cancel`](crate::Pool::cancel) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{CancelOutcome, JobStatus, Pool};
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let handle = pool
+    ///     .submit(|token| {
+    ///         token.sleep(Duration::from_secs(60))?;
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// let outcome = handle.cancel(); // pending or running, depending on timing
+    /// assert!(matches!(outcome, CancelOutcome::Cancelled | CancelOutcome::Requested));
+    /// assert_eq!(handle.wait(Duration::from_secs(30)), Some(JobStatus::Cancelled));
+    /// ```
+    pub fn cancel(&self) -> CancelOutcome {
+        match self.shared.upgrade() {
+            Some(shared) => shared.cancel(&*self.cell),
+            // The pool and all its threads are gone, so the job is terminal;
+            // answer from the record alone.
+            None => match self.cell.record().cancel() {
+                CancelStep::Cancelled(notify) => {
+                    notify.send(self.cell.record());
+                    self.cell.discard();
+                    CancelOutcome::Cancelled
+                }
+                CancelStep::Running => {
+                    self.cell.record().token.cancel();
+                    CancelOutcome::Requested
+                }
+                CancelStep::Finished => CancelOutcome::AlreadyFinished,
+            },
+        }
+    }
+
+    /// Blocks until the job is terminal or `timeout` passes; returns the
+    /// terminal status, or `None` on timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobStatus, Pool};
+    /// use std::time::Duration;
+    /// let pool = Pool::new(1).unwrap();
+    /// let handle = pool.submit(|_| Ok(())).unwrap();
+    /// assert_eq!(handle.wait(Duration::from_secs(10)), Some(JobStatus::Completed));
+    /// ```
+    pub fn wait(&self, timeout: Duration) -> Option<JobStatus> {
+        self.cell.record().wait(deadline_after(timeout))
+    }
+
+    /// Blocks until the job is terminal and returns its value or why there
+    /// is none.
+    ///
+    /// When `join` returns, the pool's [`status`](crate::Pool::status) for
+    /// this id already shows the terminal state (unless the record was
+    /// already dropped by retention).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobError, Pool};
+    /// let pool = Pool::new(1).unwrap();
+    /// let ok = pool.submit(|_| Ok("done")).unwrap();
+    /// let failed = pool.submit(|_| -> harbor_pool::JobResult<()> { Err("bad input".into()) }).unwrap();
+    /// assert_eq!(ok.join().unwrap(), "done");
+    /// let err = failed.join().unwrap_err();
+    /// assert!(matches!(&err, JobError::Failed(e) if e.to_string() == "bad input"));
+    /// ```
+    pub fn join(self) -> Result<T, JobError> {
+        let status = self.cell.record().wait(None);
+        match self.cell.take_result() {
+            Some(result) => result,
+            // Invariant 2: an empty slot means cancelled while pending.
+            None => Err(match status {
+                Some(JobStatus::Failed(message)) => JobError::WorkerDied(message),
+                _ => JobError::Cancelled,
+            }),
+        }
+    }
+
+    /// Waits for the job with a deadline: `Ok` with its result once terminal,
+    /// or `Err(self)` on timeout so the caller can keep waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::Pool;
+    /// use std::time::Duration;
+    /// let pool = Pool::new(1).unwrap();
+    /// let handle = pool.submit(|_| Ok(5)).unwrap();
+    /// let value = handle.join_timeout(Duration::from_secs(10)).ok().unwrap().unwrap();
+    /// assert_eq!(value, 5);
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError>, Self> {
+        match self.wait(timeout) {
+            Some(_) => Ok(self.join()),
+            None => Err(self),
+        }
+    }
+}
+
+impl<T> Drop for JobHandle<T> {
+    fn drop(&mut self) {
+        // Invariant 3: nobody can take a result any more.
+        self.cell.detach();
+    }
+}
+
+impl<T> fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("id", &self.id())
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_job() -> Arc<dyn Tracked> {
+    new_cell(JobId::new(), None, |_: &CancelToken| Ok(())).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rejects_other_spellings() {
+        let id = JobId::new();
+        let simple = id.as_uuid().simple().to_string();
+        assert!(simple.parse::<JobId>().is_err());
+        assert_eq!(id.to_string().to_uppercase().parse::<JobId>().unwrap(), id);
+        assert!("".parse::<JobId>().is_err());
+        assert!(
+            "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"
+                .parse::<JobId>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn detached_slot_drops_results_at_once() {
+        let (cell, parts) = new_cell(JobId::new(), None, |_: &CancelToken| Ok(vec![1_u8; 16]));
+        let handle = parts.into_handle(Weak::new());
+        let typed = Arc::clone(&handle.cell);
+        drop(handle);
+        assert!(cell.record().start(&Arc::from("w")));
+        let outcome = cell.run();
+        assert_eq!(outcome.status, JobStatus::Completed);
+        assert!(
+            typed.take_result().is_none(),
+            "a detached job keeps no value"
+        );
+    }
+}

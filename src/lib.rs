@@ -1,0 +1,183 @@
+//! A panic-resilient, supervised thread pool with job tracking and
+//! cooperative cancellation.
+//!
+//! Long-running services run work they do not fully trust on a fixed set of
+//! threads. `harbor-pool` keeps those threads alive and the work accounted
+//! for:
+//!
+//! * a panicking job never costs the pool a thread and never takes the
+//!   process down: it ends [`JobStatus::Failed`] with the panic message;
+//! * a supervisor thread respawns any worker that dies anyway, without
+//!   restart storms;
+//! * every tracked job has a [`JobId`] (a UUID) by which its status can be
+//!   queried and it can be cancelled;
+//! * every tracked job receives a [`CancelToken`] for cooperative
+//!   cancellation, and can be given a deadline;
+//! * shutdown never loses a job silently and never leaves a thread behind.
+//!
+//! # Quick start
+//!
+//! ```
+//! use harbor_pool::{CancelOutcome, JobStatus, Pool};
+//! use std::time::Duration;
+//!
+//! let pool = Pool::new(4)?;
+//!
+//! // A tracked job: it gets an id and a cancel token, and returns a value.
+//! let handle = pool.submit(|token| {
+//!     let mut sum = 0_u64;
+//!     for i in 0..1_000 {
+//!         token.check()?; // returns early if the job is cancelled
+//!         sum += i;
+//!     }
+//!     Ok(sum)
+//! })?;
+//! let id = handle.id();
+//! assert_eq!(handle.join()?, 499_500);
+//! assert_eq!(pool.status(id), Some(JobStatus::Completed));
+//!
+//! // A panicking job is contained.
+//! let bad = pool.submit(|_| -> harbor_pool::JobResult<()> { panic!("bad input") })?;
+//! assert_eq!(bad.wait(Duration::from_secs(10)), Some(JobStatus::Failed("bad input".into())));
+//!
+//! // A long job, cancelled by id.
+//! let long = pool.submit(|token| {
+//!     token.sleep(Duration::from_secs(3600))?;
+//!     Ok(())
+//! })?;
+//! assert_ne!(pool.cancel(long.id()), CancelOutcome::NotFound);
+//! assert_eq!(long.wait(Duration::from_secs(10)), Some(JobStatus::Cancelled));
+//!
+//! // Untracked fire-and-forget work, the fastest path.
+//! pool.execute(|| { /* ... */ })?;
+//!
+//! pool.join(); // wait until idle; the pool stays usable
+//! let stats = pool.stats();
+//! assert_eq!(stats.alive, 4);
+//! assert_eq!(stats.panicked, 1);
+//! pool.shutdown(); // also what dropping the pool does
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Panics and supervision
+//!
+//! Every job runs under [`std::panic::catch_unwind`]. A panic becomes
+//! [`JobStatus::Failed`] carrying the payload's text (`&str` or `String`; any
+//! other payload gets a fixed descriptive text), [`JobHandle::join`] returns
+//! [`JobError::Panicked`], and the worker moves on to the next job. A panic
+//! payload whose own `Drop` panics is contained too.
+//!
+//! Catching is cheaper and more informative than letting the thread die:
+//! no thread is spawned per panic, the message is kept, and the job's state
+//! changes in order on the thread that ran it.
+//!
+//! What cannot be caught inside a job (a panicking
+//! [`on_thread_start`](Builder::on_thread_start) hook, a bug) kills the
+//! worker thread. The supervisor learns of it at once, joins the dead thread
+//! and respawns a worker with the same index and name; a job that was running
+//! on it ends `Failed` with a message saying its worker died. Respawns beyond
+//! [`restart_limit`](Builder::restart_limit) within its window are delayed
+//! with capped exponential backoff ([`restart_backoff`](Builder::restart_backoff))
+//! and logged at error level, so a hook that always panics cannot make the
+//! supervisor spin. Restarts are counted in [`PoolStats::restarts`].
+//!
+//! The pool cannot catch anything when the program is built with
+//! `panic = "abort"`: the first panic ends the process, as with any pool.
+//!
+//! # Cancellation
+//!
+//! A tracked job receives a `&CancelToken`. [`Pool::cancel`] (or
+//! [`JobHandle::cancel`]) cancels a pending job outright (it never runs) and
+//! cancels a running job's token; the job notices through
+//! [`CancelToken::check`], [`CancelToken::is_cancelled`] or
+//! [`CancelToken::sleep`], which wakes early. A running job whose token was
+//! cancelled ends `Cancelled` if it returns `Err`, `Completed` if it returns
+//! `Ok` (it finished anyway), `Failed` if it panics. Deadlines
+//! ([`JobOptions::timeout`] with [`Pool::submit_with`]) cancel the same way,
+//! driven by one timer for all jobs.
+//!
+//! # Job status
+//!
+//! `Pending -> Running -> Completed | Failed | Cancelled`, or
+//! `Pending -> Cancelled`; the first terminal state wins. [`Pool::status`],
+//! [`Pool::info`] and [`Pool::wait`] look a job up by id. Finished records
+//! are kept up to [`retain_finished`](Builder::retain_finished) (oldest
+//! forgotten first), so memory stays flat in a long-running service; a
+//! forgotten id answers `None`, and a [`JobHandle`] keeps working.
+//!
+//! # Shutdown
+//!
+//! * [`Pool::shutdown`] (and dropping the pool): refuse new jobs, run
+//!   everything queued, join every thread;
+//! * [`Pool::shutdown_now`]: refuse new jobs, cancel everything queued
+//!   (it ends `Cancelled` without running) and every running job's token,
+//!   then join;
+//! * [`Pool::shutdown_timeout`]: graceful for a while, then as
+//!   `shutdown_now`; reports whether every thread exited.
+//!
+//! A job submitted after shutdown began gets [`SubmitError::Shutdown`].
+//! Shutting down (or dropping) the pool from inside one of its own jobs
+//! does not deadlock: it starts the shutdown and returns.
+//!
+//! # Logging
+//!
+//! The crate logs through the [`log`] facade and never prints. Enable a
+//! logger (for example `env_logger`) in your binary to see it:
+//!
+//! | level | what |
+//! |---|---|
+//! | error | a worker thread died; a restart storm; jobs cancelled because no worker was left |
+//! | warn | a job panicked (job id, worker name, message) |
+//! | info | pool started and stopped; workers respawned |
+//! | debug, trace | worker and job lifecycle, cancellations, deadlines |
+//!
+//! Panics also reach the process's panic hook, which by default prints them
+//! to stderr; install your own hook with [`std::panic::set_hook`] to change
+//! that.
+//!
+//! The design (state machine, shutdown protocol, lock order) is described in
+//! `docs/design.md` in the repository.
+
+#![forbid(unsafe_code)]
+
+mod builder;
+mod cancel;
+mod error;
+mod job;
+mod pool;
+mod registry;
+mod shared;
+mod stats;
+mod supervisor;
+mod sync;
+mod unwind;
+mod worker;
+
+pub use crate::builder::{Builder, DEFAULT_RETAIN_FINISHED};
+pub use crate::cancel::{CancelToken, Cancelled};
+pub use crate::error::{BoxError, BuildError, JobError, JobResult, ParseJobIdError, SubmitError};
+pub use crate::job::{CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus};
+pub use crate::pool::Pool;
+pub use crate::stats::PoolStats;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<Pool>();
+        assert_send_sync::<Builder>();
+        assert_send_sync::<JobHandle<u64>>();
+        assert_send_sync::<JobId>();
+        assert_send_sync::<JobStatus>();
+        assert_send_sync::<JobInfo>();
+        assert_send_sync::<CancelToken>();
+        assert_send_sync::<JobError>();
+        assert_send_sync::<SubmitError>();
+        assert_send_sync::<BuildError>();
+        assert_send_sync::<PoolStats>();
+    }
+}

@@ -1,0 +1,370 @@
+//! Job records, their legal transitions, and the id -> record map with
+//! retention of finished records.
+//!
+//! See `docs/design.md` for the state machine diagram.
+//!
+//! Invariants:
+//!
+//! 1. A record's status only moves `Pending -> Running -> terminal` or
+//!    `Pending -> terminal`. The first terminal state wins: once terminal, a
+//!    record never changes again ([`Record::finish`] refuses).
+//! 2. Only the worker that moved a record to `Running` moves it to a terminal
+//!    state; other threads may only cancel a *pending* record. So a running
+//!    job is never marked finished behind its worker's back.
+//! 3. A record leaves the map only after it is terminal and retired, oldest
+//!    retired first, once more than `retain` records are retired.
+//! 4. Lock order: a map shard, then a record's state. Nothing takes a shard
+//!    while holding a record's state, and no user code runs under either
+//!    (an evicted record is dropped after its shard is unlocked).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::cancel::CancelToken;
+use crate::job::{JobId, JobInfo, JobStatus, Tracked};
+use crate::sync::{lock, wait_until};
+
+/// The shared, type-erased part of a tracked job.
+pub(crate) struct Record {
+    pub(crate) id: JobId,
+    pub(crate) token: CancelToken,
+    pub(crate) submitted_at: SystemTime,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Instant>,
+    state: Mutex<State>,
+    /// Signalled when the record becomes terminal, only if someone waits.
+    done: Condvar,
+}
+
+struct State {
+    status: JobStatus,
+    started_at: Option<SystemTime>,
+    finished_at: Option<SystemTime>,
+    worker: Option<Arc<str>>,
+    /// Threads blocked in [`Record::wait`]; `finish` skips the notify
+    /// (a syscall) when there are none.
+    waiters: usize,
+}
+
+/// What [`Record::cancel`] found.
+pub(crate) enum CancelStep {
+    /// It was pending and is now `Cancelled`. Carries whether to notify.
+    Cancelled(Notify),
+    /// It is running; the caller cancels its token.
+    Running,
+    /// It was already terminal.
+    Finished,
+}
+
+/// A terminal transition that may still owe waiters a notification; the
+/// caller updates counters first, then calls [`Notify::send`].
+#[must_use]
+pub(crate) struct Notify(bool);
+
+impl Record {
+    pub(crate) fn new(id: JobId, timeout: Option<Duration>) -> Self {
+        Record {
+            id,
+            token: CancelToken::new(),
+            submitted_at: SystemTime::now(),
+            timeout,
+            deadline: timeout.and_then(crate::sync::deadline_after),
+            state: Mutex::new(State {
+                status: JobStatus::Pending,
+                started_at: None,
+                finished_at: None,
+                worker: None,
+                waiters: 0,
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    /// `Pending -> Running` on `worker`. Returns `false` (and changes
+    /// nothing) if the record is no longer pending.
+    pub(crate) fn start(&self, worker: &Arc<str>) -> bool {
+        let mut state = lock(&self.state);
+        if state.status != JobStatus::Pending {
+            return false;
+        }
+        state.status = JobStatus::Running;
+        state.started_at = Some(SystemTime::now());
+        state.worker = Some(Arc::clone(worker));
+        true
+    }
+
+    /// Moves to the terminal `status`, unless already terminal (invariant 1).
+    pub(crate) fn finish(&self, status: JobStatus) -> Option<Notify> {
+        debug_assert!(status.is_terminal());
+        let mut state = lock(&self.state);
+        if state.status.is_terminal() {
+            return None;
+        }
+        state.status = status;
+        state.finished_at = Some(SystemTime::now());
+        Some(Notify(state.waiters > 0))
+    }
+
+    /// `Pending -> Cancelled`; reports what it found otherwise (invariant 2).
+    pub(crate) fn cancel(&self) -> CancelStep {
+        let mut state = lock(&self.state);
+        match state.status {
+            JobStatus::Pending => {
+                state.status = JobStatus::Cancelled;
+                state.finished_at = Some(SystemTime::now());
+                CancelStep::Cancelled(Notify(state.waiters > 0))
+            }
+            JobStatus::Running => CancelStep::Running,
+            _ => CancelStep::Finished,
+        }
+    }
+
+    pub(crate) fn status(&self) -> JobStatus {
+        lock(&self.state).status.clone()
+    }
+
+    pub(crate) fn is_terminal(&self) -> bool {
+        lock(&self.state).status.is_terminal()
+    }
+
+    pub(crate) fn info(&self) -> JobInfo {
+        let state = lock(&self.state);
+        JobInfo {
+            id: self.id,
+            status: state.status.clone(),
+            submitted_at: self.submitted_at,
+            started_at: state.started_at,
+            finished_at: state.finished_at,
+            worker: state.worker.as_deref().map(str::to_owned),
+            timeout: self.timeout,
+        }
+    }
+
+    /// Blocks until the record is terminal or `deadline` passes; returns the
+    /// terminal status, or `None` on timeout.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<JobStatus> {
+        let mut state = lock(&self.state);
+        state.waiters += 1;
+        // Bounded by `deadline`, or by the job reaching a terminal state.
+        let result = loop {
+            if state.status.is_terminal() {
+                break Some(state.status.clone());
+            }
+            let (next, timed_out) = wait_until(&self.done, state, deadline);
+            state = next;
+            if timed_out && !state.status.is_terminal() {
+                break None;
+            }
+        };
+        state.waiters -= 1;
+        result
+    }
+}
+
+impl Notify {
+    /// Wakes the record's waiters if there were any when it became terminal.
+    /// The status was changed under the lock, so a waiter either saw it or is
+    /// already waiting: notifying after unlocking loses nothing.
+    pub(crate) fn send(self, record: &Record) {
+        if self.0 {
+            record.done.notify_all();
+        }
+    }
+}
+
+const SHARDS: usize = 32;
+
+/// A cache line of its own per shard, so workers finishing jobs in different
+/// shards do not contend on one line.
+#[repr(align(128))]
+struct Shard(Mutex<HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>>);
+
+/// The id -> record map, sharded by id, with bounded retention of finished
+/// records.
+pub(crate) struct Registry {
+    shards: Box<[Shard]>,
+    retain: usize,
+    /// Retired ids, oldest first (invariant 3). A lock-free queue so that
+    /// finishing a job takes no global lock.
+    retired_tx: Sender<JobId>,
+    retired_rx: Receiver<JobId>,
+    retired: AtomicUsize,
+}
+
+impl Registry {
+    pub(crate) fn new(retain: usize) -> Self {
+        let (retired_tx, retired_rx) = crossbeam_channel::unbounded();
+        Registry {
+            shards: (0..SHARDS).map(|_| Shard(Mutex::default())).collect(),
+            retain,
+            retired_tx,
+            retired_rx,
+            retired: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(
+        &self,
+        id: JobId,
+    ) -> &Mutex<HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>> {
+        // The low bits of a v4 UUID are random.
+        &self.shards[(id.as_uuid().as_u128() as usize) % SHARDS].0
+    }
+
+    pub(crate) fn insert(&self, job: Arc<dyn Tracked>) {
+        let id = job.record().id;
+        lock(self.shard(id)).insert(id, job);
+    }
+
+    /// Removes a record that never became visible (its submission failed).
+    pub(crate) fn remove(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
+        lock(self.shard(id)).remove(&id)
+    }
+
+    /// Runs `f` on the record for `id`, under its shard's lock.
+    /// `f` must not run user code (invariant 4).
+    pub(crate) fn with<R>(&self, id: JobId, f: impl FnOnce(&Record) -> R) -> Option<R> {
+        lock(self.shard(id)).get(&id).map(|job| f(job.record()))
+    }
+
+    pub(crate) fn get(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
+        lock(self.shard(id)).get(&id).cloned()
+    }
+
+    /// Notes that `id` is terminal; evicts the oldest retired records beyond
+    /// the retention limit (invariant 3).
+    pub(crate) fn retire(&self, id: JobId) {
+        // Cannot fail: `self` holds the receiver.
+        let _ = self.retired_tx.send(id);
+        // AcqRel: the count and the queue move together closely enough; a
+        // race between two retirers can evict one record early, never late.
+        let mut count = self.retired.fetch_add(1, Ordering::AcqRel) + 1;
+        // Bounded: each pass removes one queued id or stops.
+        while count > self.retain {
+            let Ok(old) = self.retired_rx.try_recv() else {
+                break;
+            };
+            let evicted = self.remove(old);
+            // Dropped outside the shard lock (invariant 4).
+            drop(evicted);
+            count = self.retired.fetch_sub(1, Ordering::AcqRel) - 1;
+        }
+    }
+
+    /// Every record that is running now.
+    pub(crate) fn running(&self) -> Vec<Arc<dyn Tracked>> {
+        let mut running = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(&shard.0);
+            running.extend(
+                shard
+                    .values()
+                    .filter(|job| job.record().status() == JobStatus::Running)
+                    .cloned(),
+            );
+        }
+        running
+    }
+
+    /// Number of records held (pending, running and retained finished).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(&s.0).len()).sum()
+    }
+}
+
+/// Hashes a [`JobId`] by folding its random bits.
+///
+/// Ids in the map are v4 UUIDs from a CSPRNG, so their bits are already
+/// uniformly random and cannot be chosen by an attacker; SipHash's flood
+/// protection buys nothing here and costs a noticeable share of a job.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0_u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::test_job;
+
+    #[test]
+    fn first_terminal_state_wins() {
+        let record = Record::new(JobId::new(), None);
+        assert!(record.start(&Arc::from("w")));
+        assert!(!record.start(&Arc::from("w")), "running cannot start again");
+        assert!(matches!(record.cancel(), CancelStep::Running));
+        record.finish(JobStatus::Completed).unwrap().send(&record);
+        assert!(record.finish(JobStatus::Failed("late".into())).is_none());
+        assert!(matches!(record.cancel(), CancelStep::Finished));
+        assert_eq!(record.status(), JobStatus::Completed);
+    }
+
+    #[test]
+    fn cancelled_pending_never_starts() {
+        let record = Record::new(JobId::new(), None);
+        assert!(matches!(record.cancel(), CancelStep::Cancelled(_)));
+        assert!(!record.start(&Arc::from("w")));
+        assert_eq!(record.status(), JobStatus::Cancelled);
+        assert!(record.info().finished_at.is_some());
+    }
+
+    #[test]
+    fn wait_times_out_then_sees_terminal() {
+        let record = Record::new(JobId::new(), None);
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(record.wait(Some(soon)), None);
+        let _ = record.finish(JobStatus::Cancelled);
+        assert_eq!(record.wait(Some(soon)), Some(JobStatus::Cancelled));
+    }
+
+    #[test]
+    fn retention_evicts_oldest_first() {
+        let registry = Registry::new(3);
+        let ids: Vec<JobId> = (0..10)
+            .map(|_| {
+                let job = test_job();
+                let id = job.record().id;
+                registry.insert(job);
+                id
+            })
+            .collect();
+        for &id in &ids {
+            registry.retire(id);
+        }
+        assert_eq!(registry.len(), 3);
+        for &id in &ids[..7] {
+            assert!(registry.get(id).is_none());
+        }
+        for &id in &ids[7..] {
+            assert!(registry.get(id).is_some());
+        }
+    }
+
+    #[test]
+    fn id_hasher_spreads_bits() {
+        let mut a = IdHasher::default();
+        a.write(&[1, 2, 3]);
+        let mut b = IdHasher::default();
+        b.write(&[1, 2, 4]);
+        assert_ne!(a.finish(), b.finish());
+    }
+}

@@ -1,0 +1,382 @@
+//! The state every part of a pool shares: the queue, the intake gate, the
+//! registry, the counters and the shutdown signals.
+//!
+//! See `docs/design.md` for the shutdown protocol.
+//!
+//! Invariants:
+//!
+//! 1. Intake: a job enters the queue only while its submitter holds an
+//!    intake permit, and no permit is granted once shutdown has closed the
+//!    intake. Shutdown waits for outstanding permits to be returned, so after
+//!    [`Shared::begin_shutdown`] has closed the intake, nothing is ever added
+//!    to the queue again.
+//! 2. Workers are told to stop (the `stop` signal) only after 1 holds, so a
+//!    worker that finds the queue empty after the signal may exit: no job can
+//!    arrive behind it.
+//! 3. `outstanding` counts accepted jobs that are not terminal yet; it is
+//!    incremented before a job is queued and decremented after its counters
+//!    are updated, so [`Shared::wait_idle`] returning means the counters add
+//!    up.
+//! 4. Lock order: `phase`, then a registry shard, then a record's state.
+//!    `idle` and `done` are leaves. No user code runs under any of them.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
+
+use crate::builder::Config;
+use crate::error::SubmitError;
+use crate::job::JobStatus;
+use crate::job::{CancelOutcome, Message, Tracked};
+use crate::registry::{CancelStep, Registry};
+use crate::stats::{Counters, Ending, Tally};
+use crate::supervisor::Event;
+use crate::sync::{lock, wait_until};
+
+/// How a shutdown treats queued and running jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Run everything queued, then stop.
+    Graceful,
+    /// Cancel everything queued and every running job's token, then stop.
+    Now,
+}
+
+pub(crate) struct Shared {
+    /// Unique per pool in this process; tells a worker thread its own pool.
+    pub(crate) id: usize,
+    pub(crate) config: Config,
+    pub(crate) names: Box<[Arc<str>]>,
+    pub(crate) supervisor_name: String,
+    pub(crate) jobs_tx: Sender<Message>,
+    pub(crate) jobs_rx: Receiver<Message>,
+    pub(crate) registry: Registry,
+    pub(crate) counters: Counters,
+    pub(crate) events: Sender<Event>,
+    /// Set by `shutdown_now`: workers cancel what they dequeue instead of
+    /// running it.
+    pub(crate) abort: AtomicBool,
+    /// Raised when shutdown begins; wakes submitters blocked on a full queue.
+    closing: Signal,
+    /// Raised once intake is drained (invariant 2); workers exit when the
+    /// queue is empty.
+    pub(crate) stop: Signal,
+    intake: Intake,
+    phase: Mutex<Phase>,
+    outstanding: AtomicUsize,
+    joiners: AtomicUsize,
+    idle: Mutex<()>,
+    idle_cond: Condvar,
+    /// Set by the supervisor when every thread of the pool has been joined.
+    done: Mutex<bool>,
+    done_cond: Condvar,
+}
+
+#[derive(Default)]
+struct Phase {
+    closed: bool,
+    aborted: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, events: Sender<Event>) -> Self {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        let (jobs_tx, jobs_rx) = match config.queue_capacity {
+            Some(capacity) => crossbeam_channel::bounded(capacity),
+            None => crossbeam_channel::unbounded(),
+        };
+        Shared {
+            // Relaxed: only uniqueness matters.
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            names: (0..config.workers)
+                .map(|i| Arc::from(format!("{}-{i}", config.thread_name)))
+                .collect(),
+            supervisor_name: format!("{}-supervisor", config.thread_name),
+            registry: Registry::new(config.retain_finished),
+            counters: Counters::new(config.workers),
+            config,
+            jobs_tx,
+            jobs_rx,
+            events,
+            abort: AtomicBool::new(false),
+            closing: Signal::new(),
+            stop: Signal::new(),
+            intake: Intake::default(),
+            phase: Mutex::default(),
+            outstanding: AtomicUsize::new(0),
+            joiners: AtomicUsize::new(0),
+            idle: Mutex::new(()),
+            idle_cond: Condvar::new(),
+            done: Mutex::new(false),
+            done_cond: Condvar::new(),
+        }
+    }
+
+    /// Accepts one job into the queue, blocking on a full bounded queue if
+    /// `blocking`. On error the job was not queued; it is dropped by the
+    /// caller's thread after this returns.
+    pub(crate) fn accept(&self, message: Message, blocking: bool) -> Result<(), SubmitError> {
+        // Invariant 1: no permit, no entry.
+        let Some(permit) = self.intake.enter() else {
+            return Err(SubmitError::Shutdown);
+        };
+        if let Message::Track(job) = &message {
+            self.registry.insert(Arc::clone(job));
+        }
+        // Invariant 3: counted before it can finish.
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        match self.send(message, blocking) {
+            Ok(()) => {
+                self.counters.submitted();
+                drop(permit);
+                Ok(())
+            }
+            Err((error, message)) => {
+                if let Message::Track(job) = &message {
+                    self.registry.remove(job.record().id);
+                }
+                self.job_done();
+                // Leave the intake before running the job's `Drop`.
+                drop(permit);
+                drop(message);
+                Err(error)
+            }
+        }
+    }
+
+    fn send(&self, message: Message, blocking: bool) -> Result<(), (SubmitError, Message)> {
+        match self.jobs_tx.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) if blocking => {
+                // Wait for room, or for shutdown to begin (so a shutdown never
+                // waits on a submitter stuck behind a full queue).
+                let mut select = Select::new();
+                let send = select.send(&self.jobs_tx);
+                select.recv(self.closing.receiver());
+                let operation = select.select();
+                if operation.index() == send {
+                    operation
+                        .send(&self.jobs_tx, message)
+                        .map_err(|e| (SubmitError::Shutdown, e.into_inner()))
+                } else {
+                    let _ = operation.recv(self.closing.receiver());
+                    Err((SubmitError::Shutdown, message))
+                }
+            }
+            Err(TrySendError::Full(message)) => Err((SubmitError::QueueFull, message)),
+            // Unreachable while `self` holds a receiver; refuse safely anyway.
+            Err(TrySendError::Disconnected(message)) => Err((SubmitError::Shutdown, message)),
+        }
+    }
+
+    /// Cancels a tracked job: a pending one becomes `Cancelled` and will
+    /// never run; a running one has its token cancelled.
+    pub(crate) fn cancel(&self, job: &dyn Tracked) -> CancelOutcome {
+        let record = job.record();
+        match record.cancel() {
+            CancelStep::Cancelled(notify) => {
+                self.counters.others.count(Ending::Cancelled);
+                notify.send(record);
+                self.registry.retire(record.id);
+                self.job_done();
+                log::debug!("job {} cancelled before it started", record.id);
+                // User `Drop` of the closure: no lock held here.
+                job.discard();
+                CancelOutcome::Cancelled
+            }
+            CancelStep::Running => {
+                record.token.cancel();
+                log::debug!("job {}: cancellation requested", record.id);
+                CancelOutcome::Requested
+            }
+            CancelStep::Finished => CancelOutcome::AlreadyFinished,
+        }
+    }
+
+    /// Records the end of a tracked job that `tally`'s worker ran.
+    pub(crate) fn finish(
+        &self,
+        job: &dyn Tracked,
+        status: JobStatus,
+        panicked: bool,
+        tally: &Tally,
+    ) {
+        let record = job.record();
+        let ending = Ending::of(&status, panicked);
+        // Always `Some` for the worker that started the job (registry
+        // invariant 2).
+        if let Some(notify) = record.finish(status) {
+            tally.count(ending);
+            notify.send(record);
+            self.registry.retire(record.id);
+            self.job_done();
+        }
+    }
+
+    /// One accepted job reached a terminal state (invariant 3).
+    pub(crate) fn job_done(&self) {
+        // SeqCst on both sides with `wait_idle`: either the waiter sees zero,
+        // or this thread sees the waiter and notifies it under the lock.
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.joiners.load(Ordering::SeqCst) > 0
+        {
+            let _guard = lock(&self.idle);
+            self.idle_cond.notify_all();
+        }
+    }
+
+    /// Blocks until no accepted job is pending or running, or `deadline`
+    /// passes. Returns whether the pool is idle.
+    pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        self.joiners.fetch_add(1, Ordering::SeqCst);
+        let mut guard = lock(&self.idle);
+        // Bounded by `deadline`; re-checks after every (possibly spurious) wake.
+        let idle = loop {
+            if self.outstanding.load(Ordering::SeqCst) == 0 {
+                break true;
+            }
+            let (next, timed_out) = wait_until(&self.idle_cond, guard, deadline);
+            guard = next;
+            if timed_out {
+                break self.outstanding.load(Ordering::SeqCst) == 0;
+            }
+        };
+        drop(guard);
+        self.joiners.fetch_sub(1, Ordering::SeqCst);
+        idle
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.intake.is_closed()
+    }
+
+    /// Starts (or escalates) shutdown. Idempotent per mode; never blocks on
+    /// jobs, only on submitters leaving the intake, which they do promptly.
+    pub(crate) fn begin_shutdown(&self, mode: Mode) {
+        let mut phase = lock(&self.phase);
+        if mode == Mode::Now {
+            // Before `stop` is raised, so draining workers see it.
+            self.abort.store(true, Ordering::SeqCst);
+        }
+        if !phase.closed {
+            phase.closed = true;
+            self.intake.close();
+            self.closing.raise();
+            self.intake.wait_drained();
+            // The supervisor hears of the shutdown before any worker can exit
+            // because of it (one FIFO channel), so it never mistakes a
+            // stopping worker for a dead one.
+            let _ = self.events.send(Event::Shutdown);
+            // Invariant 2.
+            self.stop.raise();
+            log::info!("pool {}: shutting down ({mode:?})", self.config.thread_name);
+        }
+        if mode == Mode::Now && !phase.aborted {
+            phase.aborted = true;
+            drop(phase);
+            for job in self.registry.running() {
+                job.record().token.cancel();
+            }
+            // The supervisor cancels whatever is still queued.
+            let _ = self.events.send(Event::Abort);
+        }
+    }
+
+    /// Called by the supervisor as its last act.
+    pub(crate) fn mark_done(&self) {
+        *lock(&self.done) = true;
+        self.done_cond.notify_all();
+    }
+
+    /// Waits until every thread of the pool was joined, or `deadline` passes.
+    pub(crate) fn wait_done(&self, deadline: Option<Instant>) -> bool {
+        let mut done = lock(&self.done);
+        // Bounded by `deadline`; re-checks after every wake.
+        loop {
+            if *done {
+                return true;
+            }
+            let (next, timed_out) = wait_until(&self.done_cond, done, deadline);
+            done = next;
+            if timed_out {
+                return *done;
+            }
+        }
+    }
+}
+
+/// A one-shot broadcast: a channel that never carries a message and is
+/// "raised" by dropping its only sender, which wakes every receiver.
+pub(crate) struct Signal {
+    sender: Mutex<Option<Sender<()>>>,
+    receiver: Receiver<()>,
+}
+
+impl Signal {
+    fn new() -> Self {
+        let (sender, receiver) = crossbeam_channel::bounded(0);
+        Signal {
+            sender: Mutex::new(Some(sender)),
+            receiver,
+        }
+    }
+
+    fn raise(&self) {
+        drop(lock(&self.sender).take());
+    }
+
+    /// Ready (disconnected) once raised.
+    pub(crate) fn receiver(&self) -> &Receiver<()> {
+        &self.receiver
+    }
+}
+
+/// The intake gate (invariant 1): bit 0 is "closed", the rest counts
+/// submitters inside.
+#[derive(Default)]
+struct Intake {
+    state: AtomicUsize,
+}
+
+const CLOSED: usize = 1;
+const PERMIT: usize = 2;
+
+struct Permit<'a>(&'a Intake);
+
+impl Intake {
+    fn enter(&self) -> Option<Permit<'_>> {
+        // SeqCst pairs with `close`: either this sees CLOSED, or `close`'s
+        // caller sees this permit in `wait_drained`.
+        let previous = self.state.fetch_add(PERMIT, Ordering::SeqCst);
+        if previous & CLOSED != 0 {
+            self.state.fetch_sub(PERMIT, Ordering::SeqCst);
+            return None;
+        }
+        Some(Permit(self))
+    }
+
+    fn close(&self) {
+        self.state.fetch_or(CLOSED, Ordering::SeqCst);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & CLOSED != 0
+    }
+
+    fn wait_drained(&self) {
+        // Bounded: a permit is held only across a registry insert and one
+        // queue send, and a send blocked on a full queue is woken by the
+        // `closing` signal raised before this wait.
+        while self.state.load(Ordering::SeqCst) >= PERMIT {
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.state.fetch_sub(PERMIT, Ordering::SeqCst);
+    }
+}

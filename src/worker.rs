@@ -1,0 +1,221 @@
+//! The worker loop: take a job, run it under `catch_unwind`, record how it
+//! ended; and the drop guard that tells the supervisor when the thread ends.
+//!
+//! See `docs/design.md` for the job state machine.
+//!
+//! Invariants:
+//!
+//! 1. A worker never runs a job after the pool's `abort` flag is set; jobs it
+//!    dequeues from then on end `Cancelled` without running.
+//! 2. Whatever ends the thread (a clean exit at shutdown, a panicking start
+//!    or stop hook, a bug), [`Worker`]'s `Drop` runs on it: the job it was
+//!    running (if any) ends `Failed` with a message naming the worker, and
+//!    the supervisor receives [`Event::Exited`].
+//! 3. Each worker writes only its own [`Tally`](crate::stats::Tally), so no
+//!    two threads contend on a counter line while running jobs.
+
+use std::cell::Cell;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::{TryRecvError, select};
+
+use crate::job::{JobStatus, Message, Tracked};
+use crate::shared::Shared;
+use crate::stats::{Ending, Tally};
+use crate::supervisor::Event;
+use crate::unwind;
+
+thread_local! {
+    /// The id of the pool this thread works for; 0 on other threads.
+    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// `true` on a worker thread of the pool with this id.
+pub(crate) fn is_worker_of(pool: usize) -> bool {
+    CURRENT_POOL.try_with(Cell::get).unwrap_or(0) == pool
+}
+
+/// Starts worker `index` of the pool.
+pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> io::Result<JoinHandle<()>> {
+    let mut builder = thread::Builder::new().name(shared.names[index].to_string());
+    if let Some(size) = shared.config.stack_size {
+        builder = builder.stack_size(size);
+    }
+    let shared = Arc::clone(shared);
+    builder.spawn(move || {
+        Worker {
+            shared,
+            index,
+            up: false,
+            current: Current::Idle,
+        }
+        .run();
+    })
+}
+
+/// What the worker is doing, for the drop guard (invariant 2).
+enum Current {
+    Idle,
+    Untracked,
+    Tracked(Arc<dyn Tracked>),
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    index: usize,
+    /// Past the start hook and counted in `alive`.
+    up: bool,
+    current: Current,
+}
+
+impl Worker {
+    fn tally(&self) -> &Tally {
+        &self.shared.counters.workers[self.index]
+    }
+
+    fn name(&self) -> &Arc<str> {
+        &self.shared.names[self.index]
+    }
+
+    fn run(mut self) {
+        let _ = CURRENT_POOL.try_with(|pool| pool.set(self.shared.id));
+        if let Some(hook) = self.shared.config.on_thread_start.clone() {
+            // A panic here unwinds the thread; `Drop` reports it (invariant 2).
+            hook(self.index);
+        }
+        self.up = true;
+        // Relaxed: a statistic.
+        self.shared.counters.alive.fetch_add(1, Ordering::Relaxed);
+        log::debug!("{} started", self.name());
+
+        while let Some(message) = self.next() {
+            self.process(message);
+        }
+
+        self.up = false;
+        self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+        if let Some(hook) = self.shared.config.on_thread_stop.clone() {
+            hook(self.index);
+        }
+        log::debug!("{} stopped", self.name());
+    }
+
+    /// The next job, or `None` once the pool is stopping and the queue is
+    /// empty (shared invariant 2 makes that final).
+    fn next(&self) -> Option<Message> {
+        let jobs = &self.shared.jobs_rx;
+        match jobs.try_recv() {
+            Ok(message) => return Some(message),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        // Idle: block until a job arrives or the stop signal is raised.
+        select! {
+            recv(jobs) -> message => message.ok(),
+            recv(self.shared.stop.receiver()) -> _ => jobs.try_recv().ok(),
+        }
+    }
+
+    fn process(&mut self, message: Message) {
+        match message {
+            Message::Run(job) => self.run_untracked(job),
+            Message::Track(job) => self.run_tracked(job),
+        }
+    }
+
+    fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>) {
+        // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
+        if self.shared.abort.load(Ordering::Acquire) {
+            self.tally().count(Ending::Cancelled);
+            unwind::drop_quietly(job);
+            self.shared.job_done();
+            return;
+        }
+        self.tally().busy.store(true, Ordering::Relaxed);
+        self.current = Current::Untracked;
+        let result = unwind::catch(job);
+        self.current = Current::Idle;
+        self.tally().busy.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => self.tally().count(Ending::Completed),
+            Err(message) => {
+                self.tally().count(Ending::Panicked);
+                log::warn!("untracked job panicked on {}: {message}", self.name());
+            }
+        }
+        self.shared.job_done();
+    }
+
+    fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
+        let record = job.record();
+        let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
+        if self.shared.abort.load(Ordering::Acquire) || expired {
+            // A pending job whose deadline passed never starts.
+            self.shared.cancel(&*job);
+            return;
+        }
+        if !record.start(self.name()) {
+            // Cancelled while queued; whoever cancelled it counted it.
+            return;
+        }
+        // A `shutdown_now` that swept running tokens just before this start
+        // missed this job: cancel its token here instead.
+        if self.shared.abort.load(Ordering::SeqCst) {
+            record.token.cancel();
+        }
+        log::trace!("job {} started on {}", record.id, self.name());
+        self.tally().busy.store(true, Ordering::Relaxed);
+        self.current = Current::Tracked(Arc::clone(&job));
+        let outcome = job.run();
+        self.current = Current::Idle;
+        self.tally().busy.store(false, Ordering::Relaxed);
+        match &outcome.status {
+            JobStatus::Failed(message) if outcome.panicked => {
+                log::warn!("job {} panicked on {}: {message}", record.id, self.name());
+            }
+            status => log::trace!("job {} ended {status} on {}", record.id, self.name()),
+        }
+        self.shared
+            .finish(&*job, outcome.status, outcome.panicked, self.tally());
+    }
+}
+
+impl Drop for Worker {
+    /// Invariant 2. Runs during unwinding too, so nothing here may panic or
+    /// run user code.
+    fn drop(&mut self) {
+        let died = thread::panicking();
+        if self.up {
+            self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.tally().busy.store(false, Ordering::Relaxed);
+        match std::mem::replace(&mut self.current, Current::Idle) {
+            Current::Tracked(job) => {
+                let message = format!(
+                    "worker {} died while running job {}",
+                    self.name(),
+                    job.record().id
+                );
+                log::error!("{message}");
+                job.lose(&message);
+                self.shared
+                    .finish(&*job, JobStatus::Failed(message), false, self.tally());
+            }
+            Current::Untracked => {
+                log::error!("worker {} died while running an untracked job", self.name());
+                self.tally().count(Ending::Failed);
+                self.shared.job_done();
+            }
+            Current::Idle => {}
+        }
+        let _ = CURRENT_POOL.try_with(|pool| pool.set(0));
+        let _ = self.shared.events.send(Event::Exited {
+            index: self.index,
+            died,
+        });
+    }
+}
