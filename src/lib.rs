@@ -142,6 +142,7 @@
 
 mod builder;
 mod cancel;
+pub mod compat;
 mod error;
 mod job;
 mod pool;
