@@ -489,6 +489,16 @@ where
     (cell.clone(), JobHandleParts { cell })
 }
 
+/// Builds a tracked job and its handle outside any pool (for unit tests).
+#[cfg(test)]
+pub(crate) fn test_cell<T: Send + 'static>(
+    job: impl FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
+    shared: &Arc<Shared>,
+) -> (Arc<dyn Tracked>, JobHandle<T>) {
+    let (cell, parts) = new_cell(JobId::new(), None, job);
+    (cell, parts.into_handle(Arc::downgrade(shared)))
+}
+
 /// The typed half of [`new_cell`], turned into a handle once the job is queued.
 pub(crate) struct JobHandleParts<T> {
     cell: Arc<dyn Slot<T>>,
@@ -509,6 +519,22 @@ pub(crate) enum Message {
     Run(Box<dyn FnOnce() + Send + 'static>),
     /// A tracked job.
     Track(Arc<dyn Tracked>),
+    /// Test seam: a tracked job whose worker thread dies while running it,
+    /// outside any `catch_unwind` (as a bug in the pool would).
+    #[cfg(test)]
+    Poison(Arc<dyn Tracked>),
+}
+
+impl Message {
+    /// The tracked job inside, if any.
+    pub(crate) fn tracked(&self) -> Option<&Arc<dyn Tracked>> {
+        match self {
+            Message::Run(_) => None,
+            Message::Track(job) => Some(job),
+            #[cfg(test)]
+            Message::Poison(job) => Some(job),
+        }
+    }
 }
 
 /// An owned permission to wait for a tracked job and take its value.

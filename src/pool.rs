@@ -46,7 +46,7 @@ use crate::worker;
 /// assert_eq!(pool.stats().alive, 2); // the panic cost no thread
 /// ```
 pub struct Pool {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// Set when `shutdown_timeout` gave up waiting: later shutdown calls
     /// (and `Drop`) do not block on the jobs it left running.

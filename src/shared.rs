@@ -122,7 +122,7 @@ impl Shared {
         let Some(permit) = self.intake.enter() else {
             return Err(SubmitError::Shutdown);
         };
-        if let Message::Track(job) = &message {
+        if let Some(job) = message.tracked() {
             self.registry.insert(Arc::clone(job));
         }
         // Invariant 3: counted before it can finish.
@@ -134,7 +134,7 @@ impl Shared {
                 Ok(())
             }
             Err((error, message)) => {
-                if let Message::Track(job) = &message {
+                if let Some(job) = message.tracked() {
                     self.registry.remove(job.record().id);
                 }
                 self.job_done();

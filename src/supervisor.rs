@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::BuildError;
-use crate::job::{Message, Tracked};
+use crate::job::Tracked;
 use crate::shared::{Mode, Shared};
 use crate::stats::Ending;
 use crate::unwind;
@@ -360,16 +360,13 @@ impl Supervisor {
         let mut count = 0;
         while let Ok(message) = self.shared.jobs_rx.try_recv() {
             count += 1;
-            match message {
-                Message::Run(job) => {
-                    self.shared.counters.others.count(Ending::Cancelled);
-                    // Invariant 4.
-                    unwind::drop_quietly(job);
-                    self.shared.job_done();
-                }
-                Message::Track(job) => {
-                    self.shared.cancel(&*job);
-                }
+            if let Some(job) = message.tracked() {
+                self.shared.cancel(&**job);
+            } else {
+                self.shared.counters.others.count(Ending::Cancelled);
+                // Invariant 4.
+                unwind::drop_quietly(message);
+                self.shared.job_done();
             }
         }
         count

@@ -124,6 +124,12 @@ impl Worker {
         match message {
             Message::Run(job) => self.run_untracked(job),
             Message::Track(job) => self.run_tracked(job),
+            #[cfg(test)]
+            Message::Poison(job) => {
+                assert!(job.record().start(self.name()));
+                self.current = Current::Tracked(job);
+                panic!("poisoned worker");
+            }
         }
     }
 
@@ -217,5 +223,56 @@ impl Drop for Worker {
             index: self.index,
             died,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::job::{JobStatus, Message, test_cell};
+    use crate::{JobError, Pool};
+
+    fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn a_job_on_a_dying_worker_ends_failed_and_the_worker_is_replaced() {
+        let pool = Pool::builder()
+            .workers(2)
+            .thread_name("die")
+            .build()
+            .unwrap();
+        let (cell, handle) = test_cell(|_| Ok(()), &pool.shared);
+        let id = handle.id();
+        pool.shared.accept(Message::Poison(cell), true).unwrap();
+        let message = match handle.join() {
+            Err(JobError::WorkerDied(message)) => message,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(message.starts_with("worker die-"), "{message}");
+        assert!(
+            message.ends_with(&format!("died while running job {id}")),
+            "{message}"
+        );
+        assert_eq!(pool.status(id), Some(JobStatus::Failed(message)));
+        assert!(eventually(|| {
+            let stats = pool.stats();
+            stats.restarts == 1 && stats.alive == 2
+        }));
+        let stats = pool.stats();
+        assert_eq!((stats.submitted, stats.failed, stats.panicked), (1, 1, 0));
+        // The replacement serves jobs.
+        for i in 0..10 {
+            assert_eq!(pool.submit(move |_| Ok(i)).unwrap().join().unwrap(), i);
+        }
     }
 }

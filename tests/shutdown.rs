@@ -1,0 +1,287 @@
+//! Shutdown never loses a job silently and never leaves a thread behind.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use harbor_pool::{JobError, JobOptions, JobStatus, Pool, SubmitError};
+
+#[test]
+fn shutdown_runs_everything_queued() {
+    let pool = Pool::builder()
+        .workers(2)
+        .thread_name("sd-drain")
+        .build()
+        .unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..100)
+        .map(|_| {
+            let counter = Arc::clone(&counter);
+            pool.submit(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..100 {
+        let counter = Arc::clone(&counter);
+        pool.execute(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    pool.shutdown();
+    assert_eq!(counter.load(Ordering::SeqCst), 200);
+    assert!(handles.iter().all(|h| h.status() == JobStatus::Completed));
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.alive), (200, 0));
+    assert_eq!(common::threads_named("sd-drain"), 0);
+}
+
+#[test]
+fn submitting_after_shutdown_is_refused() {
+    let pool = Pool::new(1).unwrap();
+    pool.shutdown();
+    assert!(pool.is_shutdown());
+    assert_eq!(pool.execute(|| ()).unwrap_err(), SubmitError::Shutdown);
+    assert_eq!(pool.try_execute(|| ()).unwrap_err(), SubmitError::Shutdown);
+    assert_eq!(pool.submit(|_| Ok(())).unwrap_err(), SubmitError::Shutdown);
+    assert_eq!(
+        pool.try_submit(|_| Ok(())).unwrap_err(),
+        SubmitError::Shutdown
+    );
+    assert_eq!(
+        pool.submit_with(JobOptions::new(), |_| Ok(())).unwrap_err(),
+        SubmitError::Shutdown
+    );
+    // Shutting down again, in any mode, is harmless.
+    pool.shutdown();
+    pool.shutdown_now();
+    assert!(pool.shutdown_timeout(Duration::from_millis(1)));
+    assert_eq!(pool.stats().submitted, 0);
+}
+
+#[test]
+fn shutdown_now_cancels_queued_jobs_which_never_run() {
+    let pool = Pool::builder()
+        .workers(1)
+        .thread_name("sd-now")
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let running = pool
+        .submit(move |token| {
+            started_tx.send(()).unwrap();
+            token.sleep(Duration::from_secs(600))?;
+            Ok(())
+        })
+        .unwrap();
+    started_rx.recv_timeout(common::PATIENCE).unwrap();
+
+    let ran = Arc::new(AtomicUsize::new(0));
+    let queued: Vec<_> = (0..10)
+        .map(|_| {
+            let ran = Arc::clone(&ran);
+            pool.submit(move |_| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..5 {
+        let ran = Arc::clone(&ran);
+        pool.execute(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+
+    pool.shutdown_now();
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "queued jobs never ran");
+    assert_eq!(running.status(), JobStatus::Cancelled);
+    for handle in queued {
+        assert_eq!(handle.status(), JobStatus::Cancelled);
+        assert!(matches!(handle.join(), Err(JobError::Cancelled)));
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.cancelled, 16);
+    assert_eq!(
+        stats.submitted,
+        stats.completed + stats.failed + stats.cancelled
+    );
+    assert_eq!(common::threads_named("sd-now"), 0);
+}
+
+#[test]
+fn shutdown_timeout_escalates_and_reports_stragglers() {
+    // A cooperative job: escalation cancels it, every thread exits.
+    let pool = Pool::new(1).unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let job = pool
+        .submit(move |token| {
+            started_tx.send(()).unwrap();
+            token.sleep(Duration::from_secs(600))?;
+            Ok(())
+        })
+        .unwrap();
+    started_rx.recv_timeout(common::PATIENCE).unwrap();
+    assert!(pool.shutdown_timeout(Duration::from_millis(50)));
+    assert_eq!(job.status(), JobStatus::Cancelled);
+
+    // A job that ignores its token: shutdown_timeout gives up and says so.
+    let pool = Pool::builder()
+        .workers(1)
+        .thread_name("sd-stuck")
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let stubborn = pool
+        .submit(move |_| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(common::PATIENCE);
+            Ok(())
+        })
+        .unwrap();
+    started_rx.recv_timeout(common::PATIENCE).unwrap();
+    assert!(!pool.shutdown_timeout(Duration::from_millis(20)));
+    // Dropping the pool now does not wait for the straggler...
+    drop(pool);
+    // ...which finishes on its own, and then its threads are gone.
+    release_tx.send(()).unwrap();
+    assert_eq!(stubborn.wait(common::PATIENCE), Some(JobStatus::Completed));
+    assert!(common::eventually(|| common::threads_named("sd-stuck") == 0));
+}
+
+#[test]
+fn dropping_the_last_handle_inside_its_own_job_does_not_deadlock() {
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(2)
+            .thread_name("sd-self")
+            .build()
+            .unwrap(),
+    );
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let inner = Arc::clone(&pool);
+    pool.execute(move || {
+        go_rx.recv_timeout(common::PATIENCE).unwrap();
+        drop(inner); // the last reference: Pool::drop runs on a worker
+        done_tx.send(()).unwrap();
+    })
+    .unwrap();
+    drop(pool);
+    go_tx.send(()).unwrap();
+    done_rx.recv_timeout(common::PATIENCE).unwrap();
+    assert!(common::eventually(|| common::threads_named("sd-self") == 0));
+}
+
+#[test]
+fn shutdown_and_join_from_inside_a_job_return() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let inner = Arc::clone(&pool);
+    let job = pool
+        .submit(move |_| {
+            inner.join(); // would wait for itself: returns at once
+            inner.shutdown();
+            Ok(inner.is_shutdown())
+        })
+        .unwrap();
+    assert!(job.join().unwrap());
+    pool.shutdown();
+    assert_eq!(pool.stats().alive, 0);
+}
+
+#[test]
+fn a_submitter_blocked_on_a_full_queue_is_released_by_shutdown() {
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap(),
+    );
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    pool.execute(move || {
+        started_tx.send(()).unwrap();
+        let _ = release_rx.recv_timeout(common::PATIENCE);
+    })
+    .unwrap();
+    started_rx.recv_timeout(common::PATIENCE).unwrap();
+    let queued = pool.submit(|_| Ok(())).unwrap(); // fills the queue
+
+    let (result_tx, result_rx) = mpsc::channel();
+    let submitter = Arc::clone(&pool);
+    std::thread::spawn(move || {
+        result_tx
+            .send(submitter.submit(|_| Ok(())).map(|_| ()))
+            .unwrap();
+    });
+    let closer = Arc::clone(&pool);
+    let shutdown = std::thread::spawn(move || closer.shutdown());
+    assert!(common::eventually(|| pool.is_shutdown()));
+    // Still blocked behind the busy worker, yet the submitter is answered.
+    assert_eq!(
+        result_rx.recv_timeout(common::PATIENCE).unwrap(),
+        Err(SubmitError::Shutdown)
+    );
+    release_tx.send(()).unwrap();
+    shutdown.join().unwrap();
+    assert_eq!(queued.status(), JobStatus::Completed, "graceful drain");
+}
+
+#[test]
+fn every_job_accepted_during_shutdown_races_ends_terminal() {
+    // Submitters race a shutdown: each job is either refused or ends terminal.
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(2)
+            .queue_capacity(64)
+            .build()
+            .unwrap(),
+    );
+    let refused = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(std::sync::Barrier::new(4));
+    let submitters: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = Arc::clone(&pool);
+            let refused = Arc::clone(&refused);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut accepted = Vec::new();
+                for _ in 0..2_000 {
+                    match pool.submit(|_| Ok(())) {
+                        Ok(handle) => accepted.push(handle),
+                        Err(SubmitError::Shutdown) => {
+                            refused.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    barrier.wait();
+    pool.shutdown();
+    for submitter in submitters {
+        for handle in submitter.join().unwrap() {
+            assert!(handle.status().is_terminal());
+            handle.join().unwrap();
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!(
+        stats.submitted,
+        stats.completed + stats.failed + stats.cancelled
+    );
+}
