@@ -182,3 +182,8 @@ mod tests {
         assert_send_sync::<PoolStats>();
     }
 }
+
+// The README's Rust example is compiled and run as a doc test, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

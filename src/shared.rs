@@ -178,8 +178,10 @@ impl Shared {
         match record.cancel() {
             CancelStep::Cancelled(notify) => {
                 self.counters.others.count(Ending::Cancelled);
-                notify.send(record);
+                // Retire before waking waiters: when they return, retention
+                // has already been applied.
                 self.registry.retire(record.id);
+                notify.send(record);
                 self.job_done();
                 log::debug!("job {} cancelled before it started", record.id);
                 // User `Drop` of the closure: no lock held here.
@@ -209,8 +211,9 @@ impl Shared {
         // invariant 2).
         if let Some(notify) = record.finish(status) {
             tally.count(ending);
-            notify.send(record);
+            // Retire before waking waiters, as in `cancel`.
             self.registry.retire(record.id);
+            notify.send(record);
             self.job_done();
         }
     }

@@ -47,6 +47,9 @@ pub(crate) enum Event {
     Shutdown,
     /// `shutdown_now`: cancel whatever is queued.
     Abort,
+    /// Test seam: report the number of pending deadlines.
+    #[cfg(test)]
+    Probe(Sender<usize>),
 }
 
 /// Starts the supervisor, which starts the workers. Returns once every worker
@@ -86,6 +89,7 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
         recent_restarts: VecDeque::new(),
         backoff: None,
         deadlines: BinaryHeap::new(),
+        compact_at: MIN_COMPACT_AT,
         stopping: false,
     };
     let mut failure = None;
@@ -169,8 +173,12 @@ struct Supervisor {
     /// The last delay used in the current storm; `None` when calm.
     backoff: Option<Duration>,
     deadlines: BinaryHeap<Deadline>,
+    /// Heap size at which finished jobs' deadlines are swept out.
+    compact_at: usize,
     stopping: bool,
 }
+
+const MIN_COMPACT_AT: usize = 1024;
 
 impl Supervisor {
     fn run(&mut self) {
@@ -226,7 +234,10 @@ impl Supervisor {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Exited { index, died } => self.on_exit(index, died),
-            Event::Deadline(at, job) => self.deadlines.push(Deadline { at, job }),
+            Event::Deadline(at, job) => {
+                self.deadlines.push(Deadline { at, job });
+                self.compact_deadlines();
+            }
             Event::Shutdown => {
                 self.stopping = true;
                 for slot in &mut self.workers {
@@ -236,6 +247,10 @@ impl Supervisor {
                         *slot = Slot::Gone;
                     }
                 }
+            }
+            #[cfg(test)]
+            Event::Probe(reply) => {
+                let _ = reply.send(self.deadlines.len());
             }
             Event::Abort => {
                 let cancelled = self.cancel_queued();
@@ -343,6 +358,21 @@ impl Supervisor {
         }
     }
 
+    /// Drops the deadlines of jobs that already finished once they make up
+    /// most of the heap, so a stream of short jobs with long timeouts does
+    /// not pin memory until each timeout passes. Amortised O(1) per push.
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() < self.compact_at {
+            return;
+        }
+        self.deadlines.retain(|d| {
+            d.job
+                .upgrade()
+                .is_some_and(|job| !job.record().is_terminal())
+        });
+        self.compact_at = (self.deadlines.len() * 2).max(MIN_COMPACT_AT);
+    }
+
     fn fire_deadlines(&mut self, now: Instant) {
         while self.deadlines.peek().is_some_and(|d| d.at <= now) {
             let Some(deadline) = self.deadlines.pop() else {
@@ -370,5 +400,28 @@ impl Supervisor {
             }
         }
         count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{JobOptions, Pool};
+
+    #[test]
+    fn deadlines_of_finished_jobs_do_not_pile_up() {
+        let pool = Pool::new(2).unwrap();
+        let options = JobOptions::new().timeout(Duration::from_secs(3600));
+        for _ in 0..5_000 {
+            pool.submit_with(options, |_| Ok(())).unwrap();
+        }
+        pool.join();
+        // The supervisor swept finished jobs' deadlines as they piled up: the
+        // heap holds at most about twice the live ones plus the minimum.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        pool.shared.events.send(super::Event::Probe(tx)).unwrap();
+        let len = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(len < 2 * super::MIN_COMPACT_AT, "{len}");
     }
 }
