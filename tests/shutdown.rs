@@ -285,3 +285,107 @@ fn every_job_accepted_during_shutdown_races_ends_terminal() {
         stats.completed + stats.failed + stats.cancelled
     );
 }
+
+static CREATED: AtomicUsize = AtomicUsize::new(0);
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its drops, to prove nothing leaks and nothing drops twice.
+struct Tracked;
+
+impl Tracked {
+    fn new() -> Self {
+        CREATED.fetch_add(1, Ordering::SeqCst);
+        Tracked
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn every_closure_and_result_is_dropped_exactly_once() {
+    common::quiet_panics();
+    let pool = Pool::builder()
+        .workers(1)
+        .queue_capacity(100)
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let blocker = pool
+        .submit(move |token| {
+            started_tx.send(()).unwrap();
+            token.sleep(Duration::from_secs(600))?;
+            Ok(Tracked::new())
+        })
+        .unwrap();
+    started_rx.recv_timeout(common::PATIENCE).unwrap();
+
+    let handles = submit_mix(&pool);
+    // Queued jobs are cancelled without running, the blocker's token too.
+    pool.shutdown_now();
+    assert!(matches!(blocker.join(), Err(JobError::Cancelled)));
+    drop(handles);
+    drop(pool);
+
+    // The same mix on a pool that runs everything; results are taken by
+    // `join` or dropped by the pool for detached handles.
+    let pool = Pool::builder()
+        .workers(2)
+        .queue_capacity(100)
+        .build()
+        .unwrap();
+    let handles = submit_mix(&pool);
+    pool.join();
+    for handle in handles {
+        let _ = handle.join();
+    }
+    drop(pool);
+    assert_eq!(
+        DROPPED.load(Ordering::SeqCst),
+        CREATED.load(Ordering::SeqCst),
+        "every captured value and result dropped exactly once"
+    );
+}
+
+fn submit_mix(pool: &Pool) -> Vec<harbor_pool::JobHandle<Tracked>> {
+    let mut handles = Vec::new();
+    for i in 0..60 {
+        let captured = Tracked::new();
+        match i % 6 {
+            // Tracked jobs whose handles are kept, dropped, or cancelled by id.
+            0 | 1 => handles.push(
+                pool.submit(move |_| {
+                    let _keep = &captured;
+                    Ok(Tracked::new())
+                })
+                .unwrap(),
+            ),
+            2 => drop(
+                pool.submit(move |_| {
+                    let _keep = &captured;
+                    Ok(Tracked::new())
+                })
+                .unwrap(),
+            ),
+            3 => {
+                let handle = pool
+                    .submit(move |_| {
+                        let _keep = &captured;
+                        Ok(Tracked::new())
+                    })
+                    .unwrap();
+                pool.cancel(handle.id());
+            }
+            // Untracked jobs, and jobs refused by a full queue.
+            4 => pool.execute(move || drop(captured)).unwrap(),
+            _ => {
+                let refused = pool.try_execute(move || drop(captured));
+                let _ = refused;
+            }
+        }
+    }
+    handles
+}
