@@ -133,24 +133,25 @@ impl Config {
             retain_finished: harbor_pool::DEFAULT_RETAIN_FINISHED,
         };
         while let Some(flag) = args.next() {
-            if flag == "-h" || flag == "--help" {
-                return Ok(None);
-            }
-            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let number = || {
-                value
-                    .parse::<usize>()
-                    .map_err(|err| format!("{flag} {value}: {err}"))
-            };
-            match flag.as_str() {
-                "--addr" => config.addr = value.clone(),
-                "--workers" => config.workers = number()?,
-                "--queue" => config.queue = number()?,
-                "--job-workers" => config.job_workers = number()?,
-                "--job-queue" => config.job_queue = number()?,
-                "--retain-finished" => config.retain_finished = number()?,
+            let number = match flag.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--addr" => {
+                    config.addr = args.next().ok_or("--addr needs HOST:PORT")?;
+                    continue;
+                }
+                "--workers" => &mut config.workers,
+                "--queue" => &mut config.queue,
+                "--job-workers" => &mut config.job_workers,
+                "--job-queue" => &mut config.job_queue,
+                "--retain-finished" => &mut config.retain_finished,
                 _ => return Err(format!("unknown option {flag}")),
-            }
+            };
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{flag} needs a number"))?;
+            *number = value
+                .parse()
+                .map_err(|err| format!("{flag} {value}: {err}"))?;
         }
         Ok(Some(config))
     }
@@ -179,7 +180,9 @@ fn run(config: &Config) -> Result<(), Box<dyn Error + Send + Sync>> {
         .build()?;
     let app = Arc::new(App { http, jobs });
 
-    let server = Arc::new(Server::http(&config.addr)?);
+    let server = Server::http(&config.addr)
+        .map_err(|err| format!("cannot listen on {}: {err}", config.addr))?;
+    let server = Arc::new(server);
     let addr: SocketAddr = server
         .server_addr()
         .to_ip()
