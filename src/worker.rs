@@ -29,6 +29,11 @@ use crate::stats::{Ending, Tally};
 use crate::supervisor::Event;
 use crate::unwind;
 
+/// Tries before an idle worker parks: the first `SPIN_ONLY_STEPS` spin
+/// (1, 2, 4, ... iterations), the rest yield the CPU.
+const SPIN_STEPS: u32 = 16;
+const SPIN_ONLY_STEPS: u32 = 7;
+
 thread_local! {
     /// The id of the pool this thread works for; 0 on other threads.
     static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
@@ -108,10 +113,22 @@ impl Worker {
     /// empty (shared invariant 2 makes that final).
     fn next(&self) -> Option<Message> {
         let jobs = &self.shared.jobs_rx;
-        match jobs.try_recv() {
-            Ok(message) => return Some(message),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {}
+        // A short spin, then a few yields, before parking: a submitter that
+        // is slightly slower than the workers would otherwise pay a futex
+        // wake-up (a syscall) for nearly every job. Bounded: SPIN_STEPS tries.
+        for step in 0..SPIN_STEPS {
+            match jobs.try_recv() {
+                Ok(message) => return Some(message),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            if step < SPIN_ONLY_STEPS {
+                for _ in 0..1 << step {
+                    std::hint::spin_loop();
+                }
+            } else {
+                thread::yield_now();
+            }
         }
         // Idle: block until a job arrives or the stop signal is raised.
         select! {
