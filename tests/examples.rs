@@ -1,0 +1,179 @@
+//! Runs every example that finishes on its own, so none can rot: each must
+//! exit 0 within a time limit and print what it promises. (The web server
+//! has its own test, `tests/web_server.rs`.)
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// An example that takes longer than this is killed and the test fails.
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn panics() {
+    let out = run_example("panics");
+    for line in [
+        "start hook panicked 3 times; the supervisor respawned 3 workers; 2 of 2 alive",
+        "a &str payload               -> failed: a &str payload",
+        "a String payload             -> failed: a String payload: bad input on line 3",
+        "a custom payload             -> failed: job panicked with a non-string payload",
+        "a payload whose Drop panics  -> failed: job panicked with a non-string payload",
+        "a job that succeeds          -> completed",
+        "stats: submitted 7, completed 1, failed 6 (5 of them panicked), cancelled 0",
+        "workers alive: 2 of 2; restarts: 3 (all from the start hook)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn cancel() {
+    let out = run_example("cancel");
+    for line in [
+        "sleeper is running, queued is pending",
+        "cancel(queued)  -> cancelled",
+        "cancel(sleeper) -> requested",
+        "queued ended cancelled; its closure ran: false",
+        "cancel(counter) -> requested",
+        "job with a 100 ms timeout ended cancelled",
+        "stubborn ended completed",
+        "cancel(finished job) -> already_finished",
+        "cancel(unknown id)   -> not_found",
+        "stats: completed 1, cancelled 4, failed 0",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn shutdown() {
+    let out = run_example("shutdown");
+    for line in [
+        "submit after shutdown -> error: pool is shut down",
+        "running (1 h)      cancelled",
+        "stats: cancelled 3, alive 0",
+        "short (20 ms)      completed",
+        "long (1 h)         cancelled",
+        "shutdown_timeout returned true",
+        "shutdown_timeout returned false",
+        "the stubborn job finished later on its own: completed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+/// Runs the example `name` to completion and returns its stdout. Fails if
+/// it exits non-zero or runs past [`LIMIT`] (it is killed then).
+fn run_example(name: &str) -> String {
+    let child = Command::new(example_binary(name))
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("start example {name}: {err}"));
+    let mut child = Killed(child);
+    let stdout = drain(child.0.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.0.stderr.take().expect("piped stderr"));
+    let status = wait_with_limit(&mut child.0, LIMIT)
+        .unwrap_or_else(|| panic!("example {name} ran longer than {LIMIT:?}; killed"));
+    // The pipes close when the process exits, so these joins return.
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    assert!(
+        status.success(),
+        "example {name} failed ({status})\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
+    );
+    stdout
+}
+
+/// Kills the child if it is still running when dropped (a failed test).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+/// The child's exit status, or `None` if it is still running after `limit`.
+fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    // Polls: std offers no wait-with-timeout on a child.
+    loop {
+        if let Some(status) = child.try_wait().expect("query the child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The built example `name`, building it if it is missing or older than
+/// its sources. `cargo test` builds examples before running tests, next to
+/// this test binary: `target/<profile>/deps/<test>` ->
+/// `target/<profile>/examples/<name>`.
+fn example_binary(name: &str) -> PathBuf {
+    static CHECKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    // Held while building, so tests running in parallel build one at a time.
+    let mut checked = CHECKED.lock().unwrap_or_else(PoisonError::into_inner);
+    if !checked.iter().any(|done| done == name) {
+        if !is_fresh(&binary, name) {
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "--quiet", "--example", name])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name() == Some("release".as_ref()) {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().expect("run cargo build");
+            assert!(status.success(), "cargo build --example {name} failed");
+        }
+        checked.push(name.to_owned());
+    }
+    assert!(binary.exists(), "no example binary at {}", binary.display());
+    binary
+}
+
+/// `true` if `binary` exists and is newer than the files it is built from.
+fn is_fresh(binary: &Path, name: &str) -> bool {
+    let modified = |path: &Path| path.metadata().and_then(|meta| meta.modified()).ok();
+    let Some(built) = modified(binary) else {
+        return false;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![
+        root.join("Cargo.toml"),
+        root.join("examples").join(format!("{name}.rs")),
+    ];
+    if let Ok(entries) = std::fs::read_dir(root.join("src")) {
+        sources.extend(entries.flatten().map(|entry| entry.path()));
+    }
+    sources
+        .iter()
+        .all(|source| modified(source).is_none_or(|time| time <= built))
+}
