@@ -37,7 +37,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     // line each instead of the default report.
     panic::set_hook(Box::new(|info| {
         let thread = thread::current();
-        let message = info.payload_as_str().unwrap_or("<a non-string payload>");
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<a non-string payload>");
         eprintln!(
             "panic hook: thread '{}' panicked: {message}",
             thread.name().unwrap_or("<unnamed>")

@@ -268,15 +268,16 @@ fn dispatch(app: &Arc<App>, request: Request) {
             handle(&handler_app, request);
         }
     });
-    if let Err(err) = submitted {
-        if let Some(request) = take(&slot) {
-            let message = match err {
-                SubmitError::QueueFull => "server busy: the request queue is full".to_owned(),
-                SubmitError::Shutdown => "server is shutting down".to_owned(),
-                other => other.to_string(),
-            };
-            Exchange::new(request).respond(Reply::error(503, message).retry_after(1));
-        }
+    // A refused closure was dropped, so the slot still holds the request.
+    if let Err(err) = submitted
+        && let Some(request) = take(&slot)
+    {
+        let message = match err {
+            SubmitError::QueueFull => "server busy: the request queue is full".to_owned(),
+            SubmitError::Shutdown => "server is shutting down".to_owned(),
+            other => other.to_string(),
+        };
+        Exchange::new(request).respond(Reply::error(503, message).retry_after(1));
     }
 }
 
