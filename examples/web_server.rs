@@ -41,7 +41,9 @@
 //!   A second signal exits at once.
 //!
 //! Logs go to stderr through `env_logger` (default level `info`);
-//! `RUST_LOG=debug` also shows the pools' job lifecycle and worker restarts.
+//! `RUST_LOG=debug` also shows the pools' workers starting, stopping and
+//! being restarted, cancellations and deadlines; `RUST_LOG=trace` adds
+//! every job's start and end.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -239,8 +241,8 @@ fn run(config: &Config) -> Result<(), Box<dyn Error + Send + Sync>> {
     let http = app.http.stats();
     let jobs = app.jobs.stats();
     println!(
-        "stopped: http pool handled {} requests ({} panicked); \
-         job pool: {} completed, {} failed, {} cancelled",
+        "stopped: http pool: handled {}, panicked {}; \
+         job pool: completed {}, failed {}, cancelled {}",
         http.completed + http.failed,
         http.panicked,
         jobs.completed,

@@ -98,6 +98,11 @@ fn malformed_input_is_400() {
         let error = server.post("/jobs", body).expect_error(400);
         assert!(error.contains(mentions), "{body:?}: {error}");
     }
+    let huge = format!(
+        "{{\"kind\":\"fail\",\"message\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    server.post("/jobs", &huge).expect_error(413);
     // None of it hurt the server.
     let stats = server.stats();
     assert_eq!(stats["jobs"]["submitted"], 0);
@@ -384,7 +389,7 @@ fn sigterm_stops_gracefully() {
     let output = server.rest_of_stdout();
     assert!(output.contains("shutting down"), "{output}");
     assert!(
-        output.contains("job pool: 0 completed, 0 failed, 1 cancelled"),
+        output.contains("job pool: completed 0, failed 0, cancelled 1"),
         "the long demo job was cancelled: {output}"
     );
     assert!(
