@@ -297,11 +297,11 @@ fn tracking(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     // Sized to keep the whole run within a few minutes on 2 cores; every
-    // iteration runs thousands of jobs, so 10 samples are plenty.
+    // iteration runs thousands of jobs, so 20 samples are plenty.
     config = Criterion::default()
-        .sample_size(10)
+        .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(4))
         .without_plots();
     targets = one_submitter, four_submitters, panic_heavy, tracking
 }
