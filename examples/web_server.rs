@@ -192,7 +192,9 @@ fn run(config: &Config) -> Result<(), Box<dyn Error + Send + Sync>> {
 
     let stopping = Arc::new(AtomicBool::new(false));
     {
-        let server = Arc::clone(&server);
+        // Weak: the handler lives as long as the process, and must not keep
+        // the server (and so its listening socket) alive after the stop.
+        let server = Arc::downgrade(&server);
         let stopping = Arc::clone(&stopping);
         ctrlc::set_handler(move || {
             // SeqCst: the accept loop reads the flag after `unblock` wakes it.
@@ -200,7 +202,9 @@ fn run(config: &Config) -> Result<(), Box<dyn Error + Send + Sync>> {
                 eprintln!("web_server: second signal, exiting at once");
                 std::process::exit(1);
             }
-            server.unblock();
+            if let Some(server) = server.upgrade() {
+                server.unblock();
+            }
         })?;
     }
 
@@ -228,7 +232,8 @@ fn run(config: &Config) -> Result<(), Box<dyn Error + Send + Sync>> {
     while let Ok(Some(request)) = server.try_recv() {
         dispatch(&app, request);
     }
-    // Dropping the server closes the listening socket.
+    // The last reference: dropping it closes the listening socket, so new
+    // connections are refused from here on.
     drop(server);
 
     // Demo jobs first: long polls waiting on them then return promptly.
