@@ -13,10 +13,13 @@
 //! 2. Workers are told to stop (the `stop` signal) only after 1 holds, so a
 //!    worker that finds the queue empty after the signal may exit: no job can
 //!    arrive behind it.
-//! 3. `outstanding` counts accepted jobs that are not terminal yet; it is
-//!    incremented before a job is queued and decremented after its counters
-//!    are updated, so [`Shared::wait_idle`] returning means the counters add
-//!    up.
+//! 3. A job is counted `submitted` before it is queued (and counted
+//!    `refused` if the queue then refuses it), and counted finished in a
+//!    tally when it ends. So `submitted - refused - finished` never drops
+//!    below the number of jobs still pending or running, and
+//!    [`Shared::wait_idle`] returning means the counters add up. There is no
+//!    shared "outstanding" counter: it would put a cache line written by
+//!    submitters and workers alike on every job's path.
 //! 4. Lock order: `phase`, then a registry shard, then a record's state.
 //!    `idle` and `done` are leaves. No user code runs under any of them.
 
@@ -65,7 +68,7 @@ pub(crate) struct Shared {
     pub(crate) stop: Signal,
     intake: Intake,
     phase: Mutex<Phase>,
-    outstanding: AtomicUsize,
+    /// Threads in `wait_idle`; workers only do idle accounting while > 0.
     joiners: AtomicUsize,
     idle: Mutex<()>,
     idle_cond: Condvar,
@@ -105,7 +108,6 @@ impl Shared {
             stop: Signal::new(),
             intake: Intake::default(),
             phase: Mutex::default(),
-            outstanding: AtomicUsize::new(0),
             joiners: AtomicUsize::new(0),
             idle: Mutex::new(()),
             idle_cond: Condvar::new(),
@@ -126,10 +128,9 @@ impl Shared {
             self.registry.insert(Arc::clone(job));
         }
         // Invariant 3: counted before it can finish.
-        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        self.counters.submitting();
         match self.send(message, blocking) {
             Ok(()) => {
-                self.counters.submitted();
                 drop(permit);
                 Ok(())
             }
@@ -137,7 +138,8 @@ impl Shared {
                 if let Some(job) = message.tracked() {
                     self.registry.remove(job.record().id);
                 }
-                self.job_done();
+                self.counters.refused();
+                self.check_idle();
                 // Leave the intake before running the job's `Drop`.
                 drop(permit);
                 drop(message);
@@ -182,7 +184,7 @@ impl Shared {
                 // has already been applied.
                 self.registry.retire(record.id);
                 notify.send(record);
-                self.job_done();
+                self.check_idle();
                 log::debug!("job {} cancelled before it started", record.id);
                 // User `Drop` of the closure: no lock held here.
                 job.discard();
@@ -214,19 +216,24 @@ impl Shared {
             // Retire before waking waiters, as in `cancel`.
             self.registry.retire(record.id);
             notify.send(record);
-            self.job_done();
+            self.check_idle();
         }
     }
 
-    /// One accepted job reached a terminal state (invariant 3).
-    pub(crate) fn job_done(&self) {
-        // SeqCst on both sides with `wait_idle`: either the waiter sees zero,
-        // or this thread sees the waiter and notifies it under the lock.
-        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.joiners.load(Ordering::SeqCst) > 0
-        {
+    /// Called after a job was counted finished (or refused): wakes
+    /// `wait_idle` callers if that made the pool idle (invariant 3). Costs
+    /// one load of a read-mostly line unless someone is waiting.
+    pub(crate) fn check_idle(&self) {
+        // SeqCst, pairing with `wait_idle`: the finish was counted (SeqCst)
+        // before this load; the waiter registered (SeqCst) before it summed
+        // the counters. Either the waiter saw this finish, or this thread sees
+        // the waiter. Of several finishing threads, the last to take `idle`
+        // sees every finish (the lock orders them).
+        if self.joiners.load(Ordering::SeqCst) > 0 {
             let _guard = lock(&self.idle);
-            self.idle_cond.notify_all();
+            if self.counters.outstanding() == 0 {
+                self.idle_cond.notify_all();
+            }
         }
     }
 
@@ -237,13 +244,13 @@ impl Shared {
         let mut guard = lock(&self.idle);
         // Bounded by `deadline`; re-checks after every (possibly spurious) wake.
         let idle = loop {
-            if self.outstanding.load(Ordering::SeqCst) == 0 {
+            if self.counters.outstanding() == 0 {
                 break true;
             }
             let (next, timed_out) = wait_until(&self.idle_cond, guard, deadline);
             guard = next;
             if timed_out {
-                break self.outstanding.load(Ordering::SeqCst) == 0;
+                break self.counters.outstanding() == 0;
             }
         };
         drop(guard);
@@ -338,6 +345,10 @@ impl Signal {
 
 /// The intake gate (invariant 1): bit 0 is "closed", the rest counts
 /// submitters inside.
+///
+/// On a cache line of its own: submitters write it for every job, and it
+/// must not share a line with the read-mostly fields workers load per job.
+#[repr(align(128))]
 #[derive(Default)]
 struct Intake {
     state: AtomicUsize,

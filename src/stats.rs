@@ -5,11 +5,18 @@
 //! finished by other threads (a cancel by id, a deadline, a shutdown) are
 //! counted in a shared tally. `stats()` adds them up.
 //!
-//! All counters are `Relaxed`: each is a monotonic count read as a snapshot;
-//! nothing is synchronised through them. [`PoolStats`] is exact once the pool
-//! is idle (after [`Pool::join`](crate::Pool::join)).
+//! The job counters are updated with `SeqCst` read-modify-writes (the same
+//! instruction as `Relaxed` on x86) because `Pool::join` sums them in a
+//! handshake with finishing threads (see `Shared::check_idle`). The other
+//! statistics are `Relaxed` snapshots. [`PoolStats`] is exact once the pool
+//! is idle (after [`Pool::join`](crate::Pool::join)); while jobs are being
+//! submitted, a submission in progress may be counted a moment before it is
+//! accepted or refused.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
 
 use crate::job::JobStatus;
 
@@ -90,23 +97,28 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
+    /// Counts one finished job. SeqCst: see the module docs.
     pub(crate) fn count(&self, ending: Ending) {
         match ending {
-            Ending::Completed => self.completed.fetch_add(1, Relaxed),
-            Ending::Failed => self.failed.fetch_add(1, Relaxed),
+            Ending::Completed => self.completed.fetch_add(1, SeqCst),
+            Ending::Failed => self.failed.fetch_add(1, SeqCst),
             Ending::Panicked => {
-                self.panicked.fetch_add(1, Relaxed);
-                self.failed.fetch_add(1, Relaxed)
+                self.panicked.fetch_add(1, SeqCst);
+                self.failed.fetch_add(1, SeqCst)
             }
-            Ending::Cancelled => self.cancelled.fetch_add(1, Relaxed),
+            Ending::Cancelled => self.cancelled.fetch_add(1, SeqCst),
         };
+    }
+
+    fn finished(&self) -> u64 {
+        self.completed.load(SeqCst) + self.failed.load(SeqCst) + self.cancelled.load(SeqCst)
     }
 }
 
 /// Every counter of one pool.
 pub(crate) struct Counters {
-    /// Incremented by submitting threads only.
-    submitted: Padded<AtomicU64>,
+    /// Written by submitting threads only.
+    intake: Padded<Intake>,
     pub(crate) restarts: AtomicU64,
     pub(crate) alive: AtomicUsize,
     /// Jobs ended by threads other than workers.
@@ -119,10 +131,18 @@ pub(crate) struct Counters {
 #[derive(Default)]
 struct Padded<T>(T);
 
+/// Submissions: every job counted before it is queued, and those the queue
+/// then refused. `submitted - refused` jobs were accepted.
+#[derive(Default)]
+struct Intake {
+    submitted: AtomicU64,
+    refused: AtomicU64,
+}
+
 impl Counters {
     pub(crate) fn new(workers: usize) -> Self {
         Counters {
-            submitted: Padded::default(),
+            intake: Padded::default(),
             restarts: AtomicU64::new(0),
             alive: AtomicUsize::new(0),
             others: Tally::default(),
@@ -130,8 +150,36 @@ impl Counters {
         }
     }
 
-    pub(crate) fn submitted(&self) {
-        self.submitted.0.fetch_add(1, Relaxed);
+    /// A job is about to be queued. SeqCst: see the module docs.
+    pub(crate) fn submitting(&self) {
+        self.intake.0.submitted.fetch_add(1, SeqCst);
+    }
+
+    /// The queue refused a job counted by `submitting`.
+    pub(crate) fn refused(&self) {
+        self.intake.0.refused.fetch_add(1, SeqCst);
+    }
+
+    fn accepted(&self) -> u64 {
+        // `refused` first: a refusal is always counted after its submission.
+        let refused = self.intake.0.refused.load(SeqCst);
+        self.intake.0.submitted.load(SeqCst).saturating_sub(refused)
+    }
+
+    /// Accepted jobs not yet finished (pending or running), as far as the
+    /// counters can tell; exact when no thread is mid-way through a job's
+    /// bookkeeping.
+    ///
+    /// Reads the finishes first: a job seen finished was counted submitted
+    /// before (the queue orders the two), so it is also seen submitted, and
+    /// the result can only overestimate, never miss a live job.
+    pub(crate) fn outstanding(&self) -> u64 {
+        let finished: u64 = self.tallies().map(Tally::finished).sum();
+        self.accepted().saturating_sub(finished)
+    }
+
+    fn tallies(&self) -> impl Iterator<Item = &Tally> {
+        self.workers.iter().chain(std::iter::once(&self.others))
     }
 
     pub(crate) fn snapshot(&self, queued: usize) -> PoolStats {
@@ -139,17 +187,19 @@ impl Counters {
             workers: self.workers.len(),
             alive: self.alive.load(Relaxed),
             queued,
-            submitted: self.submitted.0.load(Relaxed),
             restarts: self.restarts.load(Relaxed),
             ..PoolStats::default()
         };
-        for tally in self.workers.iter().chain(std::iter::once(&self.others)) {
+        for tally in self.tallies() {
             stats.busy += usize::from(tally.busy.load(Relaxed));
-            stats.completed += tally.completed.load(Relaxed);
-            stats.failed += tally.failed.load(Relaxed);
-            stats.panicked += tally.panicked.load(Relaxed);
-            stats.cancelled += tally.cancelled.load(Relaxed);
+            stats.completed += tally.completed.load(SeqCst);
+            stats.failed += tally.failed.load(SeqCst);
+            stats.panicked += tally.panicked.load(SeqCst);
+            stats.cancelled += tally.cancelled.load(SeqCst);
         }
+        // After the finishes, as in `outstanding`: `submitted` is never seen
+        // below `completed + failed + cancelled`.
+        stats.submitted = self.accepted();
         stats
     }
 }
@@ -161,8 +211,10 @@ mod tests {
     #[test]
     fn panicked_counts_as_failed_too() {
         let counters = Counters::new(2);
-        counters.submitted();
-        counters.submitted();
+        counters.submitting();
+        counters.submitting();
+        counters.submitting();
+        counters.refused();
         counters.workers[0].count(Ending::Panicked);
         counters.others.count(Ending::Cancelled);
         let stats = counters.snapshot(0);

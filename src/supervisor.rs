@@ -396,7 +396,7 @@ impl Supervisor {
                 self.shared.counters.others.count(Ending::Cancelled);
                 // Invariant 4.
                 unwind::drop_quietly(message);
-                self.shared.job_done();
+                self.shared.check_idle();
             }
         }
         count

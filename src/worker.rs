@@ -155,7 +155,7 @@ impl Worker {
         if self.shared.abort.load(Ordering::Acquire) {
             self.tally().count(Ending::Cancelled);
             unwind::drop_quietly(job);
-            self.shared.job_done();
+            self.shared.check_idle();
             return;
         }
         self.tally().busy.store(true, Ordering::Relaxed);
@@ -170,7 +170,7 @@ impl Worker {
                 log::warn!("untracked job panicked on {}: {message}", self.name());
             }
         }
-        self.shared.job_done();
+        self.shared.check_idle();
     }
 
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
@@ -231,7 +231,7 @@ impl Drop for Worker {
             Current::Untracked => {
                 log::error!("worker {} died while running an untracked job", self.name());
                 self.tally().count(Ending::Failed);
-                self.shared.job_done();
+                self.shared.check_idle();
             }
             Current::Idle => {}
         }
