@@ -66,7 +66,6 @@ pub(crate) struct Shared {
     /// Raised once intake is drained (invariant 2); workers exit when the
     /// queue is empty.
     pub(crate) stop: Signal,
-    intake: Intake,
     phase: Mutex<Phase>,
     /// Threads in `wait_idle`; workers only do idle accounting while > 0.
     joiners: AtomicUsize,
@@ -106,7 +105,6 @@ impl Shared {
             abort: AtomicBool::new(false),
             closing: Signal::new(),
             stop: Signal::new(),
-            intake: Intake::default(),
             phase: Mutex::default(),
             joiners: AtomicUsize::new(0),
             idle: Mutex::new(()),
@@ -121,14 +119,14 @@ impl Shared {
     /// caller's thread after this returns.
     pub(crate) fn accept(&self, message: Message, blocking: bool) -> Result<(), SubmitError> {
         // Invariant 1: no permit, no entry.
-        let Some(permit) = self.intake.enter() else {
+        let Some(permit) = self.counters.intake.enter() else {
             return Err(SubmitError::Shutdown);
         };
         if let Some(job) = message.tracked() {
             self.registry.insert(Arc::clone(job));
         }
-        // Invariant 3: counted before it can finish.
-        self.counters.submitting();
+        // Invariant 3: the permit counted the job as submitted before it
+        // can finish.
         match self.send(message, blocking) {
             Ok(()) => {
                 drop(permit);
@@ -138,10 +136,9 @@ impl Shared {
                 if let Some(job) = message.tracked() {
                     self.registry.remove(job.record().id);
                 }
-                self.counters.refused();
+                // Leaves the intake before the job's `Drop` runs.
+                permit.refuse();
                 self.check_idle();
-                // Leave the intake before running the job's `Drop`.
-                drop(permit);
                 drop(message);
                 Err(error)
             }
@@ -229,7 +226,11 @@ impl Shared {
         // the counters. Either the waiter saw this finish, or this thread sees
         // the waiter. Of several finishing threads, the last to take `idle`
         // sees every finish (the lock orders them).
-        if self.joiners.load(Ordering::SeqCst) > 0 {
+        // While jobs are queued the pool is not idle, so the (costlier) sum
+        // is skipped. A queue holding only jobs cancelled while pending may
+        // skip it wrongly; the worker that dequeues the last of them calls
+        // this again (see `Worker::run_tracked`).
+        if self.joiners.load(Ordering::SeqCst) > 0 && self.jobs_rx.is_empty() {
             let _guard = lock(&self.idle);
             if self.counters.outstanding() == 0 {
                 self.idle_cond.notify_all();
@@ -259,7 +260,7 @@ impl Shared {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.intake.is_closed()
+        self.counters.intake.is_closed()
     }
 
     /// Starts (or escalates) shutdown. Idempotent per mode; never blocks on
@@ -272,16 +273,17 @@ impl Shared {
         }
         if !phase.closed {
             phase.closed = true;
-            self.intake.close();
+            log::info!("pool {}: shutting down ({mode:?})", self.config.thread_name);
+            // The closing signal must be raised while draining, so a
+            // submitter blocked on a full queue leaves: raise it first.
             self.closing.raise();
-            self.intake.wait_drained();
+            self.counters.intake.close_and_drain();
             // The supervisor hears of the shutdown before any worker can exit
             // because of it (one FIFO channel), so it never mistakes a
             // stopping worker for a dead one.
             let _ = self.events.send(Event::Shutdown);
             // Invariant 2.
             self.stop.raise();
-            log::info!("pool {}: shutting down ({mode:?})", self.config.thread_name);
         }
         if mode == Mode::Now && !phase.aborted {
             phase.aborted = true;
@@ -340,57 +342,5 @@ impl Signal {
     /// Ready (disconnected) once raised.
     pub(crate) fn receiver(&self) -> &Receiver<()> {
         &self.receiver
-    }
-}
-
-/// The intake gate (invariant 1): bit 0 is "closed", the rest counts
-/// submitters inside.
-///
-/// On a cache line of its own: submitters write it for every job, and it
-/// must not share a line with the read-mostly fields workers load per job.
-#[repr(align(128))]
-#[derive(Default)]
-struct Intake {
-    state: AtomicUsize,
-}
-
-const CLOSED: usize = 1;
-const PERMIT: usize = 2;
-
-struct Permit<'a>(&'a Intake);
-
-impl Intake {
-    fn enter(&self) -> Option<Permit<'_>> {
-        // SeqCst pairs with `close`: either this sees CLOSED, or `close`'s
-        // caller sees this permit in `wait_drained`.
-        let previous = self.state.fetch_add(PERMIT, Ordering::SeqCst);
-        if previous & CLOSED != 0 {
-            self.state.fetch_sub(PERMIT, Ordering::SeqCst);
-            return None;
-        }
-        Some(Permit(self))
-    }
-
-    fn close(&self) {
-        self.state.fetch_or(CLOSED, Ordering::SeqCst);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.state.load(Ordering::SeqCst) & CLOSED != 0
-    }
-
-    fn wait_drained(&self) {
-        // Bounded: a permit is held only across a registry insert and one
-        // queue send, and a send blocked on a full queue is woken by the
-        // `closing` signal raised before this wait.
-        while self.state.load(Ordering::SeqCst) >= PERMIT {
-            std::thread::yield_now();
-        }
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        self.0.state.fetch_sub(PERMIT, Ordering::SeqCst);
     }
 }

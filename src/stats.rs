@@ -117,8 +117,8 @@ impl Tally {
 
 /// Every counter of one pool.
 pub(crate) struct Counters {
-    /// Written by submitting threads only.
-    intake: Padded<Intake>,
+    /// The intake gate and submission counts; written by submitters only.
+    pub(crate) intake: Intake,
     pub(crate) restarts: AtomicU64,
     pub(crate) alive: AtomicUsize,
     /// Jobs ended by threads other than workers.
@@ -127,43 +127,15 @@ pub(crate) struct Counters {
     pub(crate) workers: Box<[Tally]>,
 }
 
-#[repr(align(128))]
-#[derive(Default)]
-struct Padded<T>(T);
-
-/// Submissions: every job counted before it is queued, and those the queue
-/// then refused. `submitted - refused` jobs were accepted.
-#[derive(Default)]
-struct Intake {
-    submitted: AtomicU64,
-    refused: AtomicU64,
-}
-
 impl Counters {
     pub(crate) fn new(workers: usize) -> Self {
         Counters {
-            intake: Padded::default(),
+            intake: Intake::default(),
             restarts: AtomicU64::new(0),
             alive: AtomicUsize::new(0),
             others: Tally::default(),
             workers: (0..workers).map(|_| Tally::default()).collect(),
         }
-    }
-
-    /// A job is about to be queued. SeqCst: see the module docs.
-    pub(crate) fn submitting(&self) {
-        self.intake.0.submitted.fetch_add(1, SeqCst);
-    }
-
-    /// The queue refused a job counted by `submitting`.
-    pub(crate) fn refused(&self) {
-        self.intake.0.refused.fetch_add(1, SeqCst);
-    }
-
-    fn accepted(&self) -> u64 {
-        // `refused` first: a refusal is always counted after its submission.
-        let refused = self.intake.0.refused.load(SeqCst);
-        self.intake.0.submitted.load(SeqCst).saturating_sub(refused)
     }
 
     /// Accepted jobs not yet finished (pending or running), as far as the
@@ -175,7 +147,7 @@ impl Counters {
     /// the result can only overestimate, never miss a live job.
     pub(crate) fn outstanding(&self) -> u64 {
         let finished: u64 = self.tallies().map(Tally::finished).sum();
-        self.accepted().saturating_sub(finished)
+        self.intake.accepted().saturating_sub(finished)
     }
 
     fn tallies(&self) -> impl Iterator<Item = &Tally> {
@@ -199,8 +171,85 @@ impl Counters {
         }
         // After the finishes, as in `outstanding`: `submitted` is never seen
         // below `completed + failed + cancelled`.
-        stats.submitted = self.accepted();
+        stats.submitted = self.intake.accepted();
         stats
+    }
+}
+
+/// The intake gate (shared invariant 1) and the submission counts, on a
+/// cache line of its own: submitters write it for every job, and it must not
+/// share a line with the read-mostly fields workers load per job.
+///
+/// A submission costs two uncontended read-modify-writes here: `entered`
+/// on the way in (it is also the submission count), `left` on the way out.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Intake {
+    /// Submissions begun, times two; bit 0 is "closed".
+    entered: AtomicU64,
+    /// Submissions begun before closing that have finished (queued or refused).
+    left: AtomicU64,
+    /// Submissions refused (closed intake, full queue, shutdown while blocked).
+    refused: AtomicU64,
+}
+
+const CLOSED: u64 = 1;
+const ONE: u64 = 2;
+
+/// A submitter inside the intake; leaving is counted when it drops.
+pub(crate) struct Permit<'a>(&'a Intake);
+
+impl Intake {
+    /// Enters, counting the submission, or `None` once closed (counted as
+    /// refused).
+    pub(crate) fn enter(&self) -> Option<Permit<'_>> {
+        // SeqCst pairs with `close`: either this sees CLOSED, or `close`'s
+        // caller counts this submission in the value it waits for.
+        let previous = self.entered.fetch_add(ONE, SeqCst);
+        if previous & CLOSED != 0 {
+            // Entered after closing: not waited for, so `left` is untouched.
+            self.refused.fetch_add(1, SeqCst);
+            return None;
+        }
+        Some(Permit(self))
+    }
+
+    /// Closes the intake and waits for every submitter that entered before
+    /// to leave. Afterwards nothing can be queued again.
+    pub(crate) fn close_and_drain(&self) {
+        let before = self.entered.fetch_or(CLOSED, SeqCst) / ONE;
+        // Bounded: a permit is held only across a registry insert and one
+        // queue send, and a send blocked on a full queue is woken by the
+        // `closing` signal, which the caller raises before this.
+        while self.left.load(SeqCst) < before {
+            std::thread::yield_now();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.entered.load(SeqCst) & CLOSED != 0
+    }
+
+    /// Submissions accepted so far. Reads `refused` first: a refusal is
+    /// always counted after its submission, so this never undercounts.
+    pub(crate) fn accepted(&self) -> u64 {
+        let refused = self.refused.load(SeqCst);
+        (self.entered.load(SeqCst) / ONE).saturating_sub(refused)
+    }
+}
+
+impl Permit<'_> {
+    /// The queue refused the job after all.
+    pub(crate) fn refuse(self) {
+        self.0.refused.fetch_add(1, SeqCst);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        // SeqCst: the queue send (or refusal) happens before
+        // `close_and_drain` sees this submitter leave.
+        self.0.left.fetch_add(1, SeqCst);
     }
 }
 
@@ -211,10 +260,9 @@ mod tests {
     #[test]
     fn panicked_counts_as_failed_too() {
         let counters = Counters::new(2);
-        counters.submitting();
-        counters.submitting();
-        counters.submitting();
-        counters.refused();
+        drop(counters.intake.enter().unwrap());
+        drop(counters.intake.enter().unwrap());
+        counters.intake.enter().unwrap().refuse();
         counters.workers[0].count(Ending::Panicked);
         counters.others.count(Ending::Cancelled);
         let stats = counters.snapshot(0);

@@ -182,7 +182,9 @@ impl Worker {
             return;
         }
         if !record.start(self.name()) {
-            // Cancelled while queued; whoever cancelled it counted it.
+            // Cancelled while queued; whoever cancelled it counted it. Taking
+            // it off the queue may have made the pool idle.
+            self.shared.check_idle();
             return;
         }
         // A `shutdown_now` that swept running tokens just before this start
@@ -190,7 +192,7 @@ impl Worker {
         if self.shared.abort.load(Ordering::SeqCst) {
             record.token.cancel();
         }
-        log::trace!("job {} started on {}", record.id, self.name());
+        log::debug!("job {} started on {}", record.id, self.name());
         self.tally().busy.store(true, Ordering::Relaxed);
         self.current = Current::Tracked(Arc::clone(&job));
         let outcome = job.run();
@@ -200,7 +202,7 @@ impl Worker {
             JobStatus::Failed(message) if outcome.panicked => {
                 log::warn!("job {} panicked on {}: {message}", record.id, self.name());
             }
-            status => log::trace!("job {} ended {status} on {}", record.id, self.name()),
+            status => log::debug!("job {} ended {status} on {}", record.id, self.name()),
         }
         self.shared
             .finish(&*job, outcome.status, outcome.panicked, self.tally());
