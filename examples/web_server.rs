@@ -41,9 +41,9 @@
 //!   A second signal exits at once.
 //!
 //! Logs go to stderr through `env_logger` (default level `info`);
-//! `RUST_LOG=debug` also shows the pools' workers starting, stopping and
-//! being restarted, cancellations and deadlines; `RUST_LOG=trace` adds
-//! every job's start and end.
+//! `RUST_LOG=debug` also shows every job's start and end, the pools'
+//! workers starting, stopping and being restarted, cancellations and
+//! deadlines; `RUST_LOG=trace` adds every submission.
 
 use std::error::Error;
 use std::fmt::Write as _;
