@@ -17,14 +17,7 @@ fn full_pool() -> (Arc<Pool>, mpsc::Sender<()>) {
             .build()
             .unwrap(),
     );
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv_timeout(common::PATIENCE);
-    })
-    .unwrap();
-    started_rx.recv_timeout(common::PATIENCE).unwrap();
+    let release_tx = common::block_worker(&pool);
     pool.try_execute(|| ()).unwrap();
     pool.try_submit(|_| Ok(())).unwrap();
     (pool, release_tx)

@@ -11,19 +11,6 @@ use harbor_pool::{
     CancelOutcome, CancelToken, Cancelled, JobError, JobOptions, JobResult, JobStatus, Pool,
 };
 
-/// Occupies the single worker of `pool` until the returned sender is used.
-fn block_worker(pool: &Pool) -> mpsc::Sender<()> {
-    let (tx, rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        started_tx.send(()).unwrap();
-        let _ = rx.recv_timeout(common::PATIENCE);
-    })
-    .unwrap();
-    started_rx.recv_timeout(common::PATIENCE).unwrap();
-    tx
-}
-
 static DROPS: AtomicUsize = AtomicUsize::new(0);
 struct Counted;
 impl Drop for Counted {
@@ -35,7 +22,7 @@ impl Drop for Counted {
 #[test]
 fn cancelling_a_pending_job_means_it_never_runs() {
     let pool = Pool::new(1).unwrap();
-    let release = block_worker(&pool);
+    let release = common::block_worker(&pool);
     let ran = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&ran);
     let captured = Counted;
@@ -184,7 +171,7 @@ fn a_running_job_past_its_deadline_is_cancelled() {
 #[test]
 fn a_pending_job_past_its_deadline_never_starts() {
     let pool = Pool::new(1).unwrap();
-    let release = block_worker(&pool);
+    let release = common::block_worker(&pool);
     let ran = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&ran);
     let job = pool

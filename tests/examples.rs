@@ -2,10 +2,10 @@
 //! exit 0 within a time limit and print what it promises. (The web server
 //! has its own test, `tests/web_server.rs`.)
 
+mod common;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ fn shutdown() {
 /// Runs the example `name` to completion and returns its stdout. Fails if
 /// it exits non-zero or runs past [`LIMIT`] (it is killed then).
 fn run_example(name: &str) -> String {
-    let child = Command::new(example_binary(name))
+    let child = Command::new(common::example_binary(name))
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -123,57 +123,4 @@ fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         }
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The built example `name`, building it if it is missing or older than
-/// its sources. `cargo test` builds examples before running tests, next to
-/// this test binary: `target/<profile>/deps/<test>` ->
-/// `target/<profile>/examples/<name>`.
-fn example_binary(name: &str) -> PathBuf {
-    static CHECKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    // Held while building, so tests running in parallel build one at a time.
-    let mut checked = CHECKED.lock().unwrap_or_else(PoisonError::into_inner);
-    if !checked.iter().any(|done| done == name) {
-        if !is_fresh(&binary, name) {
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "--quiet", "--example", name])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.file_name() == Some("release".as_ref()) {
-                cargo.arg("--release");
-            }
-            let status = cargo.status().expect("run cargo build");
-            assert!(status.success(), "cargo build --example {name} failed");
-        }
-        checked.push(name.to_owned());
-    }
-    assert!(binary.exists(), "no example binary at {}", binary.display());
-    binary
-}
-
-/// `true` if `binary` exists and is newer than the files it is built from.
-fn is_fresh(binary: &Path, name: &str) -> bool {
-    let modified = |path: &Path| path.metadata().and_then(|meta| meta.modified()).ok();
-    let Some(built) = modified(binary) else {
-        return false;
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut sources = vec![
-        root.join("Cargo.toml"),
-        root.join("examples").join(format!("{name}.rs")),
-    ];
-    if let Ok(entries) = std::fs::read_dir(root.join("src")) {
-        sources.extend(entries.flatten().map(|entry| entry.path()));
-    }
-    sources
-        .iter()
-        .all(|source| modified(source).is_none_or(|time| time <= built))
 }

@@ -207,14 +207,7 @@ fn a_submitter_blocked_on_a_full_queue_is_released_by_shutdown() {
             .build()
             .unwrap(),
     );
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv_timeout(common::PATIENCE);
-    })
-    .unwrap();
-    started_rx.recv_timeout(common::PATIENCE).unwrap();
+    let release_tx = common::block_worker(&pool);
     let queued = pool.submit(|_| Ok(())).unwrap(); // fills the queue
 
     let (result_tx, result_rx) = mpsc::channel();

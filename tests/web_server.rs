@@ -5,8 +5,9 @@
 //! Every wait has a deadline; a server still running when its test ends, or
 //! fails, is killed (and its log shown on failure).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -410,7 +411,7 @@ fn sigint_stops_too() {
 
 #[test]
 fn bad_arguments_exit_2() {
-    let output = Command::new(example_binary("web_server"))
+    let output = Command::new(common::example_binary("web_server"))
         .arg("--frobnicate")
         .stdin(Stdio::null())
         .output()
@@ -430,7 +431,7 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(example_binary("web_server"))
+        let mut child = Command::new(common::example_binary("web_server"))
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
@@ -707,57 +708,4 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The built example `name`, building it if it is missing or older than
-/// its sources. `cargo test` builds examples before running tests, next to
-/// this test binary: `target/<profile>/deps/<test>` ->
-/// `target/<profile>/examples/<name>`.
-fn example_binary(name: &str) -> PathBuf {
-    static CHECKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    // Held while building, so tests running in parallel build only once.
-    let mut checked = CHECKED.lock().unwrap_or_else(PoisonError::into_inner);
-    if !checked.iter().any(|done| done == name) {
-        if !is_fresh(&binary, name) {
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "--quiet", "--example", name])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.file_name() == Some("release".as_ref()) {
-                cargo.arg("--release");
-            }
-            let status = cargo.status().expect("run cargo build");
-            assert!(status.success(), "cargo build --example {name} failed");
-        }
-        checked.push(name.to_owned());
-    }
-    assert!(binary.exists(), "no example binary at {}", binary.display());
-    binary
-}
-
-/// `true` if `binary` exists and is newer than the files it is built from.
-fn is_fresh(binary: &Path, name: &str) -> bool {
-    let modified = |path: &Path| path.metadata().and_then(|meta| meta.modified()).ok();
-    let Some(built) = modified(binary) else {
-        return false;
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut sources = vec![
-        root.join("Cargo.toml"),
-        root.join("examples").join(format!("{name}.rs")),
-    ];
-    if let Ok(entries) = std::fs::read_dir(root.join("src")) {
-        sources.extend(entries.flatten().map(|entry| entry.path()));
-    }
-    sources
-        .iter()
-        .all(|source| modified(source).is_none_or(|time| time <= built))
 }
