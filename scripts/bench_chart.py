@@ -11,14 +11,20 @@ written by `cargo bench --bench pools`, and writes:
   median per iteration, the median per job and the ratio to the threadpool
   crate in the same workload.
 
+On a noisy machine, run `cargo bench` several times, copy target/criterion
+aside after each run, and pass every copy with --criterion: each benchmark
+then gets the median of its per-run medians, and the table shows the range
+across runs.
+
 Python 3 standard library only.
 
-    python3 scripts/bench_chart.py [--criterion DIR] [--out FILE]
+    python3 scripts/bench_chart.py [--criterion DIR ...] [--out FILE]
 """
 
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -39,7 +45,7 @@ POOLS = [
 REFERENCE = "threadpool"
 
 
-def load(criterion_dir):
+def load_run(criterion_dir):
     """{(group, function): (median ns per iteration, jobs per iteration)}"""
     results = {}
     for estimates in sorted(Path(criterion_dir).glob("*/*/new/estimates.json")):
@@ -48,6 +54,17 @@ def load(criterion_dir):
         median = json.loads(estimates.read_text())["median"]["point_estimate"]
         jobs = (meta.get("throughput") or {}).get("Elements", 1)
         results[(meta["group_id"], meta["function_id"])] = (median, jobs)
+    return results
+
+
+def load(criterion_dirs):
+    """Per benchmark: (median across runs, jobs, [each run's median])."""
+    runs = [load_run(d) for d in criterion_dirs]
+    results = {}
+    for key in sorted({key for run in runs for key in run}):
+        medians = [run[key][0] for run in runs if key in run]
+        jobs = next(run[key][1] for run in runs if key in run)
+        results[key] = (statistics.median(medians), jobs, medians)
     return results
 
 
@@ -62,6 +79,24 @@ def fmt_ns(ns):
     return f"{ns / 1e6:.1f}M"
 
 
+def fmt_axis(ns):
+    """An axis label: 50 ns, 1 µs, 20 µs."""
+    if ns < 1000:
+        return f"{ns:g} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1000:g} µs"
+    return f"{ns / 1e6:g} ms"
+
+
+def nice_below(value):
+    """The largest 1-2-5 step at or below `value`."""
+    exponent = math.floor(math.log10(value))
+    for mult in (5, 2, 1):
+        if mult * 10**exponent <= value:
+            return mult * 10**exponent
+    return 10**exponent
+
+
 def fmt_time(ns):
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
         if ns >= scale:
@@ -71,16 +106,18 @@ def fmt_time(ns):
 
 def table(results):
     lines = [
-        "| workload | pool | jobs / iteration | median / iteration | median / job | vs threadpool (per job) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| workload | pool | jobs / iteration | median / iteration | median / job "
+        "| range / job across runs | vs threadpool (per job) |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for group, title, subtitle in WORKLOADS:
         reference = results.get((group, REFERENCE))
         for pool, label, _ in POOLS:
             if (group, pool) not in results:
                 continue
-            median, jobs = results[(group, pool)]
+            median, jobs, runs = results[(group, pool)]
             per_job = median / jobs
+            spread = f"{min(runs) / jobs:,.0f}-{max(runs) / jobs:,.0f} ns ({len(runs)})"
             if reference:
                 ratio = per_job / (reference[0] / reference[1])
                 ratio = f"{ratio:.2f}x time ({1 / ratio:.2f}x throughput)"
@@ -88,8 +125,65 @@ def table(results):
                 ratio = "n/a"
             lines.append(
                 f"| {title} {subtitle} | {label} | {jobs:,} | {fmt_time(median)} "
-                f"| {per_job:,.0f} ns | {ratio} |"
+                f"| {per_job:,.0f} ns | {spread} | {ratio} |"
             )
+    return "\n".join(lines)
+
+
+def per_job(results, group, pool):
+    if (group, pool) not in results:
+        return None
+    median, jobs, _ = results[(group, pool)]
+    return median / jobs
+
+
+def targets(results):
+    """The issue's throughput targets, checked against the medians."""
+    lines = ["| target | measured | met |", "|---|---|---|"]
+
+    def row(text, value, ok):
+        lines.append(f"| {text} | {value} | {'yes' if ok else '**no**'} |")
+
+    for group, name in (("w1_one_submitter", "1"), ("w2_four_submitters", "2")):
+        ex, tp = per_job(results, group, "harbor_execute"), per_job(results, group, "threadpool")
+        if ex and tp:
+            row(
+                f"untracked execute at least as fast as threadpool, workload {name}",
+                f"{ex:,.0f} vs {tp:,.0f} ns per job: {tp / ex:.2f}x threadpool's throughput",
+                ex <= tp,
+            )
+    ex, tp = per_job(results, "w3_panic_heavy", "harbor_execute"), per_job(
+        results, "w3_panic_heavy", "threadpool"
+    )
+    if ex and tp:
+        row(
+            "panic-heavy at least 10x threadpool's throughput (execute)",
+            f"{ex:,.0f} vs {tp:,.0f} ns per job: {tp / ex:.1f}x",
+            tp / ex >= 10,
+        )
+    sub = per_job(results, "w3_panic_heavy", "harbor_submit")
+    if sub and tp:
+        lines.append(
+            f"| (the same with tracked submit, for reference) "
+            f"| {sub:,.0f} vs {tp:,.0f} ns per job: {tp / sub:.1f}x | - |"
+        )
+    ex, sub = per_job(results, "w1_one_submitter", "harbor_execute"), per_job(
+        results, "w1_one_submitter", "harbor_submit"
+    )
+    if ex and sub:
+        row(
+            "tracked submit at most 3x untracked execute per job, workload 1",
+            f"{sub:,.0f} vs {ex:,.0f} ns per job: {sub / ex:.2f}x",
+            sub <= 3 * ex,
+        )
+    ex, full = per_job(results, "w5_tracking", "harbor_execute"), per_job(
+        results, "w5_tracking", "harbor_submit_status_join"
+    )
+    if ex and full:
+        lines.append(
+            f"| (workload 5: submit + status + join vs execute, for reference) "
+            f"| {full:,.0f} vs {ex:,.0f} ns per job: {full / ex:.2f}x | - |"
+        )
     return "\n".join(lines)
 
 
@@ -97,13 +191,15 @@ def esc(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def chart(results):
+def chart(results, runs):
     groups = [w for w in WORKLOADS if any((w[0], p[0]) in results for p in POOLS)]
-    width, height = 960, 560
-    left, right, top, bottom = 90, 20, 78, 150
+    width, height = 960, 580
+    left, right, top, bottom = 90, 20, 92, 150
     plot_w, plot_h = width - left - right, height - top - bottom
-    values = [m / j for (m, j) in results.values()]
-    lo = 10 ** math.floor(math.log10(min(values)))
+    values = [m / j for (m, j, _) in results.values()]
+    # The axis starts just below the fastest bar, so that the bars a reader
+    # compares (harbor, threadpool, rayon) differ visibly in height.
+    lo = nice_below(min(values) * 0.6)
     hi = 10 ** math.ceil(math.log10(max(values) * 1.5))
 
     def y(ns):
@@ -117,11 +213,14 @@ def chart(results):
         f'<text x="{width / 2}" y="28" font-size="19" font-weight="bold" text-anchor="middle">'
         "harbor-pool against its peers: median time per job (lower is better)</text>",
         f'<text x="{width / 2}" y="50" font-size="12.5" fill="#444" text-anchor="middle">'
-        "criterion medians, 2 worker threads per pool; log scale; "
-        "naive runs 2,000 jobs per iteration instead of 100,000, shown per job</text>",
+        f"criterion medians{f' (median of {runs} runs)' if runs > 1 else ''}; "
+        "pools sized to the machine's cores; log scale</text>",
+        f'<text x="{width / 2}" y="68" font-size="12.5" fill="#444" text-anchor="middle">'
+        "the naive pool runs 2,000 jobs per iteration instead of 100,000; "
+        "every bar is time per job</text>",
     ]
     # Grid lines and y-axis labels at every power of ten, faint ones at 2x and 5x.
-    exponent = round(math.log10(lo))
+    exponent = math.floor(math.log10(lo))
     while 10**exponent <= hi:
         for mult in (1, 2, 5):
             value = mult * 10**exponent
@@ -136,7 +235,7 @@ def chart(results):
             if major or mult == 5 and hi / lo < 1e5:
                 out.append(
                     f'<text x="{left - 8}" y="{yy + 4:.1f}" font-size="{12 if major else 10}" '
-                    f'fill="{"#222" if major else "#777"}" text-anchor="end">{fmt_time(value)}</text>'
+                    f'fill="{"#222" if major else "#777"}" text-anchor="end">{fmt_axis(value)}</text>'
                 )
         exponent += 1
     out.append(
@@ -150,7 +249,7 @@ def chart(results):
         present = [p for p in POOLS if (group, p[0]) in results]
         start = left + gi * group_w + (group_w - bar_w * len(present)) / 2
         for bi, (pool, label, color) in enumerate(present):
-            median, jobs = results[(group, pool)]
+            median, jobs, _ = results[(group, pool)]
             per_job = median / jobs
             x = start + bi * bar_w
             yy = y(per_job)
@@ -204,15 +303,23 @@ def chart(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--criterion", default="target/criterion")
+    parser.add_argument(
+        "--criterion",
+        action="append",
+        help="a criterion output directory; repeat for several runs "
+        "(default: target/criterion)",
+    )
     parser.add_argument("--out", default="docs/benchmarks.svg")
     args = parser.parse_args()
-    results = load(args.criterion)
+    dirs = args.criterion or ["target/criterion"]
+    results = load(dirs)
     if not results:
-        sys.exit(f"no criterion results under {args.criterion}; run `cargo bench` first")
+        sys.exit(f"no criterion results under {', '.join(dirs)}; run `cargo bench` first")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(chart(results))
+    Path(args.out).write_text(chart(results, len(dirs)))
     print(table(results))
+    print()
+    print(targets(results))
     print(f"\nwrote {args.out}", file=sys.stderr)
 
 
