@@ -160,7 +160,9 @@ impl Builder {
     /// How many finished job records the pool keeps for
     /// [`status`](Pool::status), [`info`](Pool::info) and
     /// [`wait`](Pool::wait). Beyond that, the oldest finished records are
-    /// forgotten and their ids answer `None`. Pending and running jobs are
+    /// forgotten and their ids answer `None`. They are forgotten in batches
+    /// (of at most a sixteenth of `records`, and at most 512), so the count
+    /// kept moves between `records` minus one batch and `records`. Pending and running jobs are
     /// never forgotten, and a [`JobHandle`](crate::JobHandle) keeps working
     /// regardless. Zero keeps no finished record at all.
     ///

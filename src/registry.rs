@@ -12,7 +12,10 @@
 //!    state; other threads may only cancel a *pending* record. So a running
 //!    job is never marked finished behind its worker's back.
 //! 3. A record leaves the map only after it is terminal and retired, oldest
-//!    retired first, once more than `retain` records are retired.
+//!    retired first, once more than `retain` records are retired. Eviction
+//!    works in batches of up to [`MAX_EVICTION_BATCH`] (at most a sixteenth of
+//!    `retain`), so between `retain` minus one batch and `retain` finished
+//!    records are kept.
 //! 4. Lock order: a map shard, then a record's state. Nothing takes a shard
 //!    while holding a record's state, and no user code runs under either
 //!    (an evicted record is dropped after its shard is unlocked).
@@ -179,6 +182,11 @@ impl Notify {
 
 const SHARDS: usize = 32;
 
+fn shard_index(id: JobId) -> usize {
+    // The low bits of a v4 UUID are random.
+    (id.as_uuid().as_u128() as usize) % SHARDS
+}
+
 /// A cache line of its own per shard, so workers finishing jobs in different
 /// shards do not contend on one line.
 #[repr(align(128))]
@@ -193,8 +201,19 @@ pub(crate) struct Registry {
     /// finishing a job takes no global lock.
     retired_tx: Sender<JobId>,
     retired_rx: Receiver<JobId>,
-    retired: AtomicUsize,
+    /// Retired ids not yet claimed for eviction. Written by every finishing
+    /// job, so it has a cache line of its own: sharing one with `shards`
+    /// made every submitter's registry insert miss.
+    retired: Padded<AtomicUsize>,
+    /// How many records one eviction removes.
+    batch: usize,
 }
+
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The largest eviction batch.
+pub(crate) const MAX_EVICTION_BATCH: usize = 512;
 
 impl Registry {
     pub(crate) fn new(retain: usize) -> Self {
@@ -204,7 +223,8 @@ impl Registry {
             retain,
             retired_tx,
             retired_rx,
-            retired: AtomicUsize::new(0),
+            retired: Padded(AtomicUsize::new(0)),
+            batch: (retain / 16).clamp(1, MAX_EVICTION_BATCH),
         }
     }
 
@@ -212,8 +232,7 @@ impl Registry {
         &self,
         id: JobId,
     ) -> &Mutex<HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>> {
-        // The low bits of a v4 UUID are random.
-        &self.shards[(id.as_uuid().as_u128() as usize) % SHARDS].0
+        &self.shards[shard_index(id)].0
     }
 
     pub(crate) fn insert(&self, job: Arc<dyn Tracked>) {
@@ -236,24 +255,41 @@ impl Registry {
         lock(self.shard(id)).get(&id).cloned()
     }
 
-    /// Notes that `id` is terminal; evicts the oldest retired records beyond
-    /// the retention limit (invariant 3).
+    /// Notes that `id` is terminal; once more than `retain` records are
+    /// retired, evicts the oldest in a batch (invariant 3).
     pub(crate) fn retire(&self, id: JobId) {
-        // Cannot fail: `self` holds the receiver.
+        // Cannot fail: `self` holds the receiver. Queued before it is counted,
+        // so every counted id can be taken off the queue.
         let _ = self.retired_tx.send(id);
-        // AcqRel: the count and the queue move together closely enough; a
-        // race between two retirers can evict one record early, never late.
-        let mut count = self.retired.fetch_add(1, Ordering::AcqRel) + 1;
-        // Bounded: each pass removes one queued id or stops.
-        while count > self.retain {
-            let Ok(old) = self.retired_rx.try_recv() else {
-                break;
-            };
-            let evicted = self.remove(old);
-            // Dropped outside the shard lock (invariant 4).
-            drop(evicted);
-            count = self.retired.fetch_sub(1, Ordering::AcqRel) - 1;
+        let retired = &self.retired.0;
+        let mut count = retired.fetch_add(1, Ordering::AcqRel) + 1;
+        // Claim the excess down to one batch below the limit, so evictions
+        // (a lock per shard touched) happen once per batch, not per job.
+        // Bounded: the CAS fails only when another retirer changed the count.
+        let claimed = loop {
+            if count <= self.retain {
+                return;
+            }
+            let low = self.retain.saturating_sub(self.batch - 1);
+            match retired.compare_exchange_weak(count, low, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break count - low,
+                Err(now) => count = now,
+            }
+        };
+        self.evict(claimed);
+    }
+
+    /// Removes the `count` oldest retired records, one lock per shard.
+    fn evict(&self, count: usize) {
+        let mut ids: Vec<JobId> = self.retired_rx.try_iter().take(count).collect();
+        ids.sort_unstable_by_key(|&id| shard_index(id));
+        let mut evicted = Vec::with_capacity(ids.len());
+        for group in ids.chunk_by(|a, b| shard_index(*a) == shard_index(*b)) {
+            let mut shard = lock(self.shard(group[0]));
+            evicted.extend(group.iter().filter_map(|id| shard.remove(id)));
         }
+        // Dropped outside the shard locks (invariant 4).
+        drop(evicted);
     }
 
     /// Every record that is running now.
@@ -357,6 +393,37 @@ mod tests {
         for &id in &ids[7..] {
             assert!(registry.get(id).is_some());
         }
+    }
+
+    #[test]
+    fn large_retention_evicts_in_batches_within_bounds() {
+        let retain = 64;
+        let registry = Registry::new(retain);
+        let batch = registry.batch;
+        assert_eq!(batch, 4);
+        let ids: Vec<JobId> = (0..1_000)
+            .map(|_| {
+                let job = test_job();
+                let id = job.record().id;
+                registry.insert(job);
+                registry.retire(id);
+                assert!(registry.len() <= retain, "never above the limit");
+                id
+            })
+            .collect();
+        let kept = registry.len();
+        assert!(kept > retain - batch, "{kept}");
+        // The newest are kept, the oldest gone.
+        assert!(
+            ids[ids.len() - kept..]
+                .iter()
+                .all(|&id| registry.get(id).is_some())
+        );
+        assert!(
+            ids[..ids.len() - kept]
+                .iter()
+                .all(|&id| registry.get(id).is_none())
+        );
     }
 
     #[test]
