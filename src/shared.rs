@@ -227,9 +227,13 @@ impl Shared {
         // the waiter. Of several finishing threads, the last to take `idle`
         // sees every finish (the lock orders them).
         // While jobs are queued the pool is not idle, so the (costlier) sum
-        // is skipped. A queue holding only jobs cancelled while pending may
-        // skip it wrongly; the worker that dequeues the last of them calls
-        // this again (see `Worker::run_tracked`).
+        // is skipped. A queue holding only jobs cancelled while pending
+        // skips it wrongly, so whoever takes a job off the queue without
+        // running it calls this again, however the job was cancelled (see
+        // `Worker::run_tracked` and `Supervisor::cancel_queued`). A skip
+        // here is then always followed by a check from the thread that
+        // dequeues: the queue's own indices are SeqCst (crossbeam-channel),
+        // so that thread's sum sees every finish counted before this load.
         if self.joiners.load(Ordering::SeqCst) > 0 && self.jobs_rx.is_empty() {
             let _guard = lock(&self.idle);
             if self.counters.outstanding() == 0 {
@@ -342,5 +346,84 @@ impl Signal {
     /// Ready (disconnected) once raised.
     pub(crate) fn receiver(&self) -> &Receiver<()> {
         &self.receiver
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::sync::eventually;
+    use crate::{JobOptions, JobStatus, Pool};
+
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// How the queued job gets cancelled, and who takes it off the queue.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Way {
+        /// Its deadline passes; the worker sees the deadline when it
+        /// dequeues it.
+        Deadline,
+        /// By id; the worker finds it cancelled when it dequeues it.
+        ById,
+        /// By id, then `shutdown_now`: the supervisor (or the worker, if it
+        /// gets there first) drains it.
+        ByIdThenAbort,
+    }
+
+    /// A job cancelled while queued is counted finished by whoever cancelled
+    /// it; the thread that later takes it off the queue must still wake a
+    /// `join` that began meanwhile, however it was cancelled.
+    #[test]
+    fn join_wakes_when_the_last_queued_job_was_cancelled_while_pending() {
+        for way in [Way::Deadline, Way::ById, Way::ByIdThenAbort] {
+            let pool = Pool::new(1).unwrap();
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            let (started_tx, started_rx) = mpsc::channel::<()>();
+            pool.execute(move || {
+                started_tx.send(()).unwrap();
+                let _ = release_rx.recv_timeout(PATIENCE);
+            })
+            .unwrap();
+            started_rx.recv_timeout(PATIENCE).unwrap();
+
+            let options = match way {
+                Way::Deadline => JobOptions::new().timeout(Duration::from_millis(1)),
+                Way::ById | Way::ByIdThenAbort => JobOptions::new(),
+            };
+            let job = pool.submit_with(options, |_| Ok(())).unwrap();
+            if way != Way::Deadline {
+                job.cancel();
+            }
+            assert_eq!(job.wait(PATIENCE), Some(JobStatus::Cancelled));
+
+            std::thread::scope(|scope| {
+                let (joined_tx, joined_rx) = mpsc::channel();
+                let pool = &pool;
+                // Waits up to twice as long as the test does, so a missed
+                // wake-up shows as a `join` that does not return in time
+                // (on timeout it would report the, by then idle, pool as idle).
+                scope.spawn(move || {
+                    let _ = joined_tx.send(pool.join_timeout(2 * PATIENCE));
+                });
+                // The blocking job must end while `join` waits, so the
+                // worker's last chance to wake it is the skipped job.
+                assert!(eventually(
+                    || pool.shared.joiners.load(Ordering::SeqCst) == 1
+                ));
+                if way == Way::ByIdThenAbort {
+                    // Starts the shutdown without waiting for it.
+                    pool.shared.begin_shutdown(super::Mode::Now);
+                }
+                release_tx.send(()).unwrap();
+                assert_eq!(
+                    joined_rx.recv_timeout(PATIENCE),
+                    Ok(true),
+                    "join missed the wake-up ({way:?})"
+                );
+            });
+        }
     }
 }

@@ -396,9 +396,12 @@ impl Supervisor {
                 self.shared.counters.others.count(Ending::Cancelled);
                 // Invariant 4.
                 unwind::drop_quietly(message);
-                self.shared.check_idle();
             }
         }
+        // The queue is empty now. Some of these jobs may have been cancelled
+        // (and counted) earlier, while `check_idle` skipped its check for the
+        // queue being non-empty: check once more.
+        self.shared.check_idle();
         count
     }
 }
@@ -416,7 +419,7 @@ mod tests {
         for _ in 0..5_000 {
             pool.submit_with(options, |_| Ok(())).unwrap();
         }
-        pool.join();
+        assert!(pool.join_timeout(Duration::from_secs(20)));
         // The supervisor swept finished jobs' deadlines as they piled up: the
         // heap holds at most about twice the live ones plus the minimum.
         let (tx, rx) = crossbeam_channel::bounded(1);

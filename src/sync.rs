@@ -46,3 +46,20 @@ pub(crate) fn wait_until<'a, T>(
 pub(crate) fn deadline_after(timeout: std::time::Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
+
+/// Waits until `condition` holds, checking every millisecond, for at most 20
+/// seconds. Returns whether it held. For tests that await an eventual state;
+/// never used to order events.
+#[cfg(test)]
+pub(crate) fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -176,14 +176,18 @@ impl Worker {
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
         let record = job.record();
         let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
-        if self.shared.abort.load(Ordering::Acquire) || expired {
-            // A pending job whose deadline passed never starts.
+        let skip = self.shared.abort.load(Ordering::Acquire) || expired;
+        if skip {
+            // A pending job whose deadline passed never starts. It may have
+            // been cancelled already (by id, or by the deadline timer), in
+            // which case this changes nothing.
             self.shared.cancel(&*job);
-            return;
         }
-        if !record.start(self.name()) {
-            // Cancelled while queued; whoever cancelled it counted it. Taking
-            // it off the queue may have made the pool idle.
+        if skip || !record.start(self.name()) {
+            // Not run. Whoever cancelled it counted it, but `check_idle`
+            // skipped the idle check while this job sat in the queue, so
+            // taking it off the queue may be what made the pool idle: check
+            // here, whichever way it was cancelled.
             self.shared.check_idle();
             return;
         }
@@ -247,21 +251,9 @@ impl Drop for Worker {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
     use crate::job::{JobStatus, Message, test_cell};
+    use crate::sync::eventually;
     use crate::{JobError, Pool};
-
-    fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if condition() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        false
-    }
 
     #[test]
     fn a_job_on_a_dying_worker_ends_failed_and_the_worker_is_replaced() {

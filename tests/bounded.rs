@@ -34,7 +34,7 @@ fn try_methods_report_a_full_queue_and_drop_the_job() {
     );
     assert_eq!(SubmitError::QueueFull.to_string(), "job queue is full");
     release.send(()).unwrap();
-    pool.join();
+    common::join(&pool);
     let stats = pool.stats();
     // Refused jobs were never accepted, so they are not counted.
     assert_eq!((stats.submitted, stats.completed, stats.queued), (3, 3, 0));

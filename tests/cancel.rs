@@ -42,7 +42,7 @@ fn cancelling_a_pending_job_means_it_never_runs() {
     assert_eq!(pool.cancel(job.id()), CancelOutcome::AlreadyFinished);
 
     release.send(()).unwrap();
-    pool.join();
+    common::join(&pool);
     assert!(
         !ran.load(Ordering::SeqCst),
         "a cancelled pending job never runs"
@@ -186,7 +186,7 @@ fn a_pending_job_past_its_deadline_never_starts() {
     // The timer cancels it while it waits in the queue.
     assert_eq!(job.wait(common::PATIENCE), Some(JobStatus::Cancelled));
     release.send(()).unwrap();
-    pool.join();
+    common::join(&pool);
     assert!(!ran.load(Ordering::SeqCst));
 }
 

@@ -1,6 +1,8 @@
 //! The `compat::ThreadPool` implementations: every spawned job runs exactly
 //! once, and panicking jobs leave the pool working.
 
+mod common;
+
 use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -118,7 +120,7 @@ fn shared_queue_thread_pool_panic_task() {
     spawn_panics(&pool);
     spawn_counter(&pool);
     // `join` makes the counters final before they are read.
-    pool.pool().join();
+    common::join(pool.pool());
     let stats = pool.pool().stats();
     assert_eq!(stats.alive, alive, "a panic cost a worker");
     assert_eq!(stats.panicked, PANICS as u64);

@@ -19,7 +19,7 @@ fn counter_still_exact(pool: &Pool) {
         })
         .unwrap();
     }
-    pool.join();
+    common::join(pool);
     assert_eq!(counter.load(Ordering::Relaxed), 200);
 }
 
@@ -36,7 +36,7 @@ fn a_thousand_panics_leave_every_worker_alive() {
                 .unwrap();
         }
     }
-    pool.join();
+    common::join(&pool);
     let stats = pool.stats();
     assert_eq!(stats.alive, 4);
     assert_eq!(
@@ -105,7 +105,7 @@ fn payload_whose_drop_panics_does_not_take_the_pool_down() {
         tracked.wait(Duration::from_secs(20)),
         Some(JobStatus::Failed(NON_STRING.into()))
     );
-    pool.join();
+    common::join(&pool);
     // `alive` counts workers past their start hook, which may lag `build`.
     assert!(common::eventually(|| pool.stats().alive == 2));
     let stats = pool.stats();
@@ -164,7 +164,7 @@ fn user_drops_and_displays_that_panic_are_contained() {
         other => panic!("unexpected {other:?}"),
     }
 
-    pool.join();
+    common::join(&pool);
     let stats = pool.stats();
     assert_eq!((stats.alive, stats.restarts), (1, 0));
     counter_still_exact(&pool);

@@ -331,7 +331,7 @@ fn every_closure_and_result_is_dropped_exactly_once() {
         .build()
         .unwrap();
     let handles = submit_mix(&pool);
-    pool.join();
+    common::join(&pool);
     for handle in handles {
         let _ = handle.join();
     }

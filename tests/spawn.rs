@@ -21,7 +21,7 @@ fn counter_total_is_exact_with_execute() {
         })
         .unwrap();
     }
-    pool.join();
+    common::join(&pool);
     assert_eq!(counter.load(Ordering::Relaxed), 100_000);
     let stats = pool.stats();
     assert_eq!(

@@ -28,6 +28,15 @@ pub(crate) fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// `pool.join()`, bounded: fails the test if the pool is not idle within
+/// `PATIENCE`, instead of hanging it.
+pub(crate) fn join(pool: &harbor_pool::Pool) {
+    assert!(
+        pool.join_timeout(PATIENCE),
+        "the pool did not become idle within {PATIENCE:?}"
+    );
+}
+
 /// Occupies one worker of `pool` with a job that returns once the returned
 /// sender is used (or dropped). Returns after the job has started.
 pub(crate) fn block_worker(pool: &harbor_pool::Pool) -> std::sync::mpsc::Sender<()> {
