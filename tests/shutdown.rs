@@ -39,7 +39,7 @@ fn shutdown_runs_everything_queued() {
     assert!(handles.iter().all(|h| h.status() == JobStatus::Completed));
     let stats = pool.stats();
     assert_eq!((stats.completed, stats.alive), (200, 0));
-    assert_eq!(common::threads_named("sd-drain"), 0);
+    assert!(common::no_threads_named("sd-drain"));
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn shutdown_now_cancels_queued_jobs_which_never_run() {
         stats.submitted,
         stats.completed + stats.failed + stats.cancelled
     );
-    assert_eq!(common::threads_named("sd-now"), 0);
+    assert!(common::no_threads_named("sd-now"));
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn shutdown_timeout_escalates_and_reports_stragglers() {
     // ...which finishes on its own, and then its threads are gone.
     release_tx.send(()).unwrap();
     assert_eq!(stubborn.wait(common::PATIENCE), Some(JobStatus::Completed));
-    assert!(common::eventually(|| common::threads_named("sd-stuck") == 0));
+    assert!(common::no_threads_named("sd-stuck"));
 }
 
 #[test]
@@ -179,7 +179,7 @@ fn dropping_the_last_handle_inside_its_own_job_does_not_deadlock() {
     drop(pool);
     go_tx.send(()).unwrap();
     done_rx.recv_timeout(common::PATIENCE).unwrap();
-    assert!(common::eventually(|| common::threads_named("sd-self") == 0));
+    assert!(common::no_threads_named("sd-self"));
 }
 
 #[test]

@@ -37,6 +37,11 @@ fn no_thread_is_left_behind() {
             1 => pool.shutdown_now(),
             _ => drop(pool),
         }
-        assert_eq!(common::thread_names().len(), baseline, "round {round}");
+        // Awaited, not read once: see `common::no_threads_named`.
+        assert!(
+            common::eventually(|| common::thread_names().len() == baseline),
+            "round {round}: {:?}",
+            common::thread_names()
+        );
     }
 }

@@ -62,6 +62,15 @@ pub(crate) fn thread_names() -> Vec<String> {
         .collect()
 }
 
+/// Whether every thread whose name starts with `prefix` is gone, waiting up
+/// to `PATIENCE`. A joined thread has finished running, but Linux removes it
+/// from `/proc/self/task` a moment after `pthread_join` returns (the join
+/// wakes when the thread's id is cleared, early in the kernel's exit path),
+/// so this awaits that instead of reading the list once.
+pub(crate) fn no_threads_named(prefix: &str) -> bool {
+    eventually(|| threads_named(prefix) == 0)
+}
+
 /// How many of this process's threads have a name starting with `prefix`.
 pub(crate) fn threads_named(prefix: &str) -> usize {
     thread_names()
