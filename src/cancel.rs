@@ -9,12 +9,17 @@
 //!    waiting when the notification comes: no wake-up is lost.
 //!
 //! The token's mutex guards no data and is never held while user code runs.
+//!
+//! A tracked job's token state lives in the job's record; its
+//! [`CancelToken`] holds the job's cell. A clone the job keeps beyond its
+//! end keeps the cell's memory (not the closure, which has run) alive.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::job::Tracked;
 use crate::sync::{deadline_after, lock, wait_until};
 
 /// A flag that tells a job to stop, checked cooperatively by the job.
@@ -45,18 +50,78 @@ use crate::sync::{deadline_after, lock, wait_until};
 /// // A cancelled token's sleep returns at once.
 /// assert_eq!(token.sleep(Duration::from_secs(60)), Err(Cancelled));
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CancelToken {
-    inner: Arc<Inner>,
+    source: Source,
 }
 
+/// Where a token's state lives. A pool's job gets a token that points into
+/// the job's own record, so a tracked job costs no separate allocation (and
+/// no separate cache miss) for its token.
+#[derive(Clone)]
+enum Source {
+    /// A token made with [`CancelToken::new`].
+    Own(Arc<TokenState>),
+    /// The token of a tracked job; its state is `job.record().cancel`.
+    Job(Arc<dyn Tracked>),
+}
+
+/// The shared state behind every clone of one token.
 #[derive(Default)]
-struct Inner {
+pub(crate) struct TokenState {
     cancelled: AtomicBool,
     /// Guards nothing; pairs with `wake` so sleepers do not miss a cancel
     /// (invariant 2).
     lock: Mutex<()>,
     wake: Condvar,
+}
+
+impl TokenState {
+    /// Sets the flag and wakes every sleeper (see [`CancelToken::cancel`]).
+    pub(crate) fn cancel(&self) {
+        // SeqCst pairs with the load in `sleep`, which happens under `lock`
+        // (invariant 2); the mutex below orders the notification after it.
+        if !self.cancelled.swap(true, Ordering::SeqCst) {
+            let _guard = lock(&self.lock);
+            self.wake.notify_all();
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        // Acquire: whatever the canceller did before cancelling is visible to
+        // a job that sees the flag.
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
+        let deadline = deadline_after(duration);
+        let mut guard = lock(&self.lock);
+        // Bounded by `deadline` (or by a cancel when there is none); each
+        // pass re-checks the flag because wake-ups can be spurious.
+        loop {
+            // Checked under `lock`: keeps invariant 2.
+            if self.is_cancelled() {
+                return Err(Cancelled);
+            }
+            let (next, timed_out) = wait_until(&self.wake, guard, deadline);
+            guard = next;
+            if timed_out {
+                return if self.is_cancelled() {
+                    Err(Cancelled)
+                } else {
+                    Ok(())
+                };
+            }
+        }
+    }
+}
+
+impl Default for CancelToken {
+    fn default() -> Self {
+        CancelToken {
+            source: Source::Own(Arc::default()),
+        }
+    }
 }
 
 impl CancelToken {
@@ -85,12 +150,7 @@ impl CancelToken {
     /// assert!(token.is_cancelled());
     /// ```
     pub fn cancel(&self) {
-        // SeqCst pairs with the load in `sleep`, which happens under `lock`
-        // (invariant 2); the mutex below orders the notification after it.
-        if !self.inner.cancelled.swap(true, Ordering::SeqCst) {
-            let _guard = lock(&self.inner.lock);
-            self.inner.wake.notify_all();
-        }
+        self.state().cancel();
     }
 
     /// Returns `true` once the token has been cancelled.
@@ -104,9 +164,7 @@ impl CancelToken {
     /// assert!(token.is_cancelled());
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        // Acquire: whatever the canceller did before cancelling is visible to
-        // a job that sees the flag.
-        self.inner.cancelled.load(Ordering::Acquire)
+        self.state().is_cancelled()
     }
 
     /// Returns `Err(Cancelled)` once the token has been cancelled.
@@ -158,24 +216,20 @@ impl CancelToken {
     /// assert!(started.elapsed() < Duration::from_secs(30));
     /// ```
     pub fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
-        let deadline = deadline_after(duration);
-        let mut guard = lock(&self.inner.lock);
-        // Bounded by `deadline` (or by a cancel when there is none); each
-        // pass re-checks the flag because wake-ups can be spurious.
-        loop {
-            // Checked under `lock`: keeps invariant 2.
-            if self.is_cancelled() {
-                return Err(Cancelled);
-            }
-            let (next, timed_out) = wait_until(&self.inner.wake, guard, deadline);
-            guard = next;
-            if timed_out {
-                return if self.is_cancelled() {
-                    Err(Cancelled)
-                } else {
-                    Ok(())
-                };
-            }
+        self.state().sleep(duration)
+    }
+
+    /// The token handed to the tracked job `job`.
+    pub(crate) fn for_job(job: Arc<dyn Tracked>) -> Self {
+        CancelToken {
+            source: Source::Job(job),
+        }
+    }
+
+    fn state(&self) -> &TokenState {
+        match &self.source {
+            Source::Own(state) => state,
+            Source::Job(job) => &job.record().cancel,
         }
     }
 }

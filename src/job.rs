@@ -339,9 +339,10 @@ pub(crate) struct Outcome {
 pub(crate) trait Tracked: Send + Sync {
     fn record(&self) -> &Record;
 
-    /// Runs the job on the current (worker) thread, after `Record::start`.
+    /// Runs the job on the current (worker) thread, after `Record::start`,
+    /// handing it `token` (made by [`CancelToken::for_job`] from this job).
     /// Never unwinds: user panics are caught (invariant 4).
-    fn run(&self) -> Outcome;
+    fn run(&self, token: &CancelToken) -> Outcome;
 
     /// Drops the closure without running it (invariant 1).
     fn discard(&self);
@@ -398,7 +399,7 @@ where
         &self.record
     }
 
-    fn run(&self) -> Outcome {
+    fn run(&self, token: &CancelToken) -> Outcome {
         let Some(job) = lock(&self.job).take() else {
             // Unreachable: only a started job runs, and a started job was not
             // discarded (invariant 1). Answer safely anyway.
@@ -407,7 +408,6 @@ where
                 panicked: false,
             };
         };
-        let token = &self.record.token;
         let (status, result, panicked) = match unwind::catch(|| job(token)) {
             Ok(Ok(value)) => (JobStatus::Completed, Ok(value), false),
             Ok(Err(err)) if token.is_cancelled() => {
@@ -631,7 +631,7 @@ impl<T> JobHandle<T> {
                     CancelOutcome::Cancelled
                 }
                 CancelStep::Running => {
-                    self.cell.record().token.cancel();
+                    self.cell.record().cancel.cancel();
                     CancelOutcome::Requested
                 }
                 CancelStep::Finished => CancelOutcome::AlreadyFinished,
@@ -751,8 +751,8 @@ mod tests {
         let handle = parts.into_handle(Weak::new());
         let typed = Arc::clone(&handle.cell);
         drop(handle);
-        assert!(cell.record().start(&Arc::from("w")));
-        let outcome = cell.run();
+        assert!(cell.record().start(0));
+        let outcome = cell.run(&CancelToken::for_job(Arc::clone(&cell)));
         assert_eq!(outcome.status, JobStatus::Completed);
         assert!(
             typed.take_result().is_none(),

@@ -333,7 +333,9 @@ impl Pool {
     /// assert_eq!(info.id, handle.id());
     /// ```
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
-        self.shared.registry.with(id, |record| record.info())
+        self.shared
+            .registry
+            .with(id, |record| record.info(&self.shared.names))
     }
 
     /// Blocks until the tracked job `id` is terminal and returns its status,

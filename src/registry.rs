@@ -28,14 +28,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::cancel::CancelToken;
+use crate::cancel::TokenState;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
 use crate::sync::{lock, wait_until};
 
 /// The shared, type-erased part of a tracked job.
 pub(crate) struct Record {
     pub(crate) id: JobId,
-    pub(crate) token: CancelToken,
+    /// The state of the job's [`CancelToken`]s.
+    pub(crate) cancel: TokenState,
     pub(crate) submitted_at: SystemTime,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
@@ -48,7 +49,8 @@ struct State {
     status: JobStatus,
     started_at: Option<SystemTime>,
     finished_at: Option<SystemTime>,
-    worker: Option<Arc<str>>,
+    /// Index of the worker that started it (names live in the pool).
+    worker: Option<usize>,
     /// Threads blocked in [`Record::wait`]; `finish` skips the notify
     /// (a syscall) when there are none.
     waiters: usize,
@@ -73,7 +75,7 @@ impl Record {
     pub(crate) fn new(id: JobId, timeout: Option<Duration>) -> Self {
         Record {
             id,
-            token: CancelToken::new(),
+            cancel: TokenState::default(),
             submitted_at: SystemTime::now(),
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
@@ -90,14 +92,14 @@ impl Record {
 
     /// `Pending -> Running` on `worker`. Returns `false` (and changes
     /// nothing) if the record is no longer pending.
-    pub(crate) fn start(&self, worker: &Arc<str>) -> bool {
+    pub(crate) fn start(&self, worker: usize) -> bool {
         let mut state = lock(&self.state);
         if state.status != JobStatus::Pending {
             return false;
         }
         state.status = JobStatus::Running;
         state.started_at = Some(SystemTime::now());
-        state.worker = Some(Arc::clone(worker));
+        state.worker = Some(worker);
         true
     }
 
@@ -135,7 +137,7 @@ impl Record {
         lock(&self.state).status.is_terminal()
     }
 
-    pub(crate) fn info(&self) -> JobInfo {
+    pub(crate) fn info(&self, names: &[Arc<str>]) -> JobInfo {
         let state = lock(&self.state);
         JobInfo {
             id: self.id,
@@ -143,7 +145,10 @@ impl Record {
             submitted_at: self.submitted_at,
             started_at: state.started_at,
             finished_at: state.finished_at,
-            worker: state.worker.as_deref().map(str::to_owned),
+            worker: state
+                .worker
+                .and_then(|i| names.get(i))
+                .map(|n| n.to_string()),
             timeout: self.timeout,
         }
     }
@@ -345,8 +350,8 @@ mod tests {
     #[test]
     fn first_terminal_state_wins() {
         let record = Record::new(JobId::new(), None);
-        assert!(record.start(&Arc::from("w")));
-        assert!(!record.start(&Arc::from("w")), "running cannot start again");
+        assert!(record.start(0));
+        assert!(!record.start(0), "running cannot start again");
         assert!(matches!(record.cancel(), CancelStep::Running));
         record.finish(JobStatus::Completed).unwrap().send(&record);
         assert!(record.finish(JobStatus::Failed("late".into())).is_none());
@@ -358,9 +363,9 @@ mod tests {
     fn cancelled_pending_never_starts() {
         let record = Record::new(JobId::new(), None);
         assert!(matches!(record.cancel(), CancelStep::Cancelled(_)));
-        assert!(!record.start(&Arc::from("w")));
+        assert!(!record.start(0));
         assert_eq!(record.status(), JobStatus::Cancelled);
-        assert!(record.info().finished_at.is_some());
+        assert!(record.info(&[]).finished_at.is_some());
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub(crate) enum Mode {
     Now,
 }
 
+#[repr(align(128))]
 pub(crate) struct Shared {
     /// Unique per pool in this process; tells a worker thread its own pool.
     pub(crate) id: usize,
@@ -188,7 +189,7 @@ impl Shared {
                 CancelOutcome::Cancelled
             }
             CancelStep::Running => {
-                record.token.cancel();
+                record.cancel.cancel();
                 log::debug!("job {}: cancellation requested", record.id);
                 CancelOutcome::Requested
             }
@@ -293,7 +294,7 @@ impl Shared {
             phase.aborted = true;
             drop(phase);
             for job in self.registry.running() {
-                job.record().token.cancel();
+                job.record().cancel.cancel();
             }
             // The supervisor cancels whatever is still queued.
             let _ = self.events.send(Event::Abort);

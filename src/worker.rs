@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{TryRecvError, select};
 
+use crate::cancel::CancelToken;
 use crate::job::{JobStatus, Message, Tracked};
 use crate::shared::Shared;
 use crate::stats::{Ending, Tally};
@@ -143,7 +144,7 @@ impl Worker {
             Message::Track(job) => self.run_tracked(job),
             #[cfg(test)]
             Message::Poison(job) => {
-                assert!(job.record().start(self.name()));
+                assert!(job.record().start(self.index));
                 self.current = Current::Tracked(job);
                 panic!("poisoned worker");
             }
@@ -183,7 +184,7 @@ impl Worker {
             // which case this changes nothing.
             self.shared.cancel(&*job);
         }
-        if skip || !record.start(self.name()) {
+        if skip || !record.start(self.index) {
             // Not run. Whoever cancelled it counted it, but `check_idle`
             // skipped the idle check while this job sat in the queue, so
             // taking it off the queue may be what made the pool idle: check
@@ -194,12 +195,13 @@ impl Worker {
         // A `shutdown_now` that swept running tokens just before this start
         // missed this job: cancel its token here instead.
         if self.shared.abort.load(Ordering::SeqCst) {
-            record.token.cancel();
+            record.cancel.cancel();
         }
         log::debug!("job {} started on {}", record.id, self.name());
         self.tally().busy.store(true, Ordering::Relaxed);
         self.current = Current::Tracked(Arc::clone(&job));
-        let outcome = job.run();
+        // The token's state lives in the job's record: no allocation.
+        let outcome = job.run(&CancelToken::for_job(Arc::clone(&job)));
         self.current = Current::Idle;
         self.tally().busy.store(false, Ordering::Relaxed);
         match &outcome.status {
