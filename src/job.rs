@@ -21,6 +21,7 @@
 //!    `catch_unwind` on the worker.
 
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -336,7 +337,8 @@ pub(crate) struct Outcome {
 }
 
 /// A tracked job, type-erased for the queue and the registry.
-pub(crate) trait Tracked: Send + Sync {
+/// `RefUnwindSafe` so that a [`CancelToken`] holding a job stays unwind-safe.
+pub(crate) trait Tracked: Send + Sync + RefUnwindSafe {
     fn record(&self) -> &Record;
 
     /// Runs the job on the current (worker) thread, after `Record::start`,
@@ -556,6 +558,11 @@ pub struct JobHandle<T> {
     cell: Arc<dyn Slot<T>>,
     shared: Weak<Shared>,
 }
+
+// As for `Pool`: the result slot is behind a mutex that ignores poisoning,
+// and the pool's state survives panics.
+impl<T> UnwindSafe for JobHandle<T> {}
+impl<T> RefUnwindSafe for JobHandle<T> {}
 
 impl<T> JobHandle<T> {
     /// The job's id.

@@ -181,6 +181,20 @@ mod tests {
         assert_send_sync::<BuildError>();
         assert_send_sync::<PoolStats>();
     }
+
+    fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+
+    /// Users catch panics around code that holds these; none of them may
+    /// force an `AssertUnwindSafe` on them.
+    #[test]
+    fn public_types_are_unwind_safe() {
+        assert_unwind_safe::<Pool>();
+        assert_unwind_safe::<JobHandle<u64>>();
+        assert_unwind_safe::<CancelToken>();
+        assert_unwind_safe::<JobId>();
+        assert_unwind_safe::<JobStatus>();
+        assert_unwind_safe::<PoolStats>();
+    }
 }
 
 // The README's Rust example is compiled and run as a doc test, so it stays true.

@@ -2,6 +2,7 @@
 //! delegates to the part that owns it.
 
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -52,6 +53,13 @@ pub struct Pool {
     /// (and `Drop`) do not block on the jobs it left running.
     detached: AtomicBool,
 }
+
+// A pool is built to be used across panics: no user code runs under its
+// locks, every lock ignores poisoning, and no panic leaves its state half
+// updated. (Only the user's thread hooks keep it from being unwind-safe
+// automatically.)
+impl UnwindSafe for Pool {}
+impl RefUnwindSafe for Pool {}
 
 impl Pool {
     /// A pool of `workers` threads with the default settings.
