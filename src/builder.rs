@@ -162,9 +162,11 @@ impl Builder {
     /// [`wait`](Pool::wait). Beyond that, the oldest finished records are
     /// forgotten and their ids answer `None`. They are forgotten in batches
     /// (of at most a sixteenth of `records`, and at most 512), so the count
-    /// kept moves between `records` minus one batch and `records`. Pending and running jobs are
-    /// never forgotten, and a [`JobHandle`](crate::JobHandle) keeps working
-    /// regardless. Zero keeps no finished record at all.
+    /// kept moves between `records` minus one batch and `records`; once
+    /// [`Pool::join`] returns, it has been applied to every finished job.
+    /// Pending and running jobs are never forgotten, and a
+    /// [`JobHandle`](crate::JobHandle) keeps working regardless. Zero keeps
+    /// no finished record at all.
     ///
     /// # Examples
     ///

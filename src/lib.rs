@@ -140,6 +140,17 @@
 
 #![forbid(unsafe_code)]
 
+/// Runs one `log` call, containing a panic from the logger.
+///
+/// For the supervisor, drop guards and shutdown: a panicking logger must
+/// not stop the pool's own bookkeeping. (Job paths log after their
+/// bookkeeping instead; the worker's drop guard covers them.)
+macro_rules! log_quietly {
+    ($log:expr) => {
+        let _ = $crate::unwind::catch(|| $log);
+    };
+}
+
 mod builder;
 mod cancel;
 pub mod compat;

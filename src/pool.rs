@@ -577,12 +577,13 @@ impl Pool {
         }
     }
 
-    /// `true` (and logs) when called on one of this pool's workers, where
-    /// waiting for the pool would wait for the caller itself.
+    /// `true` (and logs) when called on one of this pool's own threads (a
+    /// job, or a closure the supervisor drops), where waiting for the pool
+    /// would wait for the caller itself.
     fn on_own_worker(&self, operation: &str) -> bool {
-        let own = worker::is_worker_of(self.shared.id);
+        let own = worker::is_own_thread(self.shared.id);
         if own {
-            log::warn!("{operation} called from one of the pool's own jobs; not waiting");
+            log::warn!("{operation} called on one of the pool's own threads; not waiting");
         }
         own
     }

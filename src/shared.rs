@@ -17,7 +17,9 @@
 //!    `refused` if the queue then refuses it), and counted finished in a
 //!    tally when it ends. So `submitted - refused - finished` never drops
 //!    below the number of jobs still pending or running, and
-//!    [`Shared::wait_idle`] returning means the counters add up. There is no
+//!    [`Shared::wait_idle`] returning means the counters add up. Every
+//!    thread that counts a finish or a refusal calls [`Shared::check_idle`]
+//!    afterwards; nothing else changes the sum. There is no
 //!    shared "outstanding" counter: it would put a cache line written by
 //!    submitters and workers alike on every job's path.
 //! 4. Lock order: `phase`, then a registry shard, then a record's state.
@@ -121,6 +123,8 @@ impl Shared {
     pub(crate) fn accept(&self, message: Message, blocking: bool) -> Result<(), SubmitError> {
         // Invariant 1: no permit, no entry.
         let Some(permit) = self.counters.intake.enter() else {
+            // See `Intake::enter`.
+            self.check_idle();
             return Err(SubmitError::Shutdown);
         };
         if let Some(job) = message.tracked() {
@@ -130,15 +134,15 @@ impl Shared {
         // can finish.
         match self.send(message, blocking) {
             Ok(()) => {
-                drop(permit);
+                permit.queued();
                 Ok(())
             }
             Err((error, message)) => {
                 if let Some(job) = message.tracked() {
                     self.registry.remove(job.record().id);
                 }
-                // Leaves the intake before the job's `Drop` runs.
-                permit.refuse();
+                // Refused and out of the intake before the job's `Drop` runs.
+                drop(permit);
                 self.check_idle();
                 drop(message);
                 Err(error)
@@ -177,20 +181,20 @@ impl Shared {
         let record = job.record();
         match record.cancel() {
             CancelStep::Cancelled(notify) => {
-                self.counters.others.count(Ending::Cancelled);
-                // Retire before waking waiters: when they return, retention
-                // has already been applied.
+                // Retire before counting and waking: once a join returns or
+                // a sleeping waiter wakes, retention has been applied.
                 self.registry.retire(record.id);
+                self.counters.others.count(Ending::Cancelled);
                 notify.send(record);
                 self.check_idle();
-                log::debug!("job {} cancelled before it started", record.id);
+                log_quietly!(log::debug!("job {} cancelled before it started", record.id));
                 // User `Drop` of the closure: no lock held here.
                 job.discard();
                 CancelOutcome::Cancelled
             }
             CancelStep::Running => {
                 record.cancel.cancel();
-                log::debug!("job {}: cancellation requested", record.id);
+                log_quietly!(log::debug!("job {}: cancellation requested", record.id));
                 CancelOutcome::Requested
             }
             CancelStep::Finished => CancelOutcome::AlreadyFinished,
@@ -210,9 +214,9 @@ impl Shared {
         // Always `Some` for the worker that started the job (registry
         // invariant 2).
         if let Some(notify) = record.finish(status) {
-            tally.count(ending);
-            // Retire before waking waiters, as in `cancel`.
+            // Retire before counting and waking, as in `cancel`.
             self.registry.retire(record.id);
+            tally.count(ending);
             notify.send(record);
             self.check_idle();
         }
@@ -222,24 +226,22 @@ impl Shared {
     /// `wait_idle` callers if that made the pool idle (invariant 3). Costs
     /// one load of a read-mostly line unless someone is waiting.
     pub(crate) fn check_idle(&self) {
-        // SeqCst, pairing with `wait_idle`: the finish was counted (SeqCst)
-        // before this load; the waiter registered (SeqCst) before it summed
-        // the counters. Either the waiter saw this finish, or this thread sees
-        // the waiter. Of several finishing threads, the last to take `idle`
-        // sees every finish (the lock orders them).
-        // While jobs are queued the pool is not idle, so the (costlier) sum
-        // is skipped. A queue holding only jobs cancelled while pending
-        // skips it wrongly, so whoever takes a job off the queue without
-        // running it calls this again, however the job was cancelled (see
-        // `Worker::run_tracked` and `Supervisor::cancel_queued`). A skip
-        // here is then always followed by a check from the thread that
-        // dequeues: the queue's own indices are SeqCst (crossbeam-channel),
-        // so that thread's sum sees every finish counted before this load.
-        if self.joiners.load(Ordering::SeqCst) > 0 && self.jobs_rx.is_empty() {
+        // SeqCst throughout, pairing with `wait_idle`: this thread counted
+        // its finish before loading `joiners`; a waiter registered in
+        // `joiners` before summing the counters. So either the waiter's sum
+        // sees this finish, or this load sees the waiter, and then the sum
+        // below (after this thread's own count) decides. Of several
+        // finishing threads, the last to count sees every finish.
+        //
+        // No shortcut on the queue's length: a job cancelled while queued is
+        // counted when it is cancelled, so "the queue is non-empty" does not
+        // mean "not idle", and a shortcut on it once lost wake-ups.
+        if self.joiners.load(Ordering::SeqCst) > 0 && self.counters.outstanding() == 0 {
+            // A waiter that summed before this finish holds `idle` until it
+            // sleeps on `idle_cond`; taking the lock makes the notification
+            // arrive after that.
             let _guard = lock(&self.idle);
-            if self.counters.outstanding() == 0 {
-                self.idle_cond.notify_all();
-            }
+            self.idle_cond.notify_all();
         }
     }
 
@@ -278,7 +280,10 @@ impl Shared {
         }
         if !phase.closed {
             phase.closed = true;
-            log::info!("pool {}: shutting down ({mode:?})", self.config.thread_name);
+            log_quietly!(log::info!(
+                "pool {}: shutting down ({mode:?})",
+                self.config.thread_name
+            ));
             // The closing signal must be raised while draining, so a
             // submitter blocked on a full queue leaves: raise it first.
             self.closing.raise();

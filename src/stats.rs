@@ -196,22 +196,40 @@ pub(crate) struct Intake {
 const CLOSED: u64 = 1;
 const ONE: u64 = 2;
 
-/// A submitter inside the intake; leaving is counted when it drops.
-pub(crate) struct Permit<'a>(&'a Intake);
+/// A submitter inside the intake; leaving is counted when it drops. A
+/// permit dropped without [`Permit::queued`] (the queue refused the job, or
+/// the submitter unwound) counts the submission as refused, so it can never
+/// stay "outstanding" and hold up a join.
+pub(crate) struct Permit<'a> {
+    intake: &'a Intake,
+    queued: bool,
+}
 
 impl Intake {
-    /// Enters, counting the submission, or `None` once closed (counted as
-    /// refused).
+    /// Enters, counting the submission, or `None` once closed.
+    ///
+    /// The caller calls `Shared::check_idle` after a `None`: a submission
+    /// that raced with `close_and_drain` was counted and then refused, and a
+    /// join may have seen it in between.
     pub(crate) fn enter(&self) -> Option<Permit<'_>> {
+        // Once closed, refuse without counting: a stream of submissions
+        // after shutdown must not keep the counters moving, or a join could
+        // keep catching one half-counted.
+        if self.is_closed() {
+            return None;
+        }
         // SeqCst pairs with `close`: either this sees CLOSED, or `close`'s
         // caller counts this submission in the value it waits for.
         let previous = self.entered.fetch_add(ONE, SeqCst);
         if previous & CLOSED != 0 {
-            // Entered after closing: not waited for, so `left` is untouched.
+            // Closed just now: not waited for, so `left` is untouched.
             self.refused.fetch_add(1, SeqCst);
             return None;
         }
-        Some(Permit(self))
+        Some(Permit {
+            intake: self,
+            queued: false,
+        })
     }
 
     /// Closes the intake and waits for every submitter that entered before
@@ -239,17 +257,20 @@ impl Intake {
 }
 
 impl Permit<'_> {
-    /// The queue refused the job after all.
-    pub(crate) fn refuse(self) {
-        self.0.refused.fetch_add(1, SeqCst);
+    /// The job is in the queue.
+    pub(crate) fn queued(mut self) {
+        self.queued = true;
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
+        if !self.queued {
+            self.intake.refused.fetch_add(1, SeqCst);
+        }
         // SeqCst: the queue send (or refusal) happens before
         // `close_and_drain` sees this submitter leave.
-        self.0.left.fetch_add(1, SeqCst);
+        self.intake.left.fetch_add(1, SeqCst);
     }
 }
 
@@ -260,9 +281,9 @@ mod tests {
     #[test]
     fn panicked_counts_as_failed_too() {
         let counters = Counters::new(2);
+        counters.intake.enter().unwrap().queued();
+        counters.intake.enter().unwrap().queued();
         drop(counters.intake.enter().unwrap());
-        drop(counters.intake.enter().unwrap());
-        counters.intake.enter().unwrap().refuse();
         counters.workers[0].count(Ending::Panicked);
         counters.others.count(Ending::Cancelled);
         let stats = counters.snapshot(0);

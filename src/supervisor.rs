@@ -82,6 +82,13 @@ pub(crate) fn start(
 }
 
 fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<(), BuildError>>) {
+    // The supervisor drops user closures (cancelled and expired jobs); one
+    // may hold the pool's last `Arc`, and the pool's `Drop` must then not
+    // wait for this very thread.
+    worker::mark_own_thread(shared.id);
+    // Whatever happens below (even a panicking logger), waiters on `done`
+    // are released.
+    let done = DoneGuard(Arc::clone(&shared));
     let mut supervisor = Supervisor {
         workers: Vec::with_capacity(shared.config.workers),
         shared,
@@ -109,26 +116,37 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
         // Stop the workers that did start; `run` joins them.
         supervisor.shared.begin_shutdown(Mode::Graceful);
     } else {
-        log::info!(
+        log_quietly!(log::info!(
             "pool {} started with {} workers",
             supervisor.shared.config.thread_name,
             supervisor.workers.len()
-        );
+        ));
         let _ = ready.send(Ok(()));
     }
     let shared = Arc::clone(&supervisor.shared);
     if let Err(message) = unwind::catch(move || supervisor.run()) {
-        log::error!(
+        log_quietly!(log::error!(
             "the supervisor of pool {} panicked: {message}",
             shared.config.thread_name
-        );
+        ));
     }
-    shared.mark_done();
+    drop(done);
     match failure {
         Some(error) => {
             let _ = ready.send(Err(error));
         }
-        None => log::info!("pool {} stopped", shared.config.thread_name),
+        None => {
+            log_quietly!(log::info!("pool {} stopped", shared.config.thread_name));
+        }
+    }
+}
+
+/// Calls `Shared::mark_done` when dropped.
+struct DoneGuard(Arc<Shared>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        self.0.mark_done();
     }
 }
 
@@ -208,10 +226,10 @@ impl Supervisor {
         // Invariant 3: nothing is left queued unaccounted for.
         let cancelled = self.cancel_queued();
         if cancelled > 0 {
-            log::error!(
+            log_quietly!(log::error!(
                 "pool {}: no worker left to run {cancelled} queued jobs; cancelled them",
                 self.shared.config.thread_name
-            );
+            ));
         }
     }
 
@@ -254,10 +272,10 @@ impl Supervisor {
             }
             Event::Abort => {
                 let cancelled = self.cancel_queued();
-                log::info!(
+                log_quietly!(log::info!(
                     "pool {}: cancelled {cancelled} queued jobs",
                     self.shared.config.thread_name
-                );
+                ));
             }
         }
     }
@@ -270,12 +288,14 @@ impl Supervisor {
             if let Err(payload) = handle.join() {
                 let message = unwind::message(&*payload);
                 unwind::dispose(payload);
-                log::error!("worker {name} died: {message}");
+                log_quietly!(log::error!("worker {name} died: {message}"));
             }
         }
         if !self.stopping {
             if !died {
-                log::error!("worker {name} exited while the pool was running");
+                log_quietly!(log::error!(
+                    "worker {name} exited while the pool was running"
+                ));
             }
             self.respawn_or_delay(index);
         } else if died
@@ -285,7 +305,9 @@ impl Supervisor {
             // Invariant 3: replace it so the queue still drains, unless storming.
             self.respawn_or_delay(index);
             if matches!(self.workers[index], Slot::Waiting(_)) {
-                log::error!("not respawning {name} during shutdown: restart storm");
+                log_quietly!(log::error!(
+                    "not respawning {name} during shutdown: restart storm"
+                ));
                 self.workers[index] = Slot::Gone;
             }
         }
@@ -308,13 +330,13 @@ impl Supervisor {
             self.respawn(index, now);
         } else {
             let delay = self.next_backoff();
-            log::error!(
+            log_quietly!(log::error!(
                 "restart storm in pool {}: {} restarts within {window:?} (limit {limit}); \
                  respawning {} in {delay:?}",
                 self.shared.config.thread_name,
                 self.recent_restarts.len(),
                 self.shared.names[index]
-            );
+            ));
             self.workers[index] = Slot::Waiting(now + delay);
         }
     }
@@ -340,11 +362,13 @@ impl Supervisor {
                     .counters
                     .restarts
                     .fetch_add(1, Ordering::Relaxed);
-                log::info!("respawned worker {name}");
+                log_quietly!(log::info!("respawned worker {name}"));
             }
             Err(error) => {
                 let delay = self.next_backoff();
-                log::error!("failed to respawn worker {name}: {error}; retrying in {delay:?}");
+                log_quietly!(log::error!(
+                    "failed to respawn worker {name}: {error}; retrying in {delay:?}"
+                ));
                 self.workers[index] = Slot::Waiting(now + delay);
             }
         }
@@ -380,7 +404,10 @@ impl Supervisor {
             };
             if let Some(job) = deadline.job.upgrade() {
                 let outcome = self.shared.cancel(&*job);
-                log::debug!("job {} passed its deadline: {outcome}", job.record().id);
+                log_quietly!(log::debug!(
+                    "job {} passed its deadline: {outcome}",
+                    job.record().id
+                ));
             }
         }
     }
@@ -398,9 +425,7 @@ impl Supervisor {
                 unwind::drop_quietly(message);
             }
         }
-        // The queue is empty now. Some of these jobs may have been cancelled
-        // (and counted) earlier, while `check_idle` skipped its check for the
-        // queue being non-empty: check once more.
+        // Once for every untracked job counted above.
         self.shared.check_idle();
         count
     }
@@ -414,7 +439,14 @@ mod tests {
 
     #[test]
     fn deadlines_of_finished_jobs_do_not_pile_up() {
-        let pool = Pool::new(2).unwrap();
+        // Bounded queue: the submitter cannot run far ahead of the workers,
+        // so few jobs are live at any time (and compaction is measured
+        // against the live ones).
+        let pool = Pool::builder()
+            .workers(2)
+            .queue_capacity(64)
+            .build()
+            .unwrap();
         let options = JobOptions::new().timeout(Duration::from_secs(3600));
         for _ in 0..5_000 {
             pool.submit_with(options, |_| Ok(())).unwrap();

@@ -5,12 +5,15 @@
 //!
 //! Invariants:
 //!
-//! 1. A worker never runs a job after the pool's `abort` flag is set; jobs it
-//!    dequeues from then on end `Cancelled` without running.
+//! 1. A worker that sees the pool's `abort` flag set when it dequeues a job
+//!    cancels the job instead of running it. (A job dequeued at the moment
+//!    the flag is set may still start; a tracked one then has its token
+//!    cancelled at once.)
 //! 2. Whatever ends the thread (a clean exit at shutdown, a panicking start
-//!    or stop hook, a bug), [`Worker`]'s `Drop` runs on it: the job it was
-//!    running (if any) ends `Failed` with a message naming the worker, and
-//!    the supervisor receives [`Event::Exited`].
+//!    or stop hook, a panicking logger, a bug), [`Worker`]'s `Drop` runs on
+//!    it: the job it was running (if any) ends `Failed` with a message naming
+//!    the worker, and the supervisor receives [`Event::Exited`]. Logging
+//!    comes after each job's bookkeeping for the same reason.
 //! 3. Each worker writes only its own [`Tally`](crate::stats::Tally), so no
 //!    two threads contend on a counter line while running jobs.
 
@@ -40,9 +43,16 @@ thread_local! {
     static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
 }
 
-/// `true` on a worker thread of the pool with this id.
-pub(crate) fn is_worker_of(pool: usize) -> bool {
+/// `true` on a thread of the pool with this id: a worker, or the
+/// supervisor (which drops user closures, so a pool's last `Arc` can be
+/// dropped there).
+pub(crate) fn is_own_thread(pool: usize) -> bool {
     CURRENT_POOL.try_with(Cell::get).unwrap_or(0) == pool
+}
+
+/// Marks the current thread as one of the pool's own (see `is_own_thread`).
+pub(crate) fn mark_own_thread(pool: usize) {
+    let _ = CURRENT_POOL.try_with(|cell| cell.set(pool));
 }
 
 /// Starts worker `index` of the pool.
@@ -88,7 +98,7 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let _ = CURRENT_POOL.try_with(|pool| pool.set(self.shared.id));
+        mark_own_thread(self.shared.id);
         if let Some(hook) = self.shared.config.on_thread_start.clone() {
             // A panic here unwinds the thread; `Drop` reports it (invariant 2).
             hook(self.index);
@@ -162,34 +172,33 @@ impl Worker {
         self.tally().busy.store(true, Ordering::Relaxed);
         self.current = Current::Untracked;
         let result = unwind::catch(job);
-        self.current = Current::Idle;
         self.tally().busy.store(false, Ordering::Relaxed);
-        match result {
-            Ok(()) => self.tally().count(Ending::Completed),
-            Err(message) => {
-                self.tally().count(Ending::Panicked);
-                log::warn!("untracked job panicked on {}: {message}", self.name());
-            }
-        }
+        let ending = match result {
+            Ok(()) => Ending::Completed,
+            Err(_) => Ending::Panicked,
+        };
+        self.tally().count(ending);
+        self.current = Current::Idle;
         self.shared.check_idle();
+        // Logged after the bookkeeping, so a panicking logger (it would end
+        // this thread) cannot leave the job uncounted.
+        if let Err(message) = result {
+            log::warn!("untracked job panicked on {}: {message}", self.name());
+        }
     }
 
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
         let record = job.record();
         let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
-        let skip = self.shared.abort.load(Ordering::Acquire) || expired;
-        if skip {
-            // A pending job whose deadline passed never starts. It may have
-            // been cancelled already (by id, or by the deadline timer), in
-            // which case this changes nothing.
+        if self.shared.abort.load(Ordering::Acquire) || expired {
+            // A pending job whose deadline passed never starts. If it was
+            // cancelled already (by id, or by the deadline timer), this
+            // changes nothing: its canceller counted it.
             self.shared.cancel(&*job);
+            return;
         }
-        if skip || !record.start(self.index) {
-            // Not run. Whoever cancelled it counted it, but `check_idle`
-            // skipped the idle check while this job sat in the queue, so
-            // taking it off the queue may be what made the pool idle: check
-            // here, whichever way it was cancelled.
-            self.shared.check_idle();
+        if !record.start(self.index) {
+            // Cancelled while queued; whoever cancelled it counted it.
             return;
         }
         // A `shutdown_now` that swept running tokens just before this start
@@ -197,21 +206,28 @@ impl Worker {
         if self.shared.abort.load(Ordering::SeqCst) {
             record.cancel.cancel();
         }
+        // Before anything that could end the thread (even a log call: a
+        // logger may panic), so the drop guard finishes the job (invariant 2).
+        self.current = Current::Tracked(Arc::clone(&job));
         log::debug!("job {} started on {}", record.id, self.name());
         self.tally().busy.store(true, Ordering::Relaxed);
-        self.current = Current::Tracked(Arc::clone(&job));
         // The token's state lives in the job's record: no allocation.
         let outcome = job.run(&CancelToken::for_job(Arc::clone(&job)));
-        self.current = Current::Idle;
         self.tally().busy.store(false, Ordering::Relaxed);
-        match &outcome.status {
-            JobStatus::Failed(message) if outcome.panicked => {
-                log::warn!("job {} panicked on {}: {message}", record.id, self.name());
-            }
-            status => log::debug!("job {} ended {status} on {}", record.id, self.name()),
-        }
+        let panic = match &outcome.status {
+            JobStatus::Failed(message) if outcome.panicked => Some(message.clone()),
+            _ => None,
+        };
+        let ended = log::log_enabled!(log::Level::Debug).then(|| outcome.status.to_string());
         self.shared
             .finish(&*job, outcome.status, outcome.panicked, self.tally());
+        self.current = Current::Idle;
+        // Logged once the job is terminal, like `run_untracked`.
+        if let Some(message) = panic {
+            log::warn!("job {} panicked on {}: {message}", record.id, self.name());
+        } else if let Some(status) = ended {
+            log::debug!("job {} ended {status} on {}", record.id, self.name());
+        }
     }
 }
 
@@ -224,30 +240,45 @@ impl Drop for Worker {
             self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
         }
         self.tally().busy.store(false, Ordering::Relaxed);
-        match std::mem::replace(&mut self.current, Current::Idle) {
-            Current::Tracked(job) => {
+        // Bookkeeping first, logging last: a panicking logger must not leave
+        // a job non-terminal or the supervisor uninformed.
+        let lost = match std::mem::replace(&mut self.current, Current::Idle) {
+            // Only if still running: the job may have ended, and its result
+            // been stored, before something else ended the thread.
+            Current::Tracked(job) if job.record().status() == JobStatus::Running => {
                 let message = format!(
                     "worker {} died while running job {}",
                     self.name(),
                     job.record().id
                 );
-                log::error!("{message}");
                 job.lose(&message);
-                self.shared
-                    .finish(&*job, JobStatus::Failed(message), false, self.tally());
+                self.shared.finish(
+                    &*job,
+                    JobStatus::Failed(message.clone()),
+                    false,
+                    self.tally(),
+                );
+                Some(message)
             }
+            Current::Tracked(_) | Current::Idle => None,
             Current::Untracked => {
-                log::error!("worker {} died while running an untracked job", self.name());
                 self.tally().count(Ending::Failed);
                 self.shared.check_idle();
+                Some(format!(
+                    "worker {} died while running an untracked job",
+                    self.name()
+                ))
             }
-            Current::Idle => {}
-        }
+        };
         let _ = CURRENT_POOL.try_with(|pool| pool.set(0));
         let _ = self.shared.events.send(Event::Exited {
             index: self.index,
             died,
         });
+        if let Some(message) = lost {
+            // Contained: this may run during unwinding.
+            log_quietly!(log::error!("{message}"));
+        }
     }
 }
 

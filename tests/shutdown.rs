@@ -183,6 +183,83 @@ fn dropping_the_last_handle_inside_its_own_job_does_not_deadlock() {
 }
 
 #[test]
+fn dropping_the_last_pool_in_a_closure_the_supervisor_discards_does_not_deadlock() {
+    // The supervisor drops the closure of a job whose deadline passes while
+    // it is queued. If that closure holds the last `Arc<Pool>`, the pool's
+    // `Drop` runs on the supervisor thread and must not wait for itself.
+    let pool = Arc::new(Pool::builder().thread_name("sd-last").build().unwrap());
+    let release = common::block_worker(&pool);
+    let release_others: Vec<_> = (1..pool.stats().workers)
+        .map(|_| common::block_worker(&pool))
+        .collect();
+    struct Tell(mpsc::Sender<()>);
+    impl Drop for Tell {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    let (inner, tell) = (Arc::clone(&pool), Tell(dropped_tx));
+    let job = pool
+        .submit_with(
+            JobOptions::new().timeout(Duration::from_millis(1)),
+            move |_| {
+                let _keep = (&inner, &tell);
+                Ok(())
+            },
+        )
+        .unwrap();
+    drop(pool); // the queued closure now holds the last `Arc<Pool>`
+    // Fields drop in order: `inner` (the pool) first, then `tell`; so this
+    // arrives only once the pool's `Drop` has returned.
+    let dropped = dropped_rx.recv_timeout(common::PATIENCE);
+    drop(release);
+    drop(release_others);
+    assert!(
+        dropped.is_ok(),
+        "Pool::drop on the supervisor thread did not return"
+    );
+    assert_eq!(job.wait(common::PATIENCE), Some(JobStatus::Cancelled));
+    // The supervisor still stops and joins every thread.
+    assert!(common::no_threads_named("sd-last"));
+}
+
+#[test]
+fn join_is_not_held_up_by_submissions_refused_after_shutdown() {
+    // A refused submission must never show as outstanding, not even for a
+    // moment: a join that saw it would have no one left to wake it.
+    let pool = Arc::new(Pool::new(1).unwrap());
+    pool.shutdown();
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitter = {
+        let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(pool.try_execute(|| ()), Err(SubmitError::Shutdown));
+            }
+        })
+    };
+    let (joined_tx, joined_rx) = mpsc::channel();
+    {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                pool.join();
+            }
+            let _ = joined_tx.send(());
+        });
+    }
+    let joined = joined_rx.recv_timeout(common::PATIENCE);
+    stop.store(true, Ordering::Relaxed);
+    submitter.join().unwrap();
+    assert!(
+        joined.is_ok(),
+        "a join on an idle, shut-down pool never returned"
+    );
+    assert_eq!(pool.stats().submitted, 0);
+}
+
+#[test]
 fn shutdown_and_join_from_inside_a_job_return() {
     let pool = Arc::new(Pool::new(2).unwrap());
     let inner = Arc::clone(&pool);

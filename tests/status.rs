@@ -73,18 +73,18 @@ fn wait_returns_terminal_status_or_none_on_timeout() {
 
 #[test]
 fn retention_forgets_the_oldest_finished_records() {
+    // One worker: jobs finish, and are retired, in submission order, so
+    // "oldest" is well defined.
     let pool = Pool::builder()
-        .workers(2)
+        .workers(1)
         .retain_finished(5)
         .build()
         .unwrap();
-    let mut handles = Vec::new();
-    for i in 0..20_u32 {
-        let handle = pool.submit(move |_| Ok(i)).unwrap();
-        // Finish in submission order so "oldest" is well defined.
-        handle.wait(common::PATIENCE).unwrap();
-        handles.push(handle);
-    }
+    let handles: Vec<_> = (0..20_u32)
+        .map(|i| pool.submit(move |_| Ok(i)).unwrap())
+        .collect();
+    // Once `join` returns, retention has been applied to every job.
+    common::join(&pool);
     for handle in &handles[..15] {
         assert_eq!(pool.status(handle.id()), None, "forgotten");
         assert_eq!(pool.info(handle.id()), None);

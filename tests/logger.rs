@@ -1,0 +1,101 @@
+//! A logger that panics cannot leave a job non-terminal or a join hanging.
+//! Alone in its own test binary: it installs the process's logger.
+
+mod common;
+
+use std::sync::Mutex;
+
+use harbor_pool::{JobError, JobStatus, Pool};
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// Panics on every message that contains the text set in `TRIGGER`.
+struct PanickingLogger;
+
+static TRIGGER: Mutex<Option<&'static str>> = Mutex::new(None);
+
+impl Log for PanickingLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= Level::Debug
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        let trigger = *TRIGGER.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(trigger) = trigger
+            && record.args().to_string().contains(trigger)
+        {
+            panic!("logger failed on {trigger:?}");
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// The job's value, or `None` if it failed or did not end in time.
+fn join<T: std::fmt::Debug>(job: harbor_pool::JobHandle<T>) -> Option<T> {
+    job.join_timeout(common::PATIENCE).ok()?.ok()
+}
+
+fn trigger_on(text: Option<&'static str>) {
+    *TRIGGER.lock().unwrap_or_else(|e| e.into_inner()) = text;
+}
+
+#[test]
+fn a_panicking_logger_cannot_strand_a_job() {
+    common::quiet_panics();
+    log::set_logger(&PanickingLogger).unwrap();
+    log::set_max_level(LevelFilter::Debug);
+    let pool = Pool::builder()
+        .workers(1)
+        .thread_name("log-panic")
+        .build()
+        .unwrap();
+
+    // The logger fails as the job starts: the worker thread dies under a
+    // running job, which must end `Failed`, and the worker is replaced.
+    trigger_on(Some("started on"));
+    let job = pool.submit(|_| Ok(1)).unwrap();
+    match job.join_timeout(common::PATIENCE) {
+        Ok(Err(JobError::WorkerDied(message))) => {
+            assert!(message.contains("died while running job"), "{message}");
+        }
+        Ok(other) => panic!("expected WorkerDied, got {other:?}"),
+        Err(_) => panic!("the job never ended"),
+    }
+
+    // The logger fails after the job ran: the job is already terminal, with
+    // its real result.
+    trigger_on(Some(" ended "));
+    let job = pool.submit(|_| Ok(2)).unwrap();
+    let id = job.id();
+    assert_eq!(join(job), Some(2));
+    assert_eq!(pool.status(id), Some(JobStatus::Completed));
+
+    // The logger fails on an untracked job's panic: it is still counted.
+    trigger_on(Some("untracked job panicked"));
+    pool.execute(|| panic!("boom")).unwrap();
+    common::join(&pool);
+
+    trigger_on(None);
+    assert!(common::eventually(|| pool.stats().alive == 1));
+    let stats = pool.stats();
+    assert_eq!(
+        (
+            stats.submitted,
+            stats.completed,
+            stats.failed,
+            stats.panicked
+        ),
+        (3, 1, 2, 1),
+        "{stats:?}"
+    );
+    assert!(stats.restarts >= 2, "{stats:?}");
+    // The pool still serves jobs.
+    assert_eq!(join(pool.submit(|_| Ok(3)).unwrap()), Some(3));
+    // The supervisor, which logged each worker's death (with the logger's
+    // panic message, so the logger panicked there too), still joins every
+    // thread at shutdown.
+    trigger_on(Some("log-panic"));
+    drop(pool);
+    trigger_on(None);
+    assert!(common::no_threads_named("log-panic"));
+}
