@@ -12,7 +12,8 @@
 //!
 //! A tracked job's token state lives in the job's record; its
 //! [`CancelToken`] holds the job's cell. A clone the job keeps beyond its
-//! end keeps the cell's memory (not the closure, which has run) alive.
+//! end keeps that cell allocated (its record and the closure's storage; the
+//! closure itself was consumed when it ran).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,10 @@ use crate::sync::{deadline_after, lock, wait_until};
 /// early when the token is cancelled.
 ///
 /// Clones share one flag. Tokens also work outside any pool.
+///
+/// A tracked job's token shares its allocation with the job's record, so a
+/// clone kept after the job ended keeps that record's memory alive (a few
+/// hundred bytes plus the closure's size) until the clone is dropped.
 ///
 /// # Examples
 ///

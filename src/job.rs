@@ -439,15 +439,20 @@ where
     fn discard(&self) {
         let job = lock(&self.job).take();
         if let Some(message) = unwind::drop_quietly(job) {
-            log::warn!(
+            // Runs on the supervisor and in the worker's drop guard too.
+            log_quietly!(log::warn!(
                 "dropping cancelled job {} panicked: {message}",
                 self.record.id
-            );
+            ));
         }
     }
 
     fn lose(&self, message: &str) {
-        self.store(Err(JobError::WorkerDied(message.to_owned())));
+        let mut slot = lock(&self.slot);
+        // A result already stored is the job's real one: keep it.
+        if !slot.detached && slot.result.is_none() {
+            slot.result = Some(Err(JobError::WorkerDied(message.to_owned())));
+        }
     }
 }
 
@@ -559,8 +564,9 @@ pub struct JobHandle<T> {
     shared: Weak<Shared>,
 }
 
-// As for `Pool`: the result slot is behind a mutex that ignores poisoning,
-// and the pool's state survives panics.
+// As for `Pool`, whose shared state (with the user's hooks) a handle
+// references: the pool's state survives panics, and the result slot is
+// behind a mutex that ignores poisoning.
 impl<T> UnwindSafe for JobHandle<T> {}
 impl<T> RefUnwindSafe for JobHandle<T> {}
 

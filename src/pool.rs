@@ -251,8 +251,11 @@ impl Pool {
             // One timer (the supervisor) drives every deadline.
             let _ = self.shared.events.send(Event::Deadline(at, job));
         }
+        // The handle exists before the (user) logger runs: dropping it, if
+        // the logger panics, detaches the job as usual.
+        let handle = parts.into_handle(Arc::downgrade(&self.shared));
         log::trace!("job {id} submitted");
-        Ok(parts.into_handle(Arc::downgrade(&self.shared)))
+        Ok(handle)
     }
 
     /// Queues an untracked closure: fire and forget, the fastest path. It

@@ -293,8 +293,14 @@ impl Registry {
             let mut shard = lock(self.shard(group[0]));
             evicted.extend(group.iter().filter_map(|id| shard.remove(id)));
         }
-        // Dropped outside the shard locks (invariant 4).
-        drop(evicted);
+        // Dropped outside the shard locks (invariant 4), contained: the last
+        // reference to a record can hold user values (a detached job's
+        // closure or result).
+        if let Some(message) = crate::unwind::drop_quietly(evicted) {
+            log_quietly!(log::warn!(
+                "dropping forgotten job records panicked: {message}"
+            ));
+        }
     }
 
     /// Every record that is running now.

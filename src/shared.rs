@@ -19,7 +19,9 @@
 //!    below the number of jobs still pending or running, and
 //!    [`Shared::wait_idle`] returning means the counters add up. Every
 //!    thread that counts a finish or a refusal calls [`Shared::check_idle`]
-//!    afterwards; nothing else changes the sum. There is no
+//!    afterwards; nothing else changes the sum. (A submitter unwinding
+//!    while it holds a permit would count a refusal without the check;
+//!    nothing between `enter` and the send can unwind.) There is no
 //!    shared "outstanding" counter: it would put a cache line written by
 //!    submitters and workers alike on every job's path.
 //! 4. Lock order: `phase`, then a registry shard, then a record's state.

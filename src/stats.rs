@@ -198,8 +198,8 @@ const ONE: u64 = 2;
 
 /// A submitter inside the intake; leaving is counted when it drops. A
 /// permit dropped without [`Permit::queued`] (the queue refused the job, or
-/// the submitter unwound) counts the submission as refused, so it can never
-/// stay "outstanding" and hold up a join.
+/// the submitter unwound) counts the submission as refused, so it is never
+/// counted as a job still to come.
 pub(crate) struct Permit<'a> {
     intake: &'a Intake,
     queued: bool,

@@ -64,9 +64,16 @@ pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
 /// Drops a panic payload without letting a panic in its `Drop` escape.
 pub(crate) fn dispose(payload: Box<dyn Any + Send>) {
     if let Err(second) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        log::warn!("a panic payload panicked while being dropped; leaking the second payload");
         // Dropping `second` could panic again; leaking it ends the chain.
         std::mem::forget(second);
+        // Not through `catch`/`log_quietly!`, which dispose of payloads here:
+        // a logger that panics is contained and its payload leaked too.
+        let logged = panic::catch_unwind(|| {
+            log::warn!("a panic payload panicked while being dropped; leaking the second payload");
+        });
+        if let Err(third) = logged {
+            std::mem::forget(third);
+        }
     }
 }
 

@@ -13,7 +13,8 @@
 //!    or stop hook, a panicking logger, a bug), [`Worker`]'s `Drop` runs on
 //!    it: the job it was running (if any) ends `Failed` with a message naming
 //!    the worker, and the supervisor receives [`Event::Exited`]. Logging
-//!    comes after each job's bookkeeping for the same reason.
+//!    after a job ran comes after its bookkeeping, so a panicking logger
+//!    there cannot change how the job ended.
 //! 3. Each worker writes only its own [`Tally`](crate::stats::Tally), so no
 //!    two threads contend on a counter line while running jobs.
 
@@ -214,26 +215,26 @@ impl Worker {
         // The token's state lives in the job's record: no allocation.
         let outcome = job.run(&CancelToken::for_job(Arc::clone(&job)));
         self.tally().busy.store(false, Ordering::Relaxed);
-        let panic = match &outcome.status {
-            JobStatus::Failed(message) if outcome.panicked => Some(message.clone()),
-            _ => None,
-        };
-        let ended = log::log_enabled!(log::Level::Debug).then(|| outcome.status.to_string());
+        // Kept for the log below; no allocation unless the job failed.
+        let status = outcome.status.clone();
         self.shared
             .finish(&*job, outcome.status, outcome.panicked, self.tally());
         self.current = Current::Idle;
-        // Logged once the job is terminal, like `run_untracked`.
-        if let Some(message) = panic {
-            log::warn!("job {} panicked on {}: {message}", record.id, self.name());
-        } else if let Some(status) = ended {
-            log::debug!("job {} ended {status} on {}", record.id, self.name());
+        // Logged once the job is terminal (the logger is user code too,
+        // even `log_enabled!`), like `run_untracked`.
+        match status {
+            JobStatus::Failed(message) if outcome.panicked => {
+                log::warn!("job {} panicked on {}: {message}", record.id, self.name());
+            }
+            status => log::debug!("job {} ended {status} on {}", record.id, self.name()),
         }
     }
 }
 
 impl Drop for Worker {
-    /// Invariant 2. Runs during unwinding too, so nothing here may panic or
-    /// run user code.
+    /// Invariant 2. Runs during unwinding too, so nothing here may panic:
+    /// the user code it can reach (the closure's and a result's `Drop`, the
+    /// logger) is contained.
     fn drop(&mut self) {
         let died = thread::panicking();
         if self.up {
@@ -252,6 +253,9 @@ impl Drop for Worker {
                     job.record().id
                 );
                 job.lose(&message);
+                // Invariant 1 of `job`: a job that will never run drops its
+                // closure (contained) now, not whenever its record goes.
+                job.discard();
                 self.shared.finish(
                     &*job,
                     JobStatus::Failed(message.clone()),
