@@ -35,6 +35,15 @@ fn join<T: std::fmt::Debug>(job: harbor_pool::JobHandle<T>) -> Option<T> {
     job.join_timeout(common::PATIENCE).ok()?.ok()
 }
 
+/// Waits until the supervisor has replaced the worker `restarts` times in
+/// all (a respawn is counted once its thread is spawned) and it is up.
+fn replaced(pool: &Pool, restarts: u64) -> bool {
+    common::eventually(|| {
+        let stats = pool.stats();
+        stats.restarts == restarts && stats.alive == 1
+    })
+}
+
 fn trigger_on(text: Option<&'static str>) {
     *TRIGGER.lock().unwrap_or_else(|e| e.into_inner()) = text;
 }
@@ -61,6 +70,7 @@ fn a_panicking_logger_cannot_strand_a_job() {
         Ok(other) => panic!("expected WorkerDied, got {other:?}"),
         Err(_) => panic!("the job never ended"),
     }
+    assert!(replaced(&pool, 1), "{:?}", pool.stats());
 
     // The logger fails after the job ran: the job is already terminal, with
     // its real result.
@@ -69,19 +79,16 @@ fn a_panicking_logger_cannot_strand_a_job() {
     let id = job.id();
     assert_eq!(join(job), Some(2));
     assert_eq!(pool.status(id), Some(JobStatus::Completed));
+    // The worker logs the end after recording it, and dies there.
+    assert!(replaced(&pool, 2), "{:?}", pool.stats());
 
     // The logger fails on an untracked job's panic: it is still counted.
     trigger_on(Some("untracked job panicked"));
     pool.execute(|| panic!("boom")).unwrap();
     common::join(&pool);
+    assert!(replaced(&pool, 3), "{:?}", pool.stats());
 
     trigger_on(None);
-    // The worker died three times (at each trigger); each respawn is
-    // counted once its thread is spawned.
-    assert!(common::eventually(|| {
-        let stats = pool.stats();
-        stats.alive == 1 && stats.restarts == 3
-    }));
     let stats = pool.stats();
     assert_eq!(
         (
