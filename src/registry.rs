@@ -35,7 +35,7 @@ use crate::sync::{lock, wait_until};
 /// The shared, type-erased part of a tracked job.
 pub(crate) struct Record {
     pub(crate) id: JobId,
-    /// The state of the job's [`CancelToken`]s.
+    /// The state of the job's [`CancelToken`](crate::CancelToken)s.
     pub(crate) cancel: TokenState,
     pub(crate) submitted_at: SystemTime,
     pub(crate) timeout: Option<Duration>,

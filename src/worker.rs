@@ -15,7 +15,7 @@
 //!    the worker, and the supervisor receives [`Event::Exited`]. Logging
 //!    after a job ran comes after its bookkeeping, so a panicking logger
 //!    there cannot change how the job ended.
-//! 3. Each worker writes only its own [`Tally`](crate::stats::Tally), so no
+//! 3. Each worker writes only its own [`Tally`], so no
 //!    two threads contend on a counter line while running jobs.
 
 use std::cell::Cell;
