@@ -416,8 +416,9 @@ mod tests {
                 scope.spawn(move || {
                     let _ = joined_tx.send(pool.join_timeout(2 * PATIENCE));
                 });
-                // The blocking job must end while `join` waits, so the
-                // worker's last chance to wake it is the skipped job.
+                // The blocking job must end while `join` waits, with the
+                // cancelled job still in the queue behind it (the shape of
+                // the lost wake-up this test pins).
                 assert!(eventually(
                     || pool.shared.joiners.load(Ordering::SeqCst) == 1
                 ));
