@@ -363,10 +363,8 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use crate::sync::eventually;
+    use crate::sync::{PATIENCE, eventually};
     use crate::{JobOptions, JobStatus, Pool};
-
-    const PATIENCE: Duration = Duration::from_secs(20);
 
     /// How the queued job gets cancelled, and who takes it off the queue.
     #[derive(Debug, Clone, Copy, PartialEq)]

@@ -451,12 +451,12 @@ mod tests {
         for _ in 0..5_000 {
             pool.submit_with(options, |_| Ok(())).unwrap();
         }
-        assert!(pool.join_timeout(Duration::from_secs(20)));
+        assert!(pool.join_timeout(crate::sync::PATIENCE));
         // The supervisor swept finished jobs' deadlines as they piled up: the
         // heap holds at most about twice the live ones plus the minimum.
         let (tx, rx) = crossbeam_channel::bounded(1);
         pool.shared.events.send(super::Event::Probe(tx)).unwrap();
-        let len = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let len = rx.recv_timeout(crate::sync::PATIENCE).unwrap();
         assert!(len < 2 * super::MIN_COMPACT_AT, "{len}");
     }
 }

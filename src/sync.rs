@@ -47,12 +47,17 @@ pub(crate) fn deadline_after(timeout: std::time::Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// Waits until `condition` holds, checking every millisecond, for at most 20
-/// seconds. Returns whether it held. For tests that await an eventual state;
-/// never used to order events.
+/// The unit tests' bound for anything that should happen "soon" on a loaded
+/// 2-core CI machine (the integration tests' `common::PATIENCE`).
+#[cfg(test)]
+pub(crate) const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until `condition` holds, checking every millisecond, for at most
+/// [`PATIENCE`]. Returns whether it held. For tests that await an eventual
+/// state; never used to order events.
 #[cfg(test)]
 pub(crate) fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if condition() {
             return true;

@@ -15,58 +15,68 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[test]
 fn panics() {
     let out = run_example("panics");
-    for line in [
-        "start hook panicked 3 times; the supervisor respawned 3 workers; 2 of 2 alive",
-        "a &str payload               -> failed: a &str payload",
-        "a String payload             -> failed: a String payload: bad input on line 3",
-        "a custom payload             -> failed: job panicked with a non-string payload",
-        "a payload whose Drop panics  -> failed: job panicked with a non-string payload",
-        "a job that succeeds          -> completed",
-        "stats: submitted 7, completed 1, failed 6 (5 of them panicked), cancelled 0",
-        "workers alive: 2 of 2; restarts: 3 (all from the start hook)",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+    assert_lines(
+        &out,
+        &[
+            "start hook panicked 3 times; the supervisor respawned 3 workers; 2 of 2 alive",
+            "a &str payload               -> failed: a &str payload",
+            "a String payload             -> failed: a String payload: bad input on line 3",
+            "a custom payload             -> failed: job panicked with a non-string payload",
+            "a payload whose Drop panics  -> failed: job panicked with a non-string payload",
+            "a job that succeeds          -> completed",
+            "stats: submitted 7, completed 1, failed 6 (5 of them panicked), cancelled 0",
+            "workers alive: 2 of 2; restarts: 3 (all from the start hook)",
+        ],
+    );
 }
 
 #[test]
 fn cancel() {
     let out = run_example("cancel");
-    for line in [
-        "sleeper is running, queued is pending",
-        "cancel(queued)  -> cancelled",
-        "cancel(sleeper) -> requested",
-        "queued ended cancelled; its closure ran: false",
-        "cancel(counter) -> requested",
-        "job with a 100 ms timeout ended cancelled",
-        "stubborn ended completed",
-        "cancel(finished job) -> already_finished",
-        "cancel(unknown id)   -> not_found",
-        "stats: completed 1, cancelled 4, failed 0",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+    assert_lines(
+        &out,
+        &[
+            "sleeper is running, queued is pending",
+            "cancel(queued)  -> cancelled",
+            "cancel(sleeper) -> requested",
+            "queued ended cancelled; its closure ran: false",
+            "cancel(counter) -> requested",
+            "job with a 100 ms timeout ended cancelled",
+            "stubborn ended completed",
+            "cancel(finished job) -> already_finished",
+            "cancel(unknown id)   -> not_found",
+            "stats: completed 1, cancelled 4, failed 0",
+        ],
+    );
 }
 
 #[test]
 fn shutdown() {
     let out = run_example("shutdown");
-    for line in [
-        "submit after shutdown -> error: pool is shut down",
-        "running (1 h)      cancelled",
-        "stats: cancelled 3, alive 0",
-        "short (20 ms)      completed",
-        "long (1 h)         cancelled",
-        "shutdown_timeout returned true",
-        "shutdown_timeout returned false",
-        "the stubborn job finished later on its own: completed",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+    assert_lines(
+        &out,
+        &[
+            "submit after shutdown -> error: pool is shut down",
+            "running (1 h)      cancelled",
+            "stats: cancelled 3, alive 0",
+            "short (20 ms)      completed",
+            "long (1 h)         cancelled",
+            "shutdown_timeout returned true",
+            "shutdown_timeout returned false",
+            "the stubborn job finished later on its own: completed",
+        ],
+    );
 }
 
 /// Runs the example `name` to completion and returns its stdout. Fails if
 /// it exits non-zero or runs past [`LIMIT`] (it is killed then).
+/// Asserts that `out` contains every one of `lines`.
+fn assert_lines(out: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
 fn run_example(name: &str) -> String {
     let child = Command::new(common::example_binary(name))
         .env("RUST_BACKTRACE", "0")
