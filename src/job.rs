@@ -19,6 +19,11 @@
 //! 4. No user code (the job, its captures' or results' `Drop`, its error's
 //!    `Display`) runs while a lock is held, and all of it runs under
 //!    `catch_unwind` on the worker.
+//! 5. A [`JobHandle`] waited on ([`join`](JobHandle::join),
+//!    [`wait`](JobHandle::wait), [`join_timeout`](JobHandle::join_timeout))
+//!    by one of its own pool's workers runs the job there if it is still
+//!    pending (worker invariant 7): submit-then-join inside a job never
+//!    deadlocks, however few workers the pool has.
 
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -34,6 +39,7 @@ use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
 use crate::sync::{deadline_after, lock};
 use crate::unwind;
+use crate::worker;
 
 /// The id of a tracked job: a random (v4) UUID.
 ///
@@ -503,7 +509,7 @@ pub(crate) fn test_cell<T: Send + 'static>(
     shared: &Arc<Shared>,
 ) -> (Arc<dyn Tracked>, JobHandle<T>) {
     let (cell, parts) = new_cell(JobId::new(), None, job);
-    (cell, parts.into_handle(Arc::downgrade(shared)))
+    (cell, parts.into_handle(Arc::downgrade(shared), shared.id))
 }
 
 /// The typed half of [`new_cell`], turned into a handle once the job is queued.
@@ -512,10 +518,12 @@ pub(crate) struct JobHandleParts<T> {
 }
 
 impl<T> JobHandleParts<T> {
-    pub(crate) fn into_handle(self, shared: Weak<Shared>) -> JobHandle<T> {
+    /// The handle of a job queued on the pool `shared`, whose id is `pool`.
+    pub(crate) fn into_handle(self, shared: Weak<Shared>, pool: usize) -> JobHandle<T> {
         JobHandle {
             cell: self.cell,
             shared,
+            pool,
         }
     }
 }
@@ -562,6 +570,9 @@ impl Message {
 pub struct JobHandle<T> {
     cell: Arc<dyn Slot<T>>,
     shared: Weak<Shared>,
+    /// The pool's id (`Shared::id`), to tell its workers without upgrading
+    /// `shared`.
+    pool: usize,
 }
 
 // As for `Pool`, whose shared state (with the user's hooks) a handle
@@ -665,7 +676,22 @@ impl<T> JobHandle<T> {
     /// assert_eq!(handle.wait(Duration::from_secs(10)), Some(JobStatus::Completed));
     /// ```
     pub fn wait(&self, timeout: Duration) -> Option<JobStatus> {
-        self.cell.record().wait(deadline_after(timeout))
+        let deadline = deadline_after(timeout);
+        self.run_here_if_own_worker();
+        self.cell.record().wait(deadline)
+    }
+
+    /// Called on one of the job's own pool's workers (a job joining a job it
+    /// submitted), runs the job here if it is still pending, so that a pool
+    /// whose every worker waits this way cannot deadlock (invariant 5).
+    fn run_here_if_own_worker(&self) {
+        if !worker::is_own_worker(self.pool) {
+            return;
+        }
+        if let Some(shared) = self.shared.upgrade() {
+            let job: Arc<dyn Tracked> = self.cell.clone();
+            worker::run_inline(&shared, &job);
+        }
     }
 
     /// Blocks until the job is terminal and returns its value or why there
@@ -687,6 +713,7 @@ impl<T> JobHandle<T> {
     /// assert!(matches!(&err, JobError::Failed(e) if e.to_string() == "bad input"));
     /// ```
     pub fn join(self) -> Result<T, JobError> {
+        self.run_here_if_own_worker();
         let status = self.cell.record().wait(None);
         match self.cell.take_result() {
             Some(result) => result,
@@ -761,7 +788,7 @@ mod tests {
     #[test]
     fn detached_slot_drops_results_at_once() {
         let (cell, parts) = new_cell(JobId::new(), None, |_: &CancelToken| Ok(vec![1_u8; 16]));
-        let handle = parts.into_handle(Weak::new());
+        let handle = parts.into_handle(Weak::new(), 0);
         let typed = Arc::clone(&handle.cell);
         drop(handle);
         assert!(cell.record().start(0));

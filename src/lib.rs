@@ -162,6 +162,7 @@ mod shared;
 mod stats;
 mod supervisor;
 mod sync;
+mod timer;
 mod unwind;
 mod worker;
 
@@ -175,6 +176,17 @@ pub use crate::stats::PoolStats;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names of this process's threads (Linux truncates them to 15 bytes).
+    pub(crate) fn thread_names() -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
 
     fn assert_send_sync<T: Send + Sync>() {}
 

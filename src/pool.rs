@@ -4,9 +4,9 @@
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::builder::{Builder, Config};
 use crate::cancel::CancelToken;
@@ -15,7 +15,7 @@ use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, Job
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
 use crate::supervisor::{self, Event};
-use crate::sync::{deadline_after, lock};
+use crate::sync::{deadline_after, lock, wait_until};
 use crate::worker;
 
 /// A fixed set of supervised worker threads that run jobs from one queue.
@@ -48,7 +48,7 @@ use crate::worker;
 /// ```
 pub struct Pool {
     pub(crate) shared: Arc<Shared>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
+    supervisor: SupervisorThread,
     /// Set when `shutdown_timeout` gave up waiting: later shutdown calls
     /// (and `Drop`) do not block on the jobs it left running.
     detached: AtomicBool,
@@ -98,7 +98,7 @@ impl Pool {
         let supervisor = supervisor::start(Arc::clone(&shared), events_rx)?;
         Ok(Pool {
             shared,
-            supervisor: Mutex::new(Some(supervisor)),
+            supervisor: SupervisorThread::new(supervisor),
             detached: AtomicBool::new(false),
         })
     }
@@ -253,7 +253,7 @@ impl Pool {
         }
         // The handle exists before the (user) logger runs: dropping it, if
         // the logger panics, detaches the job as usual.
-        let handle = parts.into_handle(Arc::downgrade(&self.shared));
+        let handle = parts.into_handle(Arc::downgrade(&self.shared), self.shared.id);
         log::trace!("job {id} submitted");
         Ok(handle)
     }
@@ -364,6 +364,9 @@ impl Pool {
     pub fn wait(&self, id: JobId, timeout: Duration) -> Option<JobStatus> {
         let deadline = deadline_after(timeout);
         let job = self.shared.registry.get(id)?;
+        // As `JobHandle::wait`: a worker of this pool runs a pending job
+        // itself rather than wait for another worker.
+        worker::run_inline(&self.shared, &job);
         job.record().wait(deadline)
     }
 
@@ -525,23 +528,23 @@ impl Pool {
         if self.on_own_worker("shutdown_timeout") {
             return false;
         }
-        if self.shared.wait_done(deadline_after(timeout)) {
-            self.join_supervisor();
-            return true;
+        let deadline = deadline_after(timeout);
+        if self.shared.wait_done(deadline) {
+            return self.supervisor.join(deadline);
         }
-        log::warn!(
+        log_quietly!(log::warn!(
             "pool {}: graceful shutdown took longer than {timeout:?}; cancelling jobs",
             self.shared.config.thread_name
-        );
+        ));
         self.shared.begin_shutdown(Mode::Now);
-        if self.shared.wait_done(deadline_after(timeout)) {
-            self.join_supervisor();
-            return true;
+        let deadline = deadline_after(timeout);
+        if self.shared.wait_done(deadline) {
+            return self.supervisor.join(deadline);
         }
-        log::error!(
+        log_quietly!(log::error!(
             "pool {}: jobs ignored cancellation for {timeout:?}; leaving their threads to finish",
             self.shared.config.thread_name
-        );
+        ));
         self.detached.store(true, Ordering::SeqCst);
         false
     }
@@ -566,18 +569,7 @@ impl Pool {
             return;
         }
         self.shared.wait_done(None);
-        self.join_supervisor();
-    }
-
-    fn join_supervisor(&self) {
-        let handle = lock(&self.supervisor).take();
-        if let Some(handle) = handle {
-            // The supervisor marked the pool done as its last act, so this
-            // returns promptly.
-            if handle.join().is_err() {
-                log::error!("the supervisor thread panicked");
-            }
-        }
+        self.supervisor.join(None);
     }
 
     /// `true` (and logs) when called on one of this pool's own threads (a
@@ -586,9 +578,68 @@ impl Pool {
     fn on_own_worker(&self, operation: &str) -> bool {
         let own = worker::is_own_thread(self.shared.id);
         if own {
-            log::warn!("{operation} called on one of the pool's own threads; not waiting");
+            // Contained: this runs in `Drop`, possibly while unwinding.
+            log_quietly!(log::warn!(
+                "{operation} called on one of the pool's own threads; not waiting"
+            ));
         }
         own
+    }
+}
+
+/// The supervisor's `JoinHandle`, joined once by whichever shutdown caller
+/// takes it; every other caller waits until that join is over, so no caller
+/// returns while the supervisor thread still runs.
+struct SupervisorThread {
+    state: Mutex<Joining>,
+    joined: Condvar,
+}
+
+struct Joining {
+    handle: Option<JoinHandle<()>>,
+    joined: bool,
+}
+
+impl SupervisorThread {
+    fn new(handle: JoinHandle<()>) -> Self {
+        SupervisorThread {
+            state: Mutex::new(Joining {
+                handle: Some(handle),
+                joined: false,
+            }),
+            joined: Condvar::new(),
+        }
+    }
+
+    /// Joins the supervisor (it marked the pool done as its last act, so
+    /// this is prompt), or waits for the caller that does, until `deadline`.
+    /// Returns whether the supervisor thread is gone.
+    fn join(&self, deadline: Option<Instant>) -> bool {
+        let mut state = lock(&self.state);
+        if let Some(handle) = state.handle.take() {
+            // Not under the lock: the supervisor may still run a logger.
+            drop(state);
+            let panicked = handle.join().is_err();
+            state = lock(&self.state);
+            state.joined = true;
+            drop(state);
+            self.joined.notify_all();
+            if panicked {
+                log_quietly!(log::error!("the supervisor thread panicked"));
+            }
+            return true;
+        }
+        // Bounded by `deadline`; re-checks after every (spurious) wake.
+        loop {
+            if state.joined {
+                return true;
+            }
+            let (next, timed_out) = wait_until(&self.joined, state, deadline);
+            state = next;
+            if timed_out {
+                return state.joined;
+            }
+        }
     }
 }
 

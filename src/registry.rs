@@ -133,6 +133,11 @@ impl Record {
         lock(&self.state).status.clone()
     }
 
+    /// `true` once a worker started the job (it may have finished since).
+    pub(crate) fn was_started(&self) -> bool {
+        lock(&self.state).started_at.is_some()
+    }
+
     pub(crate) fn is_terminal(&self) -> bool {
         lock(&self.state).status.is_terminal()
     }
@@ -305,17 +310,26 @@ impl Registry {
 
     /// Every record that is running now.
     pub(crate) fn running(&self) -> Vec<Arc<dyn Tracked>> {
-        let mut running = Vec::new();
+        self.in_status(&JobStatus::Running)
+    }
+
+    /// Every record that is pending now.
+    pub(crate) fn pending(&self) -> Vec<Arc<dyn Tracked>> {
+        self.in_status(&JobStatus::Pending)
+    }
+
+    fn in_status(&self, status: &JobStatus) -> Vec<Arc<dyn Tracked>> {
+        let mut found = Vec::new();
         for shard in self.shards.iter() {
             let shard = lock(&shard.0);
-            running.extend(
+            found.extend(
                 shard
                     .values()
-                    .filter(|job| job.record().status() == JobStatus::Running)
+                    .filter(|job| job.record().status() == *status)
                     .cloned(),
             );
         }
-        running
+        found
     }
 
     /// Number of records held (pending, running and retained finished).

@@ -37,10 +37,11 @@ use crate::builder::Config;
 use crate::error::SubmitError;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
-use crate::registry::{CancelStep, Registry};
+use crate::registry::{CancelStep, Record, Registry};
 use crate::stats::{Counters, Ending, Tally};
 use crate::supervisor::Event;
 use crate::sync::{lock, wait_until};
+use crate::timer::Stale;
 
 /// How a shutdown treats queued and running jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) counters: Counters,
     pub(crate) events: Sender<Event>,
+    /// Finished jobs whose deadline entries are still in the timer's heap.
+    pub(crate) stale: Stale,
     /// Set by `shutdown_now`: workers cancel what they dequeue instead of
     /// running it.
     pub(crate) abort: AtomicBool,
@@ -107,6 +110,7 @@ impl Shared {
             jobs_tx,
             jobs_rx,
             events,
+            stale: Stale::default(),
             abort: AtomicBool::new(false),
             closing: Signal::new(),
             stop: Signal::new(),
@@ -178,8 +182,21 @@ impl Shared {
     }
 
     /// Cancels a tracked job: a pending one becomes `Cancelled` and will
-    /// never run; a running one has its token cancelled.
+    /// never run (its closure is dropped here, on the caller's thread); a
+    /// running one has its token cancelled.
     pub(crate) fn cancel(&self, job: &dyn Tracked) -> CancelOutcome {
+        let outcome = self.cancel_keeping_closure(job);
+        if outcome == CancelOutcome::Cancelled {
+            // User `Drop` of the closure: no lock held here.
+            job.discard();
+        }
+        outcome
+    }
+
+    /// As [`cancel`](Self::cancel), but a pending job keeps its closure
+    /// for the worker that dequeues it: for threads that must run no user
+    /// code (the supervisor, timer invariant 1).
+    pub(crate) fn cancel_keeping_closure(&self, job: &dyn Tracked) -> CancelOutcome {
         let record = job.record();
         match record.cancel() {
             CancelStep::Cancelled(notify) => {
@@ -187,11 +204,10 @@ impl Shared {
                 // a sleeping waiter wakes, retention has been applied.
                 self.registry.retire(record.id);
                 self.counters.others.count(Ending::Cancelled);
+                self.note_ended(record);
                 notify.send(record);
                 self.check_idle();
                 log_quietly!(log::debug!("job {} cancelled before it started", record.id));
-                // User `Drop` of the closure: no lock held here.
-                job.discard();
                 CancelOutcome::Cancelled
             }
             CancelStep::Running => {
@@ -219,8 +235,28 @@ impl Shared {
             // Retire before counting and waking, as in `cancel`.
             self.registry.retire(record.id);
             tally.count(ending);
+            self.note_ended(record);
             notify.send(record);
             self.check_idle();
+        }
+    }
+
+    /// Marks every pending tracked job `Cancelled`, leaving the closures to
+    /// the workers that drain the queue (supervisor invariant 4). Returns
+    /// how many it cancelled.
+    pub(crate) fn cancel_pending(&self) -> usize {
+        self.registry
+            .pending()
+            .iter()
+            .filter(|job| self.cancel_keeping_closure(&***job) == CancelOutcome::Cancelled)
+            .count()
+    }
+
+    /// A tracked job became terminal: if it had a deadline, its timer entry
+    /// is now stale (timer invariant 2).
+    fn note_ended(&self, record: &Record) {
+        if record.deadline.is_some() && self.stale.note() {
+            let _ = self.events.send(Event::Compact);
         }
     }
 
@@ -280,12 +316,9 @@ impl Shared {
             // Before `stop` is raised, so draining workers see it.
             self.abort.store(true, Ordering::SeqCst);
         }
-        if !phase.closed {
+        let closing = !phase.closed;
+        if closing {
             phase.closed = true;
-            log_quietly!(log::info!(
-                "pool {}: shutting down ({mode:?})",
-                self.config.thread_name
-            ));
             // The closing signal must be raised while draining, so a
             // submitter blocked on a full queue leaves: raise it first.
             self.closing.raise();
@@ -297,9 +330,17 @@ impl Shared {
             // Invariant 2.
             self.stop.raise();
         }
-        if mode == Mode::Now && !phase.aborted {
-            phase.aborted = true;
-            drop(phase);
+        let aborting = mode == Mode::Now && !phase.aborted;
+        phase.aborted |= aborting;
+        // The logger is user code: never under `phase` (invariant 4).
+        drop(phase);
+        if closing {
+            log_quietly!(log::info!(
+                "pool {}: shutting down ({mode:?})",
+                self.config.thread_name
+            ));
+        }
+        if aborting {
             for job in self.registry.running() {
                 job.record().cancel.cancel();
             }

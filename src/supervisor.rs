@@ -18,10 +18,21 @@
 //!    the last worker is gone, anything still queued is cancelled (never
 //!    silently dropped), and only then is the pool marked done.
 //! 4. User code that reaches this thread (a dead thread's panic payload, a
-//!    queued closure dropped at shutdown) is dropped under `catch_unwind`.
+//!    queued closure dropped once no worker is left) is dropped under
+//!    `catch_unwind`. The timer path runs none (timer invariant 1), and
+//!    neither does `shutdown_now`'s sweep of the queued jobs, which marks
+//!    them `Cancelled` through the registry and leaves their closures to
+//!    the workers draining the queue.
+//! 5. Every instant is computed without overflow (`far_after`): a backoff
+//!    of `Duration::MAX` means "not in this process's lifetime", not a
+//!    panic.
+//! 6. A panic in the supervisor itself (a bug) is caught; the supervisor
+//!    puts any worker slot left empty back on the respawn schedule and
+//!    resumes. After [`MAX_FAULTS`] such panics it stops the pool as
+//!    `shutdown_now` would and joins every worker before the pool is marked
+//!    done: "done" never means "some thread of the pool may still run".
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -34,8 +45,12 @@ use crate::error::BuildError;
 use crate::job::Tracked;
 use crate::shared::{Mode, Shared};
 use crate::stats::Ending;
+use crate::timer::Deadlines;
 use crate::unwind;
 use crate::worker;
+
+/// How many panics of its own the supervisor survives (invariant 6).
+pub(crate) const MAX_FAULTS: u32 = 3;
 
 /// What the supervisor is told.
 pub(crate) enum Event {
@@ -43,6 +58,8 @@ pub(crate) enum Event {
     Exited { index: usize, died: bool },
     /// A job with a deadline was queued.
     Deadline(Instant, Weak<dyn Tracked>),
+    /// Enough jobs with deadlines ended: sweep the heap (timer invariant 2).
+    Compact,
     /// Intake is closed and workers were told to stop.
     Shutdown,
     /// `shutdown_now`: cancel whatever is queued.
@@ -50,10 +67,25 @@ pub(crate) enum Event {
     /// Test seam: report the number of pending deadlines.
     #[cfg(test)]
     Probe(Sender<usize>),
+    /// Test seam: panic inside the supervisor's loop, as a bug would.
+    #[cfg(test)]
+    Fault,
+}
+
+/// `now + delay`, or an instant too far away to matter when that overflows
+/// (invariant 5).
+fn far_after(now: Instant, delay: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(100 * YEAR))
+        .or_else(|| now.checked_add(YEAR))
+        // An `Instant` a year ahead always fits on the platforms std supports.
+        .unwrap_or(now)
 }
 
 /// Starts the supervisor, which starts the workers. Returns once every worker
-/// has started, or after cleaning up if one could not.
+/// has started and finished its start hook (returned or panicked), or after
+/// cleaning up if one could not start.
 pub(crate) fn start(
     shared: Arc<Shared>,
     events: Receiver<Event>,
@@ -85,7 +117,7 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
     // The supervisor drops user closures (cancelled and expired jobs); one
     // may hold the pool's last `Arc`, and the pool's `Drop` must then not
     // wait for this very thread.
-    worker::mark_own_thread(shared.id);
+    worker::mark_own_thread(shared.id, None);
     // Whatever happens below (even a panicking logger), waiters on `done`
     // are released.
     let done = DoneGuard(Arc::clone(&shared));
@@ -95,13 +127,13 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
         events,
         recent_restarts: VecDeque::new(),
         backoff: None,
-        deadlines: BinaryHeap::new(),
-        compact_at: MIN_COMPACT_AT,
+        deadlines: Deadlines::default(),
         stopping: false,
     };
     let mut failure = None;
+    let (started_tx, started_rx) = crossbeam_channel::unbounded();
     for index in 0..supervisor.shared.config.workers {
-        match worker::spawn(&supervisor.shared, index) {
+        match worker::spawn(&supervisor.shared, index, Some(started_tx.clone())) {
             Ok(handle) => supervisor.workers.push(Slot::Running(handle)),
             Err(source) => {
                 failure = Some(BuildError::Spawn {
@@ -112,10 +144,20 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
             }
         }
     }
+    drop(started_tx);
     if failure.is_some() {
         // Stop the workers that did start; `run` joins them.
         supervisor.shared.begin_shutdown(Mode::Graceful);
     } else {
+        // Worker invariant 5: each worker reports once its start hook is
+        // over (its drop guard reports for it if the hook panicked). Bounded
+        // by the hooks themselves; a worker that reported respawns later,
+        // in `run`, so a storm is never waited for.
+        for _ in 0..supervisor.workers.len() {
+            if started_rx.recv().is_err() {
+                break;
+            }
+        }
         log_quietly!(log::info!(
             "pool {} started with {} workers",
             supervisor.shared.config.thread_name,
@@ -123,13 +165,10 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
         ));
         let _ = ready.send(Ok(()));
     }
+    drop(started_rx);
     let shared = Arc::clone(&supervisor.shared);
-    if let Err(message) = unwind::catch(move || supervisor.run()) {
-        log_quietly!(log::error!(
-            "the supervisor of pool {} panicked: {message}",
-            shared.config.thread_name
-        ));
-    }
+    supervisor.run_resilient();
+    drop(supervisor);
     drop(done);
     match failure {
         Some(error) => {
@@ -159,29 +198,6 @@ enum Slot {
     Gone,
 }
 
-struct Deadline {
-    at: Instant,
-    job: Weak<dyn Tracked>,
-}
-
-// Ordered by `at`, reversed: `BinaryHeap` is a max-heap.
-impl Ord for Deadline {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        other.at.cmp(&self.at)
-    }
-}
-impl PartialOrd for Deadline {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl PartialEq for Deadline {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-impl Eq for Deadline {}
-
 struct Supervisor {
     shared: Arc<Shared>,
     events: Receiver<Event>,
@@ -190,15 +206,66 @@ struct Supervisor {
     recent_restarts: VecDeque<Instant>,
     /// The last delay used in the current storm; `None` when calm.
     backoff: Option<Duration>,
-    deadlines: BinaryHeap<Deadline>,
-    /// Heap size at which finished jobs' deadlines are swept out.
-    compact_at: usize,
+    deadlines: Deadlines,
     stopping: bool,
 }
 
-const MIN_COMPACT_AT: usize = 1024;
-
 impl Supervisor {
+    /// Runs the loop, surviving panics of its own (invariant 6).
+    fn run_resilient(&mut self) {
+        let mut faults = 0;
+        loop {
+            let Err(message) = unwind::catch(|| self.run()) else {
+                return;
+            };
+            faults += 1;
+            log_quietly!(log::error!(
+                "the supervisor of pool {} panicked ({faults} of {MAX_FAULTS}): {message}",
+                self.shared.config.thread_name
+            ));
+            if faults >= MAX_FAULTS {
+                self.give_up();
+                return;
+            }
+            self.recover();
+        }
+    }
+
+    /// After a panic: a slot emptied mid-way (its worker joined, its
+    /// replacement not yet started) goes back on the respawn schedule.
+    fn recover(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let now = Instant::now();
+        for slot in &mut self.workers {
+            if matches!(slot, Slot::Gone) {
+                *slot = Slot::Waiting(now);
+            }
+        }
+    }
+
+    /// The supervisor cannot be trusted to keep the pool going: stop it as
+    /// `shutdown_now` does, and join every worker before the pool is marked
+    /// done (invariant 6).
+    fn give_up(&mut self) {
+        log_quietly!(log::error!(
+            "pool {}: its supervisor failed {MAX_FAULTS} times; shutting the pool down",
+            self.shared.config.thread_name
+        ));
+        self.shared.begin_shutdown(Mode::Now);
+        for slot in &mut self.workers {
+            if let Slot::Running(handle) = std::mem::replace(slot, Slot::Gone) {
+                // Bounded by the worker's current job, whose token is
+                // cancelled; it exits once the queue is drained.
+                if let Err(payload) = handle.join() {
+                    unwind::dispose(payload);
+                }
+            }
+        }
+        self.cancel_queued();
+    }
+
     fn run(&mut self) {
         // Each pass blocks on the event channel until an event, the next
         // deadline or the next due respawn (invariant 2): no busy polling.
@@ -242,7 +309,7 @@ impl Supervisor {
                 _ => None,
             })
             .min();
-        let deadline = self.deadlines.peek().map(|d| d.at);
+        let deadline = self.deadlines.next();
         match (respawn, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -252,10 +319,8 @@ impl Supervisor {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Exited { index, died } => self.on_exit(index, died),
-            Event::Deadline(at, job) => {
-                self.deadlines.push(Deadline { at, job });
-                self.compact_deadlines();
-            }
+            Event::Deadline(at, job) => self.deadlines.push(at, job, &self.shared.stale),
+            Event::Compact => self.deadlines.compact(&self.shared.stale),
             Event::Shutdown => {
                 self.stopping = true;
                 for slot in &mut self.workers {
@@ -270,8 +335,12 @@ impl Supervisor {
             Event::Probe(reply) => {
                 let _ = reply.send(self.deadlines.len());
             }
+            #[cfg(test)]
+            Event::Fault => panic!("injected supervisor fault"),
             Event::Abort => {
-                let cancelled = self.cancel_queued();
+                // Invariant 4: statuses only; the workers draining the queue
+                // (with `abort` set) drop the closures.
+                let cancelled = self.shared.cancel_pending();
                 log_quietly!(log::info!(
                     "pool {}: cancelled {cancelled} queued jobs",
                     self.shared.config.thread_name
@@ -337,7 +406,7 @@ impl Supervisor {
                 self.recent_restarts.len(),
                 self.shared.names[index]
             ));
-            self.workers[index] = Slot::Waiting(now + delay);
+            self.workers[index] = Slot::Waiting(far_after(now, delay));
         }
     }
 
@@ -353,7 +422,7 @@ impl Supervisor {
 
     fn respawn(&mut self, index: usize, now: Instant) {
         let name = Arc::clone(&self.shared.names[index]);
-        match worker::spawn(&self.shared, index) {
+        match worker::spawn(&self.shared, index, None) {
             Ok(handle) => {
                 self.workers[index] = Slot::Running(handle);
                 self.recent_restarts.push_back(now);
@@ -369,7 +438,7 @@ impl Supervisor {
                 log_quietly!(log::error!(
                     "failed to respawn worker {name}: {error}; retrying in {delay:?}"
                 ));
-                self.workers[index] = Slot::Waiting(now + delay);
+                self.workers[index] = Slot::Waiting(far_after(now, delay));
             }
         }
     }
@@ -382,43 +451,31 @@ impl Supervisor {
         }
     }
 
-    /// Drops the deadlines of jobs that already finished once they make up
-    /// most of the heap, so a stream of short jobs with long timeouts does
-    /// not pin memory until each timeout passes. Amortised O(1) per push.
-    fn compact_deadlines(&mut self) {
-        if self.deadlines.len() < self.compact_at {
-            return;
-        }
-        self.deadlines.retain(|d| {
-            d.job
-                .upgrade()
-                .is_some_and(|job| !job.record().is_terminal())
-        });
-        self.compact_at = (self.deadlines.len() * 2).max(MIN_COMPACT_AT);
-    }
-
     fn fire_deadlines(&mut self, now: Instant) {
-        while self.deadlines.peek().is_some_and(|d| d.at <= now) {
-            let Some(deadline) = self.deadlines.pop() else {
-                break;
-            };
-            if let Some(job) = deadline.job.upgrade() {
-                let outcome = self.shared.cancel(&*job);
-                log_quietly!(log::debug!(
-                    "job {} passed its deadline: {outcome}",
-                    job.record().id
-                ));
-            }
+        while let Some(job) = self.deadlines.pop_due(now) {
+            // Timer invariant 1: no user code on this path.
+            let outcome = self.shared.cancel_keeping_closure(&*job);
+            log_quietly!(log::debug!(
+                "job {} passed its deadline: {outcome}",
+                job.record().id
+            ));
         }
     }
 
-    /// Cancels every job still in the queue; returns how many there were.
+    /// Cancels every job still in the queue, dropping their closures here;
+    /// returns how many there were. Only once no worker is left to drain the
+    /// queue (or the supervisor gave up).
     fn cancel_queued(&self) -> usize {
         let mut count = 0;
         while let Ok(message) = self.shared.jobs_rx.try_recv() {
             count += 1;
             if let Some(job) = message.tracked() {
                 self.shared.cancel(&**job);
+                // Cancelled earlier by the timer or `shutdown_now`'s sweep,
+                // which left the closure (worker invariant 6).
+                if !job.record().was_started() {
+                    job.discard();
+                }
             } else {
                 self.shared.counters.others.count(Ending::Cancelled);
                 // Invariant 4.
@@ -433,9 +490,30 @@ impl Supervisor {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
     use std::time::Duration;
 
-    use crate::{JobOptions, Pool};
+    use super::Event;
+    use crate::job::{Message, test_cell};
+    use crate::sync::{PATIENCE, eventually};
+    use crate::{JobOptions, JobStatus, Pool};
+
+    /// The number of deadlines the supervisor holds, or `None` if it does
+    /// not answer (it is gone).
+    fn deadlines(pool: &Pool) -> Option<usize> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        pool.shared.events.send(Event::Probe(tx)).ok()?;
+        rx.recv_timeout(PATIENCE).ok()
+    }
+
+    /// Kills worker threads of `pool` as a bug would: `count` poisoned jobs.
+    fn kill_workers(pool: &Pool, count: usize) {
+        for _ in 0..count {
+            let (cell, handle) = test_cell(|_| Ok(()), &pool.shared);
+            pool.shared.accept(Message::Poison(cell), true).unwrap();
+            assert!(handle.wait(PATIENCE).is_some());
+        }
+    }
 
     #[test]
     fn deadlines_of_finished_jobs_do_not_pile_up() {
@@ -451,12 +529,122 @@ mod tests {
         for _ in 0..5_000 {
             pool.submit_with(options, |_| Ok(())).unwrap();
         }
-        assert!(pool.join_timeout(crate::sync::PATIENCE));
+        assert!(pool.join_timeout(PATIENCE));
         // The supervisor swept finished jobs' deadlines as they piled up: the
         // heap holds at most about twice the live ones plus the minimum.
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        pool.shared.events.send(super::Event::Probe(tx)).unwrap();
-        let len = rx.recv_timeout(crate::sync::PATIENCE).unwrap();
-        assert!(len < 2 * super::MIN_COMPACT_AT, "{len}");
+        let len = deadlines(&pool).unwrap();
+        assert!(len < 2 * crate::timer::MIN_COMPACT, "{len}");
+    }
+
+    #[test]
+    fn deadlines_of_a_finished_burst_are_swept_without_new_pushes() {
+        // Every deadline is pushed while the jobs pile up behind a blocked
+        // worker; none is pushed after they finish. The entries must still
+        // go (each pins its job's allocation) once the jobs end.
+        let pool = Pool::builder().workers(1).build().unwrap();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        pool.execute(move || {
+            let _ = release_rx.recv_timeout(PATIENCE);
+        })
+        .unwrap();
+        let options = JobOptions::new().timeout(Duration::from_secs(3600));
+        let jobs = 20_000;
+        for _ in 0..jobs {
+            pool.submit_with(options, |_| Ok(())).unwrap();
+        }
+        assert!(eventually(|| deadlines(&pool) == Some(jobs)));
+        drop(release_tx);
+        assert!(pool.join_timeout(PATIENCE));
+        assert!(
+            eventually(|| deadlines(&pool).unwrap() <= crate::timer::MIN_COMPACT),
+            "{:?}",
+            deadlines(&pool)
+        );
+    }
+
+    #[test]
+    fn a_backoff_too_large_for_an_instant_does_not_kill_the_supervisor() {
+        // No free restart and a backoff of "forever": the first death is a
+        // storm whose respawn is due beyond any `Instant`.
+        let pool = Pool::builder()
+            .workers(1)
+            .thread_name("sup-max")
+            .restart_limit(0, Duration::from_secs(60))
+            .restart_backoff(Duration::MAX, Duration::MAX)
+            .build()
+            .unwrap();
+        kill_workers(&pool, 1);
+        let queued = pool.submit(|_| Ok(())).unwrap();
+        // The supervisor is alive and still holds the respawn back.
+        assert_eq!(deadlines(&pool), Some(0));
+        assert_eq!(pool.stats().restarts, 0);
+        assert_eq!(queued.status(), JobStatus::Pending);
+        // Shutdown abandons the held-back respawn and cancels what no worker
+        // is left to run; nothing is left pending, no thread behind.
+        pool.shutdown();
+        assert_eq!(queued.wait(PATIENCE), Some(JobStatus::Cancelled));
+        assert!(eventually(|| {
+            crate::tests::thread_names()
+                .iter()
+                .all(|name| !name.starts_with("sup-max"))
+        }));
+    }
+
+    #[test]
+    fn the_supervisor_survives_a_panic_of_its_own() {
+        let pool = Pool::builder()
+            .workers(2)
+            .thread_name("sup-fault")
+            .build()
+            .unwrap();
+        pool.shared.events.send(Event::Fault).unwrap();
+        // Still answering, still respawning, still serving.
+        assert_eq!(deadlines(&pool), Some(0));
+        kill_workers(&pool, 1);
+        assert!(eventually(|| {
+            let stats = pool.stats();
+            stats.restarts == 1 && stats.alive == 2
+        }));
+        assert_eq!(pool.submit(|_| Ok(7)).unwrap().join().unwrap(), 7);
+        assert!(!pool.is_shutdown());
+    }
+
+    #[test]
+    fn a_supervisor_that_keeps_failing_stops_the_pool_and_joins_every_thread() {
+        let pool = Pool::builder()
+            .workers(1)
+            .thread_name("sup-gone")
+            .build()
+            .unwrap();
+        let (started_tx, started_rx) = mpsc::channel();
+        let running = pool
+            .submit(move |token| {
+                started_tx.send(()).unwrap();
+                token.sleep(PATIENCE)?;
+                Ok(())
+            })
+            .unwrap();
+        started_rx.recv_timeout(PATIENCE).unwrap();
+        let queued = pool.submit(|_| Ok(())).unwrap();
+        for _ in 0..super::MAX_FAULTS {
+            pool.shared.events.send(Event::Fault).unwrap();
+        }
+        // The failure is impossible to miss: the pool is shut down, the
+        // running job's token cancelled, the queued job cancelled...
+        assert_eq!(running.wait(PATIENCE), Some(JobStatus::Cancelled));
+        assert_eq!(queued.wait(PATIENCE), Some(JobStatus::Cancelled));
+        assert!(pool.is_shutdown());
+        // ...and "done" came only after every thread was joined.
+        assert!(
+            pool.shared
+                .wait_done(Some(std::time::Instant::now() + PATIENCE))
+        );
+        assert_eq!(pool.stats().alive, 0);
+        pool.shutdown();
+        assert!(eventually(|| {
+            crate::tests::thread_names()
+                .iter()
+                .all(|name| !name.starts_with("sup-gone"))
+        }));
     }
 }

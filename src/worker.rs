@@ -16,7 +16,23 @@
 //!    after a job ran comes after its bookkeeping, so a panicking logger
 //!    there cannot change how the job ended.
 //! 3. Each worker writes only its own [`Tally`], so no
-//!    two threads contend on a counter line while running jobs.
+//!    two threads contend on a counter line while running jobs. (A job run
+//!    inline, invariant 7, is counted in the tally of the worker whose
+//!    thread ran it.)
+//! 4. A worker's thread stays marked as one of its pool's threads until it
+//!    is gone, also while its thread-locals are destroyed: a `Pool` dropped
+//!    by a thread-local destructor there must not wait for the supervisor,
+//!    which is joining this very thread.
+//! 5. A worker started by `build` reports once its start hook is over,
+//!    returned or panicked; `build` returns after every worker did, so
+//!    `alive == workers` right after a normal build.
+//! 6. A tracked job cancelled while queued by a thread that must not run
+//!    user code (the supervisor's timer) keeps its closure; the worker that
+//!    dequeues it drops it. Otherwise the closure is dropped by whoever
+//!    cancels the job.
+//! 7. [`run_inline`]: a worker that waits for a pending job of its own pool
+//!    runs that job itself. `Record::start` lets exactly one thread take a
+//!    job out of `Pending`, so the job runs once, wherever that is.
 
 use std::cell::Cell;
 use std::io;
@@ -25,7 +41,7 @@ use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use crossbeam_channel::{TryRecvError, select};
+use crossbeam_channel::{Sender, TryRecvError, select};
 
 use crate::cancel::CancelToken;
 use crate::job::{JobStatus, Message, Tracked};
@@ -40,24 +56,49 @@ const SPIN_STEPS: u32 = 16;
 const SPIN_ONLY_STEPS: u32 = 7;
 
 thread_local! {
-    /// The id of the pool this thread works for; 0 on other threads.
-    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+    /// Which pool this thread works for (0 on other threads), and which
+    /// worker it is (`index + 1`, or 0 for the supervisor and for a worker
+    /// past its loop). A `Cell` of plain integers with a `const` initialiser
+    /// has no destructor, so it stays readable while the thread's other
+    /// thread-locals are destroyed (invariant 4).
+    static CURRENT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-/// `true` on a thread of the pool with this id: a worker, or the
-/// supervisor (which drops user closures, so a pool's last `Arc` can be
-/// dropped there).
+/// `true` on a thread of the pool with this id: a worker (also while its
+/// thread-locals are being destroyed), or the supervisor (which drops user
+/// closures, so a pool's last `Arc` can be dropped there).
 pub(crate) fn is_own_thread(pool: usize) -> bool {
-    CURRENT_POOL.try_with(Cell::get).unwrap_or(0) == pool
+    CURRENT.try_with(Cell::get).is_ok_and(|(id, _)| id == pool)
 }
 
-/// Marks the current thread as one of the pool's own (see `is_own_thread`).
-pub(crate) fn mark_own_thread(pool: usize) {
-    let _ = CURRENT_POOL.try_with(|cell| cell.set(pool));
+/// `true` on a worker of the pool with this id, inside its job loop.
+pub(crate) fn is_own_worker(pool: usize) -> bool {
+    own_worker(pool).is_some()
 }
 
-/// Starts worker `index` of the pool.
-pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> io::Result<JoinHandle<()>> {
+/// The index of the worker of pool `pool` running on this thread, if this
+/// thread is one of its workers inside its job loop.
+fn own_worker(pool: usize) -> Option<usize> {
+    match CURRENT.try_with(Cell::get) {
+        Ok((id, slot)) if id == pool && slot > 0 => Some(slot - 1),
+        _ => None,
+    }
+}
+
+/// Marks the current thread as one of the pool's own (see `is_own_thread`),
+/// as worker `worker` if `Some`.
+pub(crate) fn mark_own_thread(pool: usize, worker: Option<usize>) {
+    let _ = CURRENT.try_with(|cell| cell.set((pool, worker.map_or(0, |i| i + 1))));
+}
+
+/// Starts worker `index` of the pool. If `started` is given, the worker
+/// sends on it once its start hook is over, whether it returned or panicked
+/// (`Builder::build` waits for that, invariant 5).
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    index: usize,
+    started: Option<Sender<()>>,
+) -> io::Result<JoinHandle<()>> {
     let mut builder = thread::Builder::new().name(shared.names[index].to_string());
     if let Some(size) = shared.config.stack_size {
         builder = builder.stack_size(size);
@@ -68,6 +109,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> io::Result<JoinHandle
             shared,
             index,
             up: false,
+            started,
             current: Current::Idle,
         }
         .run();
@@ -86,6 +128,8 @@ struct Worker {
     index: usize,
     /// Past the start hook and counted in `alive`.
     up: bool,
+    /// Told once the start hook is over (invariant 5).
+    started: Option<Sender<()>>,
     current: Current,
 }
 
@@ -99,20 +143,27 @@ impl Worker {
     }
 
     fn run(mut self) {
-        mark_own_thread(self.shared.id);
+        mark_own_thread(self.shared.id, Some(self.index));
         if let Some(hook) = self.shared.config.on_thread_start.clone() {
             // A panic here unwinds the thread; `Drop` reports it (invariant 2).
             hook(self.index);
         }
         self.up = true;
-        // Relaxed: a statistic.
+        // Relaxed: a statistic; the send below orders it before `build`
+        // returns.
         self.shared.counters.alive.fetch_add(1, Ordering::Relaxed);
+        if let Some(started) = self.started.take() {
+            let _ = started.send(());
+        }
         log::debug!("{} started", self.name());
 
         while let Some(message) = self.next() {
             self.process(message);
         }
 
+        // Past the loop: still one of the pool's threads (invariant 4), but
+        // no longer a worker that may run a job inline.
+        mark_own_thread(self.shared.id, None);
         self.up = false;
         self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
         if let Some(hook) = self.shared.config.on_thread_stop.clone() {
@@ -189,46 +240,108 @@ impl Worker {
     }
 
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
-        let record = job.record();
-        let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
-        if self.shared.abort.load(Ordering::Acquire) || expired {
-            // A pending job whose deadline passed never starts. If it was
-            // cancelled already (by id, or by the deadline timer), this
-            // changes nothing: its canceller counted it.
-            self.shared.cancel(&*job);
+        if !claim(&self.shared, &*job, self.index) {
             return;
-        }
-        if !record.start(self.index) {
-            // Cancelled while queued; whoever cancelled it counted it.
-            return;
-        }
-        // A `shutdown_now` that swept running tokens just before this start
-        // missed this job: cancel its token here instead.
-        if self.shared.abort.load(Ordering::SeqCst) {
-            record.cancel.cancel();
         }
         // Before anything that could end the thread (even a log call: a
         // logger may panic), so the drop guard finishes the job (invariant 2).
         self.current = Current::Tracked(Arc::clone(&job));
-        log::debug!("job {} started on {}", record.id, self.name());
         self.tally().busy.store(true, Ordering::Relaxed);
-        // The token's state lives in the job's record: no allocation.
-        let outcome = job.run(&CancelToken::for_job(Arc::clone(&job)));
+        let ended = run_claimed(&self.shared, &job, self.index);
         self.tally().busy.store(false, Ordering::Relaxed);
-        // Kept for the log below; no allocation unless the job failed.
-        let status = outcome.status.clone();
-        self.shared
-            .finish(&*job, outcome.status, outcome.panicked, self.tally());
         self.current = Current::Idle;
-        // Logged once the job is terminal (the logger is user code too,
-        // even `log_enabled!`), like `run_untracked`.
-        match status {
-            JobStatus::Failed(message) if outcome.panicked => {
-                log::warn!("job {} panicked on {}: {message}", record.id, self.name());
+        ended.log(&job, self.name());
+    }
+}
+
+/// Takes a tracked job out of `Pending` on worker `index`, or ends it
+/// `Cancelled` if the pool is aborting or its deadline passed. Returns
+/// whether the caller must now run it (with [`run_claimed`]).
+fn claim(shared: &Shared, job: &dyn Tracked, index: usize) -> bool {
+    let record = job.record();
+    let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
+    // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
+    if shared.abort.load(Ordering::Acquire) || expired {
+        // A pending job whose deadline passed never starts. If it was
+        // cancelled already (by id, by the deadline timer, by
+        // `shutdown_now`'s sweep), this changes nothing: its canceller
+        // counted it.
+        shared.cancel(job);
+    } else if record.start(index) {
+        // A `shutdown_now` that swept running tokens just before this start
+        // missed this job: cancel its token here instead.
+        if shared.abort.load(Ordering::SeqCst) {
+            record.cancel.cancel();
+        }
+        return true;
+    }
+    // Not this worker's to run: cancelled while queued, or run inline by a
+    // worker that joined it. The timer and `shutdown_now`'s sweep leave a
+    // cancelled job's closure in place (invariant 6): drop it here, on a
+    // worker, unless a worker took it to run. (Dropping twice is a no-op.)
+    if !record.was_started() {
+        job.discard();
+    }
+    false
+}
+
+/// How a tracked job ended, kept to log it after the bookkeeping.
+struct Ended {
+    status: JobStatus,
+    panicked: bool,
+}
+
+impl Ended {
+    /// Logged once the job is terminal (the logger is user code too, even
+    /// `log_enabled!`), like `run_untracked`.
+    fn log(self, job: &Arc<dyn Tracked>, worker: &str) {
+        let id = job.record().id;
+        match self.status {
+            JobStatus::Failed(message) if self.panicked => {
+                log::warn!("job {id} panicked on {worker}: {message}");
             }
-            status => log::debug!("job {} ended {status} on {}", record.id, self.name()),
+            status => log::debug!("job {id} ended {status} on {worker}"),
         }
     }
+}
+
+/// Runs a job [`claim`] took, on worker `index`'s thread, and records how it
+/// ended. Nothing here unwinds: the job runs under `catch_unwind`, and the
+/// only log call is contained.
+fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
+    let name = &shared.names[index];
+    log_quietly!(log::debug!("job {} started on {name}", job.record().id));
+    // The token's state lives in the job's record: no allocation.
+    let outcome = job.run(&CancelToken::for_job(Arc::clone(job)));
+    // Kept for the log; no allocation unless the job failed.
+    let ended = Ended {
+        status: outcome.status.clone(),
+        panicked: outcome.panicked,
+    };
+    shared.finish(
+        &**job,
+        outcome.status,
+        outcome.panicked,
+        &shared.counters.workers[index],
+    );
+    ended
+}
+
+/// Runs the tracked job `job` on this thread, now, if this thread is one of
+/// `shared`'s workers and the job is still pending: a job that joins a job
+/// it submitted to its own pool would otherwise wait for a worker that may
+/// never come (every worker waiting the same way). Invariant 7.
+///
+/// Returns once the job is terminal, or at once if it is not this call's to
+/// run (running elsewhere, finished, or this is not a worker of its pool).
+pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
+    let Some(index) = own_worker(shared.id) else {
+        return;
+    };
+    if job.record().status() != JobStatus::Pending || !claim(shared, &**job, index) {
+        return;
+    }
+    run_claimed(shared, job, index).log(job, &shared.names[index]);
 }
 
 impl Drop for Worker {
@@ -274,7 +387,13 @@ impl Drop for Worker {
                 ))
             }
         };
-        let _ = CURRENT_POOL.try_with(|pool| pool.set(0));
+        // Stays one of the pool's threads while its thread-locals are
+        // destroyed (invariant 4).
+        mark_own_thread(self.shared.id, None);
+        // The start hook is over (it panicked): `build` need not wait longer.
+        if let Some(started) = self.started.take() {
+            let _ = started.send(());
+        }
         let _ = self.shared.events.send(Event::Exited {
             index: self.index,
             died,

@@ -183,10 +183,11 @@ fn dropping_the_last_handle_inside_its_own_job_does_not_deadlock() {
 }
 
 #[test]
-fn dropping_the_last_pool_in_a_closure_the_supervisor_discards_does_not_deadlock() {
-    // The supervisor drops the closure of a job whose deadline passes while
-    // it is queued. If that closure holds the last `Arc<Pool>`, the pool's
-    // `Drop` runs on the supervisor thread and must not wait for itself.
+fn dropping_the_last_pool_in_a_closure_discarded_after_its_deadline_does_not_deadlock() {
+    // A job whose deadline passes while it is queued ends `Cancelled` at
+    // once; its closure is dropped by the worker that dequeues it (never on
+    // the supervisor's timer). If that closure holds the last `Arc<Pool>`,
+    // the pool's `Drop` runs on a pool thread and must not wait for itself.
     let pool = Arc::new(Pool::builder().thread_name("sd-last").build().unwrap());
     let release = common::block_worker(&pool);
     let release_others: Vec<_> = (1..pool.stats().workers)
@@ -210,16 +211,17 @@ fn dropping_the_last_pool_in_a_closure_the_supervisor_discards_does_not_deadlock
         )
         .unwrap();
     drop(pool); // the queued closure now holds the last `Arc<Pool>`
-    // Fields drop in order: `inner` (the pool) first, then `tell`; so this
-    // arrives only once the pool's `Drop` has returned.
-    let dropped = dropped_rx.recv_timeout(common::PATIENCE);
+    assert_eq!(job.wait(common::PATIENCE), Some(JobStatus::Cancelled));
+    // The timer did not drop it: every worker is still blocked.
+    assert!(dropped_rx.try_recv().is_err());
     drop(release);
     drop(release_others);
+    // Fields drop in order: `inner` (the pool) first, then `tell`; so this
+    // arrives only once the pool's `Drop` has returned.
     assert!(
-        dropped.is_ok(),
-        "Pool::drop on the supervisor thread did not return"
+        dropped_rx.recv_timeout(common::PATIENCE).is_ok(),
+        "Pool::drop on a pool thread did not return"
     );
-    assert_eq!(job.wait(common::PATIENCE), Some(JobStatus::Cancelled));
     // The supervisor still stops and joins every thread.
     assert!(common::no_threads_named("sd-last"));
 }
