@@ -205,3 +205,46 @@ fn a_job_that_beats_its_deadline_completes() {
         .unwrap();
     assert_eq!(job.join().unwrap(), 10);
 }
+
+#[test]
+fn a_slow_drop_of_an_expired_job_does_not_delay_other_deadlines() {
+    // The deadline timer runs no user code: a queued job whose deadline
+    // passes is marked `Cancelled`, and its closure (here, one whose `Drop`
+    // blocks) is dropped later by a worker. So another job's deadline fires
+    // on time while that `Drop` would still be blocking.
+    struct SlowDrop(mpsc::Receiver<()>);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            let _ = self.0.recv_timeout(common::PATIENCE);
+        }
+    }
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let release_worker = common::block_worker(&pool);
+    let (release_drop, slow) = mpsc::channel();
+    let slow = SlowDrop(slow);
+    let first = pool
+        .submit_with(
+            JobOptions::new().timeout(Duration::from_millis(10)),
+            move |_| {
+                let _slow = &slow;
+                Ok(())
+            },
+        )
+        .unwrap();
+    let second = pool
+        .submit_with(
+            JobOptions::new().timeout(Duration::from_millis(100)),
+            |_| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(first.wait(common::PATIENCE), Some(JobStatus::Cancelled));
+    // Well before the slow `Drop` could have given up (PATIENCE).
+    assert_eq!(
+        second.wait(Duration::from_secs(5)),
+        Some(JobStatus::Cancelled),
+        "the second deadline waited for the first job's Drop"
+    );
+    drop(release_drop);
+    drop(release_worker);
+    common::join(&pool);
+}

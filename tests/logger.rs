@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, mpsc};
 
 use harbor_pool::{JobError, JobStatus, Pool};
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -116,4 +116,34 @@ fn a_panicking_logger_cannot_strand_a_job() {
     drop(pool);
     trigger_on(None);
     assert!(common::no_threads_named("log-panic"));
+
+    // A job panics while it holds the pool's last `Arc`: `Pool::drop` runs
+    // during unwinding, on the pool's own thread, and logs there. A logger
+    // that panics then must not abort the process.
+    trigger_on(Some("not waiting"));
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .thread_name("log-unwind")
+            .build()
+            .unwrap(),
+    );
+    let inner = Arc::clone(&pool);
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let job = pool
+        .submit(move |_| -> harbor_pool::JobResult<()> {
+            go_rx.recv_timeout(common::PATIENCE).unwrap();
+            let _last = inner;
+            panic!("with the last pool")
+        })
+        .unwrap();
+    drop(pool);
+    go_tx.send(()).unwrap();
+    match job.join_timeout(common::PATIENCE) {
+        Ok(Err(JobError::Panicked(message))) => assert_eq!(message, "with the last pool"),
+        Ok(other) => panic!("expected Panicked, got {other:?}"),
+        Err(_) => panic!("the job never ended"),
+    }
+    trigger_on(None);
+    assert!(common::no_threads_named("log-unwind"));
 }

@@ -461,3 +461,44 @@ fn submit_mix(pool: &Pool) -> Vec<harbor_pool::JobHandle<Tracked>> {
     }
     handles
 }
+
+#[test]
+fn dropping_the_last_pool_in_a_workers_thread_local_destructor_does_not_deadlock() {
+    // A job keeps its pool in a thread-local ("the current pool") and shuts
+    // it down. The worker then exits, and the pool's last `Arc` is dropped
+    // by the thread-local's destructor, while the supervisor is joining that
+    // very thread: `Pool::drop` there must not wait for the supervisor.
+    struct Current(Option<Arc<Pool>>, mpsc::Sender<()>);
+    impl Drop for Current {
+        fn drop(&mut self) {
+            drop(self.0.take()); // the pool's last `Arc`
+            let _ = self.1.send(());
+        }
+    }
+    thread_local! {
+        static CURRENT: std::cell::RefCell<Option<Current>> = const { std::cell::RefCell::new(None) };
+    }
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .thread_name("sd-tls")
+            .build()
+            .unwrap(),
+    );
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let inner = Arc::clone(&pool);
+    pool.execute(move || {
+        go_rx.recv_timeout(common::PATIENCE).unwrap();
+        inner.shutdown(); // from its own job: starts it and returns
+        CURRENT.with(|current| *current.borrow_mut() = Some(Current(Some(inner), dropped_tx)));
+    })
+    .unwrap();
+    drop(pool);
+    go_tx.send(()).unwrap();
+    assert!(
+        dropped_rx.recv_timeout(common::PATIENCE).is_ok(),
+        "Pool::drop in a worker's thread-local destructor did not return"
+    );
+    assert!(common::no_threads_named("sd-tls"));
+}

@@ -109,3 +109,42 @@ fn malformed_ids_are_errors_and_unknown_ids_are_none() {
     );
     assert_eq!(pool.cancel(unknown), harbor_pool::CancelOutcome::NotFound);
 }
+
+#[test]
+fn build_returns_once_every_worker_is_up() {
+    for _ in 0..200 {
+        let pool = Pool::new(4).unwrap();
+        assert_eq!(pool.stats().alive, 4);
+    }
+    // Start hooks that take a while are waited for too.
+    let pool = Pool::builder()
+        .workers(3)
+        .on_thread_start(|_| std::thread::yield_now())
+        .build()
+        .unwrap();
+    assert_eq!(pool.stats().alive, 3);
+}
+
+#[test]
+fn build_does_not_wait_for_a_restart_storm() {
+    // Worker 0's start hook always panics and its respawns are held back
+    // for a minute: `build` counts the first failed attempt as over.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = Pool::builder()
+            .workers(2)
+            .thread_name("storm-build")
+            .restart_limit(0, std::time::Duration::from_secs(60))
+            .restart_backoff(
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_secs(60),
+            )
+            .on_thread_start(|index| assert_ne!(index, 0, "worker 0 never starts"))
+            .build()
+            .unwrap();
+        let alive = pool.stats().alive;
+        // Answer before the drop: shutting down abandons the held-back respawn.
+        tx.send(alive).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(common::PATIENCE), Ok(1));
+}
