@@ -11,24 +11,24 @@ use harbor_pool::{JobError, JobOptions, JobResult, JobStatus, Pool};
 
 /// How a nested job waits for its child.
 #[derive(Clone, Copy, Debug)]
-enum Wait {
+enum How {
     Join,
-    WaitThenJoin,
+    PollThenJoin,
     JoinTimeout,
-    PoolWait,
+    ById,
 }
 
 /// A job `depth` levels deep: each level submits the next and waits for it
 /// in `how`; the innermost returns 1, each level adds 1.
-fn nested(pool: Arc<Pool>, depth: u32, how: Wait) -> JobResult<u32> {
+fn nested(pool: Arc<Pool>, depth: u32, how: How) -> JobResult<u32> {
     if depth == 0 {
         return Ok(1);
     }
     let inner = Arc::clone(&pool);
     let child = pool.submit(move |_| nested(inner, depth - 1, how))?;
     let value = match how {
-        Wait::Join => child.join()?,
-        Wait::WaitThenJoin => {
+        How::Join => child.join()?,
+        How::PollThenJoin => {
             assert!(
                 child
                     .wait(common::PATIENCE)
@@ -36,11 +36,11 @@ fn nested(pool: Arc<Pool>, depth: u32, how: Wait) -> JobResult<u32> {
             );
             child.join()?
         }
-        Wait::JoinTimeout => match child.join_timeout(common::PATIENCE) {
+        How::JoinTimeout => match child.join_timeout(common::PATIENCE) {
             Ok(result) => result?,
             Err(_) => return Err("child did not finish".into()),
         },
-        Wait::PoolWait => {
+        How::ById => {
             let id = child.id();
             assert_eq!(pool.wait(id, common::PATIENCE), Some(JobStatus::Completed));
             child.join()?
@@ -51,12 +51,7 @@ fn nested(pool: Arc<Pool>, depth: u32, how: Wait) -> JobResult<u32> {
 
 #[test]
 fn nested_submit_and_join_on_a_one_worker_pool() {
-    for how in [
-        Wait::Join,
-        Wait::WaitThenJoin,
-        Wait::JoinTimeout,
-        Wait::PoolWait,
-    ] {
+    for how in [How::Join, How::PollThenJoin, How::JoinTimeout, How::ById] {
         let pool = Arc::new(Pool::builder().workers(1).build().unwrap());
         let inner = Arc::clone(&pool);
         let top = pool.submit(move |_| nested(inner, 8, how)).unwrap();
