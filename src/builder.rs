@@ -227,7 +227,9 @@ impl Builder {
     /// Runs `hook(index)` on each worker thread when it starts, before it
     /// takes jobs (also on respawned workers). If the hook panics, the
     /// thread dies and the supervisor respawns it, subject to the restart
-    /// limit.
+    /// limit. [`build`](Self::build) waits until every worker's first hook
+    /// call has returned or panicked (not for respawns), so a hook that
+    /// never returns keeps `build` from returning.
     ///
     /// # Examples
     ///

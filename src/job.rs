@@ -701,6 +701,12 @@ impl<T> JobHandle<T> {
     /// this id already shows the terminal state (unless the record was
     /// already dropped by retention).
     ///
+    /// Called from a job of the same pool while this job is still pending,
+    /// it runs this job right there, on the calling worker, instead of
+    /// waiting for another worker to take it (so nested submit-and-join
+    /// cannot deadlock the pool). [`wait`](Self::wait) and
+    /// [`join_timeout`](Self::join_timeout) do the same.
+    ///
     /// # Examples
     ///
     /// ```

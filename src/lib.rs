@@ -117,7 +117,16 @@
 //!
 //! A job submitted after shutdown began gets [`SubmitError::Shutdown`].
 //! Shutting down (or dropping) the pool from inside one of its own jobs
-//! does not deadlock: it starts the shutdown and returns.
+//! does not deadlock: it starts the shutdown and returns. Any other caller
+//! returns only once every thread of the pool has exited, however many
+//! call at once.
+//!
+//! # Jobs that wait for jobs
+//!
+//! A job may submit to its own pool and wait for the result
+//! ([`JobHandle::join`], [`JobHandle::wait`], [`Pool::wait`]): if that job
+//! is still pending, the waiting worker runs it inline. Nested
+//! submit-and-join therefore never deadlocks, even on one worker.
 //!
 //! # Logging
 //!
