@@ -66,6 +66,12 @@ fn panics() {
 }
 
 #[test]
+fn soak() {
+    let (out, _) = run_example_with("soak", &["--seconds", "3", "--threads", "2"]);
+    assert_lines(&out, &["soak: seed ", "jobs: ", "RSS: max ", "soak: ok"]);
+}
+
+#[test]
 fn cancel() {
     let out = run_example("cancel");
     assert_lines(
