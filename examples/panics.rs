@@ -1,9 +1,20 @@
 //! Deliberate panics of every kind: each job ends `Failed` with its message, no panic costs a worker, and the supervisor restores workers whose start hook panicked.
+//!
+//! Every job submitted is listed with its outcome, and the pool's counters
+//! add up to that list.
+//!
+//! The example installs a panic hook that is silent on the pool's threads,
+//! as a service using the pool would: the pool already reports each panic it
+//! catches once, through `log` (warn for a job, error for a worker death), so
+//! the default hook's report would only repeat it. That log goes to stderr
+//! (`RUST_LOG=off` hides it, `RUST_LOG=debug` shows every job's lifecycle).
+//! A panic on any other thread, such as a failed check in `main`, still
+//! reaches the default hook.
 
 use std::error::Error;
 use std::panic;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,20 +44,17 @@ impl Drop for Bomb {
 
 fn main() -> Result<(), Box<dyn Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    // Every panic still reaches the process's panic hook; keep it to one
-    // line each instead of the default report.
-    panic::set_hook(Box::new(|info| {
+    // Silent on the pool's threads: the pool logs each panic it catches
+    // there (see the doc comment above).
+    let report = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
         let thread = thread::current();
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("<a non-string payload>");
-        eprintln!(
-            "panic hook: thread '{}' panicked: {message}",
-            thread.name().unwrap_or("<unnamed>")
-        );
+        if !thread
+            .name()
+            .is_some_and(|name| name.starts_with("panics-"))
+        {
+            report(info);
+        }
     }));
 
     // 1. A start hook that panics: the worker thread dies before taking any
@@ -99,22 +107,37 @@ fn main() -> Result<(), Box<dyn Error>> {
         ),
         ("a job that succeeds", pool.submit(|_| Ok(()))?),
     ];
-    // Untracked jobs panic safely too; only the counters see them.
-    pool.execute(|| panic!("an untracked job panicked"))?;
+    // An untracked job panics safely too. It has no id and no status, so it
+    // reports through a guard that its closure drops while unwinding.
+    let (unwound_tx, unwound_rx) = mpsc::channel();
+    pool.execute(move || {
+        let _guard = OnUnwind(unwound_tx);
+        panic!("an untracked job panicked")
+    })?;
 
-    for (what, handle) in &jobs {
-        let status = handle.wait(TIMEOUT).ok_or("a job did not finish in time")?;
-        println!("{what:<28} -> {status}");
-    }
-    let statuses: Vec<JobStatus> = jobs.iter().map(|(_, handle)| handle.status()).collect();
-    assert!(matches!(&statuses[0], JobStatus::Failed(m) if m == "a &str payload"));
-    assert!(matches!(&statuses[3], JobStatus::Failed(_)));
-    assert_eq!(statuses[5], JobStatus::Completed);
-
-    // 3. The counters, and the workers: no job panic cost a thread.
+    // 3. Every job's outcome, once the pool is idle.
     if !pool.join_timeout(TIMEOUT) {
         return Err("the pool did not become idle".into());
     }
+    let mut statuses = Vec::new();
+    for (what, handle) in &jobs {
+        let status = handle.wait(TIMEOUT).ok_or("a job did not finish in time")?;
+        println!("{what:<28} -> {status}");
+        statuses.push(status);
+    }
+    assert!(matches!(&statuses[0], JobStatus::Failed(m) if m == "a &str payload"));
+    assert!(matches!(&statuses[3], JobStatus::Failed(_)));
+    assert_eq!(statuses[5], JobStatus::Completed);
+    unwound_rx
+        .recv_timeout(TIMEOUT)
+        .map_err(|_| "the untracked job did not unwind")?;
+    println!(
+        "{:<28} -> failed: panicked (untracked: no id or status, only counted)",
+        "an untracked job"
+    );
+
+    // 4. The counters add up to the outcomes above, and no job panic cost a
+    //    thread.
     let stats = pool.stats();
     println!(
         "stats: submitted {}, completed {}, failed {} ({} of them panicked), cancelled {}",
@@ -124,11 +147,43 @@ fn main() -> Result<(), Box<dyn Error>> {
         "workers alive: {} of {}; restarts: {} (all from the start hook)",
         stats.alive, stats.workers, stats.restarts
     );
-    assert_eq!((stats.panicked, stats.failed, stats.completed), (5, 6, 1));
+    let count = |wanted: fn(&JobStatus) -> bool| statuses.iter().filter(|s| wanted(s)).count();
+    let rows = statuses.len() + 1; // and the untracked job, which failed
+    let failed = count(|s| matches!(s, JobStatus::Failed(_))) + 1;
+    let completed = count(|s| *s == JobStatus::Completed);
+    let cancelled = count(|s| *s == JobStatus::Cancelled);
+    assert_eq!(
+        (
+            stats.submitted,
+            stats.completed,
+            stats.failed,
+            stats.cancelled
+        ),
+        (
+            rows as u64,
+            completed as u64,
+            failed as u64,
+            cancelled as u64
+        ),
+        "the counters disagree with the outcomes listed"
+    );
+    // Every failure but the `Err` one is a panic.
+    assert_eq!(stats.panicked, failed as u64 - 1);
     assert_eq!(stats.alive, WORKERS);
     assert_eq!(stats.restarts, HOOK_PANICS as u64);
     pool.shutdown();
     Ok(())
+}
+
+/// Reports on its channel when it is dropped by a panic unwinding.
+struct OnUnwind(mpsc::Sender<()>);
+
+impl Drop for OnUnwind {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let _ = self.0.send(());
+        }
+    }
 }
 
 /// Polls `check` until it returns `Some`, for at most [`TIMEOUT`].

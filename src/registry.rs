@@ -19,6 +19,12 @@
 //! 4. Lock order: a map shard, then a record's state. Nothing takes a shard
 //!    while holding a record's state, and no user code runs under either
 //!    (an evicted record is dropped after its shard is unlocked).
+//! 5. A shard's map gives capacity back after a burst: whenever records
+//!    leave it and its capacity exceeds both [`SHRINK_FLOOR`] and four times
+//!    its length, it shrinks to twice its length. A map grows by doubling
+//!    when full, so after growing it must lose half its records before it
+//!    shrinks, and after shrinking it must double before it grows: a steady
+//!    load never reallocates back and forth.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -252,7 +258,10 @@ impl Registry {
 
     /// Removes a record that never became visible (its submission failed).
     pub(crate) fn remove(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
-        lock(self.shard(id)).remove(&id)
+        let mut shard = lock(self.shard(id));
+        let removed = shard.remove(&id);
+        shrink_if_sparse(&mut shard);
+        removed
     }
 
     /// Runs `f` on the record for `id`, under its shard's lock.
@@ -297,6 +306,7 @@ impl Registry {
         for group in ids.chunk_by(|a, b| shard_index(*a) == shard_index(*b)) {
             let mut shard = lock(self.shard(group[0]));
             evicted.extend(group.iter().filter_map(|id| shard.remove(id)));
+            shrink_if_sparse(&mut shard);
         }
         // Dropped outside the shard locks (invariant 4), contained: the last
         // reference to a record can hold user values (a detached job's
@@ -337,6 +347,31 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(&s.0).len()).sum()
     }
+
+    /// Records each shard's map has room for now.
+    #[cfg(test)]
+    fn capacities(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| lock(&s.0).capacity()).collect()
+    }
+}
+
+/// Capacity (in records) below which a shard's map is never shrunk: about
+/// 9 KiB per shard, small enough to keep, large enough that small maps do
+/// not reallocate as they fill and drain (invariant 5).
+pub(crate) const SHRINK_FLOOR: usize = 256;
+
+/// Shrinks `map` to twice its length if it has more than four times that
+/// room and more than [`SHRINK_FLOOR`] (invariant 5). Runs under the shard's
+/// lock; it moves `Arc`s and runs no user code (invariant 4). It rehashes the
+/// map's records, paid for by the removals that made it sparse: at least
+/// half of them left since the map last grew or shrank.
+fn shrink_if_sparse<V>(map: &mut HashMap<JobId, V, BuildHasherDefault<IdHasher>>) {
+    let capacity = map.capacity();
+    if capacity > SHRINK_FLOOR && capacity / 4 > map.len() {
+        map.shrink_to((map.len() * 2).max(SHRINK_FLOOR / 2));
+        #[cfg(test)]
+        tests::SHRINKS.with(|shrinks| shrinks.set(shrinks.get() + 1));
+    }
 }
 
 /// Hashes a [`JobId`] by folding its random bits.
@@ -366,6 +401,12 @@ impl Hasher for IdHasher {
 mod tests {
     use super::*;
     use crate::job::test_job;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Shrinks done by this thread (each test runs on its own thread).
+        pub(super) static SHRINKS: Cell<usize> = const { Cell::new(0) };
+    }
 
     #[test]
     fn first_terminal_state_wins() {
@@ -449,6 +490,72 @@ mod tests {
                 .iter()
                 .all(|&id| registry.get(id).is_none())
         );
+    }
+
+    /// Inserts a new pending record and returns its id.
+    fn insert_new(registry: &Registry) -> JobId {
+        let job = test_job();
+        let id = job.record().id;
+        registry.insert(job);
+        id
+    }
+
+    #[test]
+    fn shards_shrink_after_a_burst() {
+        let retain = 64;
+        let registry = Registry::new(retain);
+        let ids: Vec<JobId> = (0..SHARDS * 2_000).map(|_| insert_new(&registry)).collect();
+        let grown: usize = registry.capacities().iter().sum();
+        assert!(grown >= ids.len());
+        for &id in &ids {
+            registry.retire(id);
+        }
+        assert!(registry.len() <= retain);
+        // Every shard back at or below the floor: nothing is held for the
+        // records that left.
+        let capacities = registry.capacities();
+        assert!(
+            capacities.iter().all(|&c| c <= SHRINK_FLOOR),
+            "{capacities:?} (grown to {grown} in all)"
+        );
+    }
+
+    #[test]
+    fn removing_failed_submissions_shrinks_too() {
+        let registry = Registry::new(64);
+        let ids: Vec<JobId> = (0..SHARDS * 2_000).map(|_| insert_new(&registry)).collect();
+        for &id in &ids {
+            assert!(registry.remove(id).is_some());
+        }
+        let capacities = registry.capacities();
+        assert!(
+            capacities.iter().all(|&c| c <= SHRINK_FLOOR),
+            "{capacities:?}"
+        );
+    }
+
+    #[test]
+    fn steady_load_never_reallocates() {
+        // Well above the floor in every shard: about 600 retained and 200
+        // pending records each, the count moving by a batch as records are
+        // evicted.
+        let retain = SHARDS * 600;
+        let registry = Registry::new(retain);
+        let mut pending = std::collections::VecDeque::new();
+        let mut step = || {
+            pending.push_back(insert_new(&registry));
+            if pending.len() > SHARDS * 200 {
+                registry.retire(pending.pop_front().unwrap());
+            }
+        };
+        for _ in 0..4 * retain {
+            step();
+        }
+        let settled = SHRINKS.with(Cell::get);
+        for _ in 0..4 * retain {
+            step();
+        }
+        assert_eq!(SHRINKS.with(Cell::get), settled, "shrank at steady state");
     }
 
     #[test]

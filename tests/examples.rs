@@ -14,7 +14,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn panics() {
-    let out = run_example("panics");
+    let (out, err) = run_example_with("panics", &[]);
     assert_lines(
         &out,
         &[
@@ -23,11 +23,52 @@ fn panics() {
             "a String payload             -> failed: a String payload: bad input on line 3",
             "a custom payload             -> failed: job panicked with a non-string payload",
             "a payload whose Drop panics  -> failed: job panicked with a non-string payload",
+            "an Err (not a panic)         -> failed: returned an error",
             "a job that succeeds          -> completed",
+            "an untracked job             -> failed: panicked",
             "stats: submitted 7, completed 1, failed 6 (5 of them panicked), cancelled 0",
             "workers alive: 2 of 2; restarts: 3 (all from the start hook)",
         ],
     );
+    // Quiet: the panic hook prints nothing on the pool's threads, so stderr
+    // holds only the pool's log, which has one warning per job panic.
+    let records: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        records.iter().all(|l| l.starts_with('[')),
+        "not a log record on stderr:\n{err}"
+    );
+    let job_panics = records
+        .iter()
+        .filter(|l| l.contains(" WARN ") && l.contains("panicked on panics-"))
+        .count();
+    // Every job submitted has a row, and the counters add up to the rows
+    // (and the panics to the warnings).
+    let rows: Vec<&str> = out
+        .lines()
+        .filter_map(|line| line.split_once(" -> ").map(|(_, outcome)| outcome))
+        .collect();
+    let count = |prefix: &str| rows.iter().filter(|r| r.starts_with(prefix)).count();
+    let stats = out
+        .lines()
+        .find_map(|line| line.strip_prefix("stats: "))
+        .expect("a stats line");
+    let expected = format!(
+        "submitted {}, completed {}, failed {} ({job_panics} of them panicked), cancelled {}",
+        rows.len(),
+        count("completed"),
+        count("failed"),
+        count("cancelled"),
+    );
+    assert_eq!(
+        stats, expected,
+        "the counters disagree with the rows in:\n{out}\nor the log:\n{err}"
+    );
+}
+
+#[test]
+fn soak() {
+    let (out, _) = run_example_with("soak", &["--seconds", "3", "--threads", "2"]);
+    assert_lines(&out, &["soak: seed ", "jobs: ", "RSS: max ", "soak: ok"]);
 }
 
 #[test]
@@ -68,8 +109,6 @@ fn shutdown() {
     );
 }
 
-/// Runs the example `name` to completion and returns its stdout. Fails if
-/// it exits non-zero or runs past [`LIMIT`] (it is killed then).
 /// Asserts that `out` contains every one of `lines`.
 fn assert_lines(out: &str, lines: &[&str]) {
     for line in lines {
@@ -77,9 +116,19 @@ fn assert_lines(out: &str, lines: &[&str]) {
     }
 }
 
+/// Runs the example `name` to completion and returns its stdout. Fails if
+/// it exits non-zero or runs past [`LIMIT`] (it is killed then).
 fn run_example(name: &str) -> String {
+    run_example_with(name, &[]).0
+}
+
+/// [`run_example`] with `args` (and `RUST_LOG` unset, so each example logs at
+/// its default level); returns its stdout and stderr.
+fn run_example_with(name: &str, args: &[&str]) -> (String, String) {
     let child = Command::new(common::example_binary(name))
+        .args(args)
         .env("RUST_BACKTRACE", "0")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,7 +146,7 @@ fn run_example(name: &str) -> String {
         status.success(),
         "example {name} failed ({status})\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
     );
-    stdout
+    (stdout, stderr)
 }
 
 /// Kills the child if it is still running when dropped (a failed test).
