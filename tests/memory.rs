@@ -158,3 +158,49 @@ fn registry_gives_memory_back_after_a_burst() {
         steady as f64 / MIB
     );
 }
+
+#[test]
+fn deadline_jobs_give_memory_back_once_they_finish() {
+    let _serial = exclusive();
+    common::quiet_panics();
+    held_after(|pool| {
+        for _ in 0..BATCH {
+            drop(pool.submit(|_| Ok(())).unwrap());
+        }
+    });
+    let long = harbor_pool::JobOptions::new().timeout(Duration::from_secs(3600));
+    // The same million jobs, without and with a long deadline, all pending
+    // at once behind a blocked worker (every deadline is pushed before any
+    // job ends), then run.
+    let plain = held_after(|pool| {
+        let release = common::block_worker(pool);
+        for _ in 0..JOBS {
+            drop(pool.submit(|_| Ok(())).unwrap());
+        }
+        drop(release);
+    });
+    let before = live_bytes();
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let release = common::block_worker(&pool);
+    for _ in 0..JOBS {
+        drop(pool.submit_with(long, |_| Ok(())).unwrap());
+    }
+    drop(release);
+    assert!(pool.join_timeout(DRAIN));
+    // The timer sweeps finished jobs' entries on its own thread, soon after
+    // they end: await it (bounded).
+    let held = || live_bytes() as isize - before as isize;
+    let swept = common::eventually(|| held() <= plain + TOLERANCE);
+    println!(
+        "{JOBS} jobs with a deadline keep {:.1} MiB once finished; without, {:.1} MiB",
+        held() as f64 / MIB,
+        plain as f64 / MIB
+    );
+    assert!(
+        swept,
+        "deadline jobs keep {:.1} MiB once finished, jobs without a deadline {:.1} MiB",
+        held() as f64 / MIB,
+        plain as f64 / MIB
+    );
+    pool.shutdown();
+}
