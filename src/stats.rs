@@ -236,9 +236,10 @@ impl Intake {
     /// to leave. Afterwards nothing can be queued again.
     pub(crate) fn close_and_drain(&self) {
         let before = self.entered.fetch_or(CLOSED, SeqCst) / ONE;
-        // Bounded: a permit is held only across a registry insert and one
-        // queue send, and a send blocked on a full queue is woken by the
-        // `closing` signal, which the caller raises before this.
+        // Bounded: a permit is held only across taking a queue slot, a
+        // registry insert and one queue send, and a submitter waiting for a
+        // slot is woken by closing the slots, which the caller does before
+        // this.
         while self.left.load(SeqCst) < before {
             std::thread::yield_now();
         }

@@ -418,8 +418,11 @@ impl Supervisor {
         while let Ok(message) = self.shared.jobs_rx.try_recv() {
             count += 1;
             if let Some(job) = message.tracked() {
+                // Releases its slot if it was still pending.
                 self.shared.cancel(&**job);
             } else {
+                // Off the queue: its slot is free (shared invariant 5).
+                self.shared.release_slot();
                 self.shared.counters.others.count(Ending::Cancelled);
                 // Invariant 4.
                 unwind::drop_quietly(message);

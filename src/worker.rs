@@ -156,6 +156,7 @@ impl Worker {
             #[cfg(test)]
             Message::Poison(job) => {
                 assert!(job.record().start(self.index));
+                self.shared.release_slot();
                 self.current = Current::Tracked(job);
                 panic!("poisoned worker");
             }
@@ -163,6 +164,8 @@ impl Worker {
     }
 
     fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>) {
+        // Off the queue: its slot is free (shared invariant 5).
+        self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
         if self.shared.abort.load(Ordering::Acquire) {
             self.tally().count(Ending::Cancelled);
@@ -199,9 +202,12 @@ impl Worker {
             return;
         }
         if !record.start(self.index) {
-            // Cancelled while queued; whoever cancelled it counted it.
+            // Cancelled while queued; whoever cancelled it counted it and
+            // released its slot.
             return;
         }
+        // This thread won `Pending -> Running` (shared invariant 5).
+        self.shared.release_slot();
         // A `shutdown_now` that swept running tokens just before this start
         // missed this job: cancel its token here instead.
         if self.shared.abort.load(Ordering::SeqCst) {
