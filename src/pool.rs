@@ -66,8 +66,10 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`BuildError::ZeroWorkers`] for zero, or
-    /// [`BuildError::Spawn`] if the OS refuses a thread.
+    /// [`BuildError::ZeroWorkers`] for zero,
+    /// [`BuildError::TooManyWorkers`] above
+    /// [`Builder::MAX_WORKERS`], or [`BuildError::Spawn`] if the OS refuses
+    /// a thread.
     ///
     /// # Examples
     ///
