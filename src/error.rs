@@ -99,7 +99,9 @@ pub enum SubmitError {
     /// The pool has begun shutting down and accepts no new jobs.
     #[error("pool is shut down")]
     Shutdown,
-    /// The bounded queue is full (only from the `try_` methods, which never block).
+    /// The bounded queue is full: from the `try_` methods, which never
+    /// block, and from the blocking ones when called on one of the pool's
+    /// own threads, which must not wait for room they may be holding up.
     #[error("job queue is full")]
     QueueFull,
 }

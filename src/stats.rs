@@ -47,8 +47,10 @@ pub struct PoolStats {
     pub alive: usize,
     /// Workers running a job right now.
     pub busy: usize,
-    /// Jobs waiting in the queue (including pending jobs already cancelled,
-    /// which a worker will skip).
+    /// Entries in the queue: jobs waiting for a worker, and jobs cancelled
+    /// while queued that no worker has taken off yet (it skips them). A
+    /// cancelled job gives its slot of a bounded queue back at once, so
+    /// this can exceed [`queue_capacity`](crate::Builder::queue_capacity).
     pub queued: usize,
     /// Jobs accepted.
     pub submitted: u64,
