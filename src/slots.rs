@@ -36,6 +36,12 @@ use std::sync::{Condvar, Mutex};
 
 use crate::sync::lock;
 
+/// Tries before a submitter waiting for a slot sleeps: the first
+/// `SPIN_ONLY_STEPS` spin (1, 2, 4, ... iterations), the rest yield the CPU
+/// (as an idle worker does before it parks).
+const SPIN_STEPS: u32 = 16;
+const SPIN_ONLY_STEPS: u32 = 7;
+
 /// The occupied slots of a bounded queue, and the submitters waiting for one.
 ///
 /// On a cache line of its own: submitters and workers write `occupied` for
@@ -88,8 +94,21 @@ impl Slots {
     /// Takes a slot, waiting for one to be released. Returns `false`, having
     /// taken nothing, once [`close`](Self::close) was called.
     pub(crate) fn acquire(&self) -> bool {
-        if self.try_acquire() {
-            return true;
+        // A short spin, then a few yields, before sleeping: on a full queue
+        // that workers drain quickly a slot is freed within a job's time,
+        // and catching it here spares both sides a futex call. Bounded:
+        // SPIN_STEPS tries.
+        for step in 0..SPIN_STEPS {
+            if self.try_acquire() {
+                return true;
+            }
+            if step < SPIN_ONLY_STEPS {
+                for _ in 0..1 << step {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
         }
         // Invariant 3: registered before the try below (SeqCst).
         self.waiters.fetch_add(1, SeqCst);
