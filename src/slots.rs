@@ -237,6 +237,7 @@ mod tests {
     fn racing_waiters_and_releasers_lose_no_wake_up() {
         const THREADS: usize = 4;
         const ROUNDS: usize = 2_000;
+        const HOLD_YIELDS: usize = 8;
         let slots = Arc::new(Slots::new(2));
         let start = Arc::new(Barrier::new(THREADS));
         let (done_tx, done_rx) = mpsc::channel();
@@ -251,6 +252,11 @@ mod tests {
                         slots.acquire()
                     };
                     if taken {
+                        // Held for a few yields, so that waiters outlast
+                        // their spin and sleep (thousands of sleeps a run).
+                        for _ in 0..HOLD_YIELDS {
+                            std::thread::yield_now();
+                        }
                         slots.release();
                     }
                 }
