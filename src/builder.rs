@@ -33,17 +33,18 @@ pub const DEFAULT_RETAIN_FINISHED: usize = 10_000;
 ///
 /// Setters take and return the builder by value, like
 /// [`std::thread::Builder`]. Nothing is checked until [`build`](Self::build),
-/// which reports bad values as a [`BuildError`] rather than panicking.
+/// which validates every setting and reports a bad one as a [`BuildError`]
+/// naming it, rather than panicking, aborting or silently ignoring it.
 ///
-/// | setting | default |
-/// |---|---|
-/// | [`workers`](Self::workers) | [`std::thread::available_parallelism`] (1 if unknown) |
-/// | [`thread_name`](Self::thread_name) | `"harbor-worker"` |
-/// | [`stack_size`](Self::stack_size) | the standard library's default |
-/// | [`queue_capacity`](Self::queue_capacity) | unbounded |
-/// | [`retain_finished`](Self::retain_finished) | 10 000 records |
-/// | [`restart_limit`](Self::restart_limit) | 10 restarts per 60 s |
-/// | [`restart_backoff`](Self::restart_backoff) | 100 ms, doubling up to 10 s |
+/// | setting | default | accepted |
+/// |---|---|---|
+/// | [`workers`](Self::workers) | [`std::thread::available_parallelism`] (1 if unknown), at most [`MAX_WORKERS`](Self::MAX_WORKERS) | 1 to [`MAX_WORKERS`](Self::MAX_WORKERS) (4096) |
+/// | [`thread_name`](Self::thread_name) | `"harbor-worker"` | any string without a NUL byte |
+/// | [`stack_size`](Self::stack_size) | the standard library's default | [`MIN_STACK_SIZE`](Self::MIN_STACK_SIZE) (64 KiB) to [`MAX_STACK_SIZE`](Self::MAX_STACK_SIZE) (1 GiB) |
+/// | [`queue_capacity`](Self::queue_capacity) | unbounded | 1 to `usize::MAX`; nothing is allocated up front |
+/// | [`retain_finished`](Self::retain_finished) | 10 000 records | any |
+/// | [`restart_limit`](Self::restart_limit) | 10 restarts per 60 s | any limit; a window above zero |
+/// | [`restart_backoff`](Self::restart_backoff) | 100 ms, doubling up to 10 s | `0 < initial <= max <=` [`MAX_RESTART_BACKOFF`](Self::MAX_RESTART_BACKOFF) (1 h) |
 ///
 /// # Examples
 ///
@@ -74,6 +75,76 @@ impl Default for Builder {
 }
 
 impl Builder {
+    /// The most worker threads a pool may have: 4096.
+    ///
+    /// Each worker is an OS thread with a stack of its own, and a counter
+    /// line of its own that [`Pool::stats`] and [`Pool::join`] sum over
+    /// every worker. A few thousand threads is already far more than a
+    /// machine has cores, even for blocking work; beyond that, threads
+    /// cost more in memory and scheduling than they return.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{BuildError, Builder};
+    /// let err = Builder::new().workers(Builder::MAX_WORKERS + 1).build().unwrap_err();
+    /// assert!(matches!(err, BuildError::TooManyWorkers { requested: 4097, max: 4096 }));
+    /// ```
+    pub const MAX_WORKERS: usize = 4096;
+
+    /// The smallest worker stack size accepted: 64 KiB.
+    ///
+    /// The standard library raises a smaller size (even zero) to the
+    /// platform's minimum, often 16 KiB, and such a stack overflows while a
+    /// panicking job unwinds (the panic machinery alone takes about 32 KiB).
+    /// A stack overflow aborts the whole process; nothing can catch it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{BuildError, Builder};
+    /// let err = Builder::new().stack_size(0).build().unwrap_err();
+    /// assert!(matches!(err, BuildError::InvalidStackSize { requested: 0, .. }));
+    /// let pool = Builder::new().workers(1).stack_size(Builder::MIN_STACK_SIZE).build().unwrap();
+    /// assert_eq!(pool.submit(|_| Ok(2)).unwrap().join().unwrap(), 2);
+    /// ```
+    pub const MIN_STACK_SIZE: usize = 64 << 10;
+
+    /// The largest worker stack size accepted: 1 GiB.
+    ///
+    /// Every worker reserves its whole stack when it starts; far larger
+    /// sizes make the OS refuse the thread (`usize::MAX` is simply invalid).
+    /// Work that needs more than 1 GiB of stack belongs on a thread of its
+    /// own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{BuildError, Builder};
+    /// let err = Builder::new().stack_size(Builder::MAX_STACK_SIZE + 1).build().unwrap_err();
+    /// assert!(matches!(err, BuildError::InvalidStackSize { .. }));
+    /// ```
+    pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+    /// The longest restart backoff accepted: one hour.
+    ///
+    /// A worker left dead for longer than that is a pool that has stopped
+    /// serving; the cap also keeps the supervisor's deadline arithmetic far
+    /// from overflow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{BuildError, Builder};
+    /// use std::time::Duration;
+    /// let err = Builder::new()
+    ///     .restart_backoff(Duration::from_secs(1), Builder::MAX_RESTART_BACKOFF * 2)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, BuildError::InvalidBackoff));
+    /// ```
+    pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(3600);
+
     /// A builder with the defaults listed above.
     ///
     /// # Examples
@@ -85,7 +156,9 @@ impl Builder {
     pub fn new() -> Self {
         Builder {
             config: Config {
-                workers: std::thread::available_parallelism().map_or(1, usize::from),
+                workers: std::thread::available_parallelism()
+                    .map_or(1, usize::from)
+                    .min(Self::MAX_WORKERS),
                 thread_name: "harbor-worker".to_owned(),
                 stack_size: None,
                 queue_capacity: None,
@@ -100,12 +173,20 @@ impl Builder {
         }
     }
 
-    /// The number of worker threads. Zero is refused by `build`.
+    /// The number of worker threads. `build` refuses zero
+    /// ([`BuildError::ZeroWorkers`]) and more than
+    /// [`MAX_WORKERS`](Self::MAX_WORKERS)
+    /// ([`BuildError::TooManyWorkers`]).
     ///
     /// # Examples
     ///
     /// ```
-    /// assert!(harbor_pool::Pool::builder().workers(0).build().is_err());
+    /// use harbor_pool::{BuildError, Pool};
+    /// assert!(matches!(Pool::builder().workers(0).build(), Err(BuildError::ZeroWorkers)));
+    /// assert!(matches!(
+    ///     Pool::builder().workers(usize::MAX).build(),
+    ///     Err(BuildError::TooManyWorkers { .. })
+    /// ));
     /// ```
     pub fn workers(mut self, workers: usize) -> Self {
         self.config.workers = workers;
@@ -128,13 +209,18 @@ impl Builder {
         self
     }
 
-    /// The stack size of each worker thread, in bytes.
+    /// The stack size of each worker thread, in bytes. `build` refuses a
+    /// size below [`MIN_STACK_SIZE`](Self::MIN_STACK_SIZE) (64 KiB) or above
+    /// [`MAX_STACK_SIZE`](Self::MAX_STACK_SIZE) (1 GiB)
+    /// ([`BuildError::InvalidStackSize`]). The stack must also hold what
+    /// your jobs need: a job that overflows it aborts the process.
     ///
     /// # Examples
     ///
     /// ```
     /// let pool = harbor_pool::Pool::builder().stack_size(4 << 20).workers(1).build().unwrap();
     /// assert_eq!(pool.submit(|_| Ok(1)).unwrap().join().unwrap(), 1);
+    /// assert!(harbor_pool::Pool::builder().stack_size(0).build().is_err());
     /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.config.stack_size = Some(bytes);
@@ -144,13 +230,29 @@ impl Builder {
     /// Bounds the queue of jobs waiting for a worker. When it is full,
     /// [`Pool::submit`] and [`Pool::execute`] block until there is room (or
     /// the pool shuts down) and the `try_` methods return
-    /// [`SubmitError::QueueFull`](crate::SubmitError::QueueFull). Zero is
-    /// refused by `build`.
+    /// [`SubmitError::QueueFull`](crate::SubmitError::QueueFull); called on
+    /// one of the pool's own threads, the blocking methods return
+    /// `QueueFull` too rather than wait for room only that thread could
+    /// make.
+    ///
+    /// A job holds its slot while it is pending: a worker starting it, or a
+    /// cancel (by id, deadline or shutdown) while it is still queued, frees
+    /// the slot at once.
+    ///
+    /// Any capacity from 1 to `usize::MAX` is accepted, and none allocates
+    /// anything up front: the queue grows with the jobs actually queued.
+    /// `build` refuses zero ([`BuildError::ZeroQueueCapacity`]).
     ///
     /// # Examples
     ///
     /// ```
-    /// assert!(harbor_pool::Pool::builder().queue_capacity(0).build().is_err());
+    /// use harbor_pool::{BuildError, Pool};
+    /// assert!(matches!(
+    ///     Pool::builder().queue_capacity(0).build(),
+    ///     Err(BuildError::ZeroQueueCapacity)
+    /// ));
+    /// let pool = Pool::builder().queue_capacity(usize::MAX).build().unwrap();
+    /// assert_eq!(pool.submit(|_| Ok(1)).unwrap().join().unwrap(), 1);
     /// ```
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.config.queue_capacity = Some(capacity);
@@ -186,7 +288,13 @@ impl Builder {
     /// Restart-storm threshold: once more than `restarts` worker respawns
     /// happen within `window`, further respawns are delayed with capped
     /// exponential backoff (see [`restart_backoff`](Self::restart_backoff))
-    /// and logged at error level.
+    /// and logged at error level. A limit of zero delays every respawn.
+    ///
+    /// Respawns run at most `restarts` per `window` before the backoff
+    /// applies, so the window should be long next to a thread start (tens
+    /// of microseconds). `build` refuses a zero window
+    /// ([`BuildError::ZeroRestartWindow`]): no respawn would ever count, and
+    /// the pool would respawn as fast as it can.
     ///
     /// # Examples
     ///
@@ -207,7 +315,9 @@ impl Builder {
     /// The backoff applied during a restart storm: the first delayed respawn
     /// waits `initial`, each further one twice as long, up to `max`. The
     /// delay resets once a respawn happens within the limit again. `build`
-    /// refuses a zero `initial` or an `initial` above `max`.
+    /// refuses a zero `initial`, an `initial` above `max`, or a `max` above
+    /// [`MAX_RESTART_BACKOFF`](Self::MAX_RESTART_BACKOFF) (one hour)
+    /// ([`BuildError::InvalidBackoff`]).
     ///
     /// # Examples
     ///
@@ -286,13 +396,21 @@ impl Builder {
         self
     }
 
+    /// Starts a pool without validating the settings: lets the unit tests
+    /// check that the machinery itself survives values `build` refuses.
+    #[cfg(test)]
+    pub(crate) fn build_unchecked(self) -> Result<Pool, BuildError> {
+        Pool::start(self.config)
+    }
+
     /// Validates the configuration and starts the pool's threads.
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for zero workers, a zero queue capacity, a thread
-    /// name with a NUL byte, an invalid backoff, or a thread the OS refused
-    /// to start (threads already started are stopped first).
+    /// A [`BuildError`] naming the first setting outside the limits in the
+    /// table above (checked in that order), or [`BuildError::Spawn`] for a
+    /// thread the OS refused to start (threads already started are stopped
+    /// first).
     ///
     /// # Examples
     ///
@@ -306,13 +424,36 @@ impl Builder {
         if config.workers == 0 {
             return Err(BuildError::ZeroWorkers);
         }
-        if config.queue_capacity == Some(0) {
-            return Err(BuildError::ZeroQueueCapacity);
+        if config.workers > Self::MAX_WORKERS {
+            return Err(BuildError::TooManyWorkers {
+                requested: config.workers,
+                max: Self::MAX_WORKERS,
+            });
         }
         if config.thread_name.contains('\0') {
             return Err(BuildError::InvalidThreadName);
         }
-        if config.backoff_initial.is_zero() || config.backoff_initial > config.backoff_max {
+        if let Some(bytes) = config.stack_size
+            && !(Self::MIN_STACK_SIZE..=Self::MAX_STACK_SIZE).contains(&bytes)
+        {
+            return Err(BuildError::InvalidStackSize {
+                requested: bytes,
+                min: Self::MIN_STACK_SIZE,
+                max: Self::MAX_STACK_SIZE,
+            });
+        }
+        // Any other capacity is fine: the queue allocates per job, not per
+        // slot (see `slots.rs`).
+        if config.queue_capacity == Some(0) {
+            return Err(BuildError::ZeroQueueCapacity);
+        }
+        if config.restart_window.is_zero() {
+            return Err(BuildError::ZeroRestartWindow);
+        }
+        if config.backoff_initial.is_zero()
+            || config.backoff_initial > config.backoff_max
+            || config.backoff_max > Self::MAX_RESTART_BACKOFF
+        {
             return Err(BuildError::InvalidBackoff);
         }
         Pool::start(config)

@@ -15,7 +15,9 @@ pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 pub type JobResult<T> = Result<T, BoxError>;
 
 /// Why [`Builder::build`](crate::Builder::build) (or
-/// [`Pool::new`](crate::Pool::new)) refused to create a pool.
+/// [`Pool::new`](crate::Pool::new)) refused to create a pool. Each variant
+/// but `Spawn` names the setting that is out of bounds; the limits are
+/// listed on [`Builder`](crate::Builder).
 ///
 /// # Examples
 ///
@@ -29,14 +31,44 @@ pub enum BuildError {
     /// The pool was asked for zero worker threads.
     #[error("a pool needs at least one worker")]
     ZeroWorkers,
+    /// The pool was asked for more worker threads than
+    /// [`Builder::MAX_WORKERS`](crate::Builder::MAX_WORKERS).
+    #[error("workers must be at most {max}, got {requested}")]
+    TooManyWorkers {
+        /// The number of workers asked for.
+        requested: usize,
+        /// The most accepted.
+        max: usize,
+    },
     /// A bounded queue was asked for with capacity zero.
     #[error("queue capacity must be at least 1")]
     ZeroQueueCapacity,
     /// The thread name prefix contains a NUL byte, which no OS thread name may hold.
     #[error("thread name must not contain a nul byte")]
     InvalidThreadName,
-    /// The restart backoff's initial delay is zero or larger than its cap.
-    #[error("restart backoff must start above zero and not above its maximum")]
+    /// The worker stack size is below
+    /// [`Builder::MIN_STACK_SIZE`](crate::Builder::MIN_STACK_SIZE) (a
+    /// panicking job could overflow it, which aborts the process) or above
+    /// [`Builder::MAX_STACK_SIZE`](crate::Builder::MAX_STACK_SIZE).
+    #[error("stack size must be between {min} and {max} bytes, got {requested}")]
+    InvalidStackSize {
+        /// The stack size asked for, in bytes.
+        requested: usize,
+        /// The smallest accepted.
+        min: usize,
+        /// The largest accepted.
+        max: usize,
+    },
+    /// The restart limit's window is zero, which would count no respawn and
+    /// so never hold back a restart storm.
+    #[error("restart window must be above zero")]
+    ZeroRestartWindow,
+    /// The restart backoff's initial delay is zero or larger than its cap, or
+    /// the cap is above
+    /// [`Builder::MAX_RESTART_BACKOFF`](crate::Builder::MAX_RESTART_BACKOFF).
+    #[error(
+        "restart backoff must start above zero and not above its maximum, which must be at most 1h"
+    )]
     InvalidBackoff,
     /// The operating system refused to start one of the pool's threads.
     /// Threads already started were stopped and joined.
@@ -67,7 +99,9 @@ pub enum SubmitError {
     /// The pool has begun shutting down and accepts no new jobs.
     #[error("pool is shut down")]
     Shutdown,
-    /// The bounded queue is full (only from the `try_` methods, which never block).
+    /// The bounded queue is full: from the `try_` methods, which never
+    /// block, and from the blocking ones when called on one of the pool's
+    /// own threads, which must not wait for room they may be holding up.
     #[error("job queue is full")]
     QueueFull,
 }

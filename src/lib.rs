@@ -168,6 +168,7 @@ mod job;
 mod pool;
 mod registry;
 mod shared;
+mod slots;
 mod stats;
 mod supervisor;
 mod sync;

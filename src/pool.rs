@@ -66,8 +66,10 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`BuildError::ZeroWorkers`] for zero, or
-    /// [`BuildError::Spawn`] if the OS refuses a thread.
+    /// [`BuildError::ZeroWorkers`] for zero,
+    /// [`BuildError::TooManyWorkers`] above
+    /// [`Builder::MAX_WORKERS`], or [`BuildError::Spawn`] if the OS refuses
+    /// a thread.
     ///
     /// # Examples
     ///
@@ -104,7 +106,7 @@ impl Pool {
     }
 
     /// Queues a tracked job and returns its handle. Blocks while a bounded
-    /// queue is full.
+    /// queue is full, except on one of the pool's own threads (see Errors).
     ///
     /// The job receives a [`CancelToken`]; returning `Err` marks it
     /// `Failed` (or `Cancelled` if its token was cancelled), panicking marks
@@ -113,7 +115,10 @@ impl Pool {
     /// # Errors
     ///
     /// [`SubmitError::Shutdown`] once shutdown has begun (including while
-    /// blocked on a full queue); the job is dropped without running.
+    /// blocked on a full queue). [`SubmitError::QueueFull`] when a bounded
+    /// queue is full and this is called from one of the pool's own jobs:
+    /// waiting there could wait for that very worker to make room, a
+    /// deadlock. Either way the job is dropped without running.
     ///
     /// # Examples
     ///
@@ -132,6 +137,24 @@ impl Pool {
     ///     })
     ///     .unwrap();
     /// assert_eq!(handle.join().unwrap(), 4950);
+    /// ```
+    ///
+    /// From inside a job, into its own full queue:
+    ///
+    /// ```
+    /// use harbor_pool::{Pool, SubmitError};
+    /// use std::sync::Arc;
+    ///
+    /// let pool = Arc::new(Pool::builder().workers(1).queue_capacity(1).build().unwrap());
+    /// let inner = Arc::clone(&pool);
+    /// let outer = pool
+    ///     .submit(move |_| {
+    ///         inner.try_execute(|| ()).unwrap(); // the only slot
+    ///         // The only worker is busy right here: refused, not deadlocked.
+    ///         Ok(inner.submit(|_| Ok(())).map(drop))
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(outer.join().unwrap(), Err(SubmitError::QueueFull));
     /// ```
     pub fn submit<F, T>(&self, job: F) -> Result<JobHandle<T>, SubmitError>
     where
@@ -173,11 +196,13 @@ impl Pool {
     }
 
     /// Like [`submit`](Self::submit), with per-job [`JobOptions`] such as a
-    /// deadline.
+    /// deadline. Blocks while a bounded queue is full, except on one of the
+    /// pool's own threads.
     ///
     /// # Errors
     ///
-    /// As [`submit`](Self::submit).
+    /// As [`submit`](Self::submit): [`SubmitError::Shutdown`], or
+    /// [`SubmitError::QueueFull`] on one of the pool's own threads.
     ///
     /// # Examples
     ///
@@ -260,11 +285,15 @@ impl Pool {
 
     /// Queues an untracked closure: fire and forget, the fastest path. It
     /// has no id and no record; a panic is caught, logged and counted in
-    /// [`stats`](Self::stats). Blocks while a bounded queue is full.
+    /// [`stats`](Self::stats). Blocks while a bounded queue is full, except
+    /// on one of the pool's own threads.
     ///
     /// # Errors
     ///
-    /// [`SubmitError::Shutdown`] once shutdown has begun.
+    /// [`SubmitError::Shutdown`] once shutdown has begun, and
+    /// [`SubmitError::QueueFull`] when a bounded queue is full and this is
+    /// called from one of the pool's own jobs (as for
+    /// [`submit`](Self::submit)).
     ///
     /// # Examples
     ///

@@ -25,23 +25,39 @@
 //!    shared "outstanding" counter: it would put a cache line written by
 //!    submitters and workers alike on every job's path.
 //! 4. Lock order: `phase`, then a registry shard, then a record's state.
-//!    `idle` and `done` are leaves. No user code runs under any of them.
+//!    `idle`, `done` and the slots' `room` are leaves. No user code runs
+//!    under any of them.
+//! 5. Bounded queue: a job takes a slot ([`Slots`]) before it enters the
+//!    registry or the queue, so a job can be cancelled by id only while it
+//!    holds one. The slot is released exactly once, by
+//!    [`Shared::release_slot`]: for an untracked job when it is taken off
+//!    the queue (by a worker, or by the supervisor draining the queue); for
+//!    a tracked job when its record leaves `Pending`, by whoever wins that
+//!    transition (`Record::start` on a worker, `Record::cancel` in
+//!    [`Shared::cancel`] for a cancel by id, a deadline or a shutdown). So
+//!    cancelling a queued job frees its slot at once, and a worker that
+//!    later dequeues it releases nothing.
+//! 6. A thread of the pool never waits for a slot (it could be waiting for
+//!    itself): a blocking submission from one refuses with
+//!    [`SubmitError::QueueFull`] instead.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendError, Sender};
 
 use crate::builder::Config;
 use crate::error::SubmitError;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
 use crate::registry::{CancelStep, Record, Registry};
+use crate::slots::Slots;
 use crate::stats::{Counters, Ending, Tally};
 use crate::supervisor::Event;
 use crate::sync::{lock, wait_until};
 use crate::timer::Stale;
+use crate::worker;
 
 /// How a shutdown treats queued and running jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +85,9 @@ pub(crate) struct Shared {
     /// Set by `shutdown_now`: workers cancel what they dequeue instead of
     /// running it.
     pub(crate) abort: AtomicBool,
-    /// Raised when shutdown begins; wakes submitters blocked on a full queue.
-    closing: Signal,
+    /// The bounded queue's slots (invariant 5); `None` when unbounded.
+    /// Closed when shutdown begins, which wakes submitters waiting for room.
+    slots: Option<Slots>,
     /// Raised once intake is drained (invariant 2); workers exit when the
     /// queue is empty.
     pub(crate) stop: Signal,
@@ -93,10 +110,10 @@ struct Phase {
 impl Shared {
     pub(crate) fn new(config: Config, events: Sender<Event>) -> Self {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-        let (jobs_tx, jobs_rx) = match config.queue_capacity {
-            Some(capacity) => crossbeam_channel::bounded(capacity),
-            None => crossbeam_channel::unbounded(),
-        };
+        // Unbounded even for a bounded queue: `slots` enforces the capacity
+        // (invariant 5), so nothing is allocated per slot up front.
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let slots = config.queue_capacity.map(Slots::new);
         Shared {
             // Relaxed: only uniqueness matters.
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -112,7 +129,7 @@ impl Shared {
             events,
             stale: Stale::default(),
             abort: AtomicBool::new(false),
-            closing: Signal::new(),
+            slots,
             stop: Signal::new(),
             phase: Mutex::default(),
             joiners: AtomicUsize::new(0),
@@ -124,7 +141,8 @@ impl Shared {
     }
 
     /// Accepts one job into the queue, blocking on a full bounded queue if
-    /// `blocking`. On error the job was not queued; it is dropped by the
+    /// `blocking` (unless called on one of the pool's own threads:
+    /// invariant 6). On error the job was not queued; it is dropped by the
     /// caller's thread after this returns.
     pub(crate) fn accept(&self, message: Message, blocking: bool) -> Result<(), SubmitError> {
         // Invariant 1: no permit, no entry.
@@ -133,51 +151,72 @@ impl Shared {
             self.check_idle();
             return Err(SubmitError::Shutdown);
         };
-        if let Some(job) = message.tracked() {
-            self.registry.insert(Arc::clone(job));
-        }
-        // Invariant 3: the permit counted the job as submitted before it
-        // can finish.
-        match self.send(message, blocking) {
+        // Invariant 5: the slot before the registry, so a job that can be
+        // cancelled by id always has a slot to give back.
+        let refused = match self.take_slot(blocking) {
             Ok(()) => {
-                permit.queued();
-                Ok(())
-            }
-            Err((error, message)) => {
                 if let Some(job) = message.tracked() {
-                    self.registry.remove(job.record().id);
+                    self.registry.insert(Arc::clone(job));
                 }
-                // Refused and out of the intake before the job's `Drop` runs.
-                drop(permit);
-                self.check_idle();
-                drop(message);
-                Err(error)
+                // Invariant 3: the permit counted the job as submitted before
+                // it can finish.
+                match self.jobs_tx.send(message) {
+                    Ok(()) => {
+                        permit.queued();
+                        return Ok(());
+                    }
+                    // Unreachable while `self` holds a receiver; refuse
+                    // safely anyway.
+                    Err(SendError(message)) => {
+                        if let Some(job) = message.tracked() {
+                            self.registry.remove(job.record().id);
+                        }
+                        self.release_slot();
+                        (SubmitError::Shutdown, message)
+                    }
+                }
             }
+            Err(error) => (error, message),
+        };
+        // Refused and out of the intake before the job's `Drop` runs.
+        drop(permit);
+        self.check_idle();
+        let (error, message) = refused;
+        drop(message);
+        Err(error)
+    }
+
+    /// Takes a slot of a bounded queue, waiting for one if `blocking`
+    /// (invariants 5 and 6). Free for an unbounded queue.
+    fn take_slot(&self, blocking: bool) -> Result<(), SubmitError> {
+        let Some(slots) = &self.slots else {
+            return Ok(());
+        };
+        if slots.try_acquire() {
+            return Ok(());
+        }
+        // Invariant 6, checked only once the queue is full: a job (or a
+        // closure the supervisor drops) waiting for room in its own pool's
+        // queue could be waiting for its own worker, which then never
+        // frees a slot.
+        if !blocking || worker::is_own_thread(self.id) {
+            return Err(SubmitError::QueueFull);
+        }
+        // Wait for room, or for shutdown to begin (so a shutdown never waits
+        // on a submitter stuck behind a full queue).
+        if slots.acquire() {
+            Ok(())
+        } else {
+            Err(SubmitError::Shutdown)
         }
     }
 
-    fn send(&self, message: Message, blocking: bool) -> Result<(), (SubmitError, Message)> {
-        match self.jobs_tx.try_send(message) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(message)) if blocking => {
-                // Wait for room, or for shutdown to begin (so a shutdown never
-                // waits on a submitter stuck behind a full queue).
-                let mut select = Select::new();
-                let send = select.send(&self.jobs_tx);
-                select.recv(self.closing.receiver());
-                let operation = select.select();
-                if operation.index() == send {
-                    operation
-                        .send(&self.jobs_tx, message)
-                        .map_err(|e| (SubmitError::Shutdown, e.into_inner()))
-                } else {
-                    let _ = operation.recv(self.closing.receiver());
-                    Err((SubmitError::Shutdown, message))
-                }
-            }
-            Err(TrySendError::Full(message)) => Err((SubmitError::QueueFull, message)),
-            // Unreachable while `self` holds a receiver; refuse safely anyway.
-            Err(TrySendError::Disconnected(message)) => Err((SubmitError::Shutdown, message)),
+    /// Gives back the queue slot of a job that left `Pending` or the queue
+    /// (invariant 5). Call exactly once per accepted job, from the thread
+    /// that won that transition. Free for an unbounded queue.
+    pub(crate) fn release_slot(&self) {
+        if let Some(slots) = &self.slots {
+            slots.release();
         }
     }
 
@@ -200,6 +239,8 @@ impl Shared {
         let record = job.record();
         match record.cancel() {
             CancelStep::Cancelled(notify) => {
+                // This thread won `Pending -> Cancelled` (invariant 5).
+                self.release_slot();
                 // Retire before counting and waking: once a join returns or
                 // a sleeping waiter wakes, retention has been applied.
                 self.registry.retire(record.id);
@@ -319,9 +360,11 @@ impl Shared {
         let closing = !phase.closed;
         if closing {
             phase.closed = true;
-            // The closing signal must be raised while draining, so a
-            // submitter blocked on a full queue leaves: raise it first.
-            self.closing.raise();
+            // Submitters waiting for room hold permits: wake them (they
+            // refuse) before draining the permits, so the drain ends.
+            if let Some(slots) = &self.slots {
+                slots.close();
+            }
             self.counters.intake.close_and_drain();
             // The supervisor hears of the shutdown before any worker can exit
             // because of it (one FIFO channel), so it never mistakes a
@@ -401,11 +444,11 @@ impl Signal {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
-    use std::sync::mpsc;
+    use std::sync::{Arc, Barrier, mpsc};
     use std::time::Duration;
 
     use crate::sync::{PATIENCE, eventually};
-    use crate::{JobOptions, JobStatus, Pool};
+    use crate::{CancelOutcome, JobId, JobOptions, JobStatus, Pool, SubmitError};
 
     /// How the queued job gets cancelled, and who takes it off the queue.
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -473,5 +516,182 @@ mod tests {
                 );
             });
         }
+    }
+
+    /// A one-worker pool with a full queue of `capacity` tracked jobs, its
+    /// worker blocked until the returned sender is used.
+    fn full(capacity: usize) -> (Arc<Pool>, mpsc::Sender<()>, Vec<JobId>) {
+        let pool = Arc::new(
+            Pool::builder()
+                .workers(1)
+                .queue_capacity(capacity)
+                .build()
+                .unwrap(),
+        );
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        pool.execute(move || {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(PATIENCE);
+        })
+        .unwrap();
+        started_rx.recv_timeout(PATIENCE).unwrap();
+        let ids = (0..capacity)
+            .map(|_| pool.try_submit(|_| Ok(())).unwrap().id())
+            .collect();
+        (pool, release_tx, ids)
+    }
+
+    fn slots(pool: &Pool) -> &super::Slots {
+        pool.shared.slots.as_ref().unwrap()
+    }
+
+    /// Invariant 5: a cancel by id releases the slot to a submitter already
+    /// asleep waiting for one (the wake-up path, not the fast path).
+    #[test]
+    fn a_cancel_wakes_a_submitter_waiting_for_a_slot() {
+        let (pool, release, ids) = full(2);
+        let (result_tx, result_rx) = mpsc::channel();
+        let submitter = Arc::clone(&pool);
+        let thread = std::thread::spawn(move || {
+            let _ = result_tx.send(submitter.submit(|_| Ok(())).map(|h| h.id()));
+        });
+        assert!(eventually(|| slots(&pool).waiters() == 1));
+        assert_eq!(pool.cancel(ids[0]), CancelOutcome::Cancelled);
+        let id = result_rx.recv_timeout(PATIENCE).unwrap().unwrap();
+        assert_eq!(slots(&pool).occupied(), 2);
+        release.send(()).unwrap();
+        assert_eq!(pool.wait(id, PATIENCE), Some(JobStatus::Completed));
+        thread.join().unwrap();
+        assert!(pool.join_timeout(PATIENCE));
+        assert_eq!((slots(&pool).occupied(), slots(&pool).waiters()), (0, 0));
+    }
+
+    /// Invariant 5 under every way a queued job can leave `Pending`: the
+    /// deadline timer, a cancel by id, and `shutdown_now` (the supervisor's
+    /// drain) each give the slot back exactly once.
+    #[test]
+    fn every_way_out_of_the_queue_gives_the_slot_back_once() {
+        let (pool, release, ids) = full(3);
+        let expiring = pool
+            .try_submit_with(JobOptions::new().timeout(Duration::from_millis(1)), |_| {
+                Ok(())
+            })
+            .map(drop);
+        // Full: the deadline job was refused. Cancel one to let it in.
+        assert_eq!(expiring, Err(SubmitError::QueueFull));
+        assert_eq!(pool.cancel(ids[0]), CancelOutcome::Cancelled);
+        // A second cancel of the same job changes nothing.
+        assert_eq!(pool.cancel(ids[0]), CancelOutcome::AlreadyFinished);
+        assert_eq!(slots(&pool).occupied(), 2);
+        let expiring = pool
+            .try_submit_with(JobOptions::new().timeout(Duration::from_millis(1)), |_| {
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(expiring.wait(PATIENCE), Some(JobStatus::Cancelled));
+        assert_eq!(slots(&pool).occupied(), 2);
+        pool.try_execute(|| ()).unwrap();
+        assert_eq!(slots(&pool).occupied(), 3);
+        pool.shared.begin_shutdown(super::Mode::Now);
+        release.send(()).unwrap();
+        assert!(pool.shared.wait_done(crate::sync::deadline_after(PATIENCE)));
+        assert_eq!(slots(&pool).occupied(), 0);
+        let stats = pool.stats();
+        assert_eq!((stats.submitted, stats.completed), (6, 1));
+        assert_eq!(stats.cancelled, 5);
+    }
+
+    /// Invariant 5 by repetition: submitters (blocking and not, tracked and
+    /// not, some with deadlines) race a canceller on a small bounded queue.
+    /// After every round the slot count is back to zero and the counters
+    /// add up; a release missed or doubled would show here (or trip the
+    /// `debug_assert` in `Slots::release`).
+    #[test]
+    fn racing_submits_and_cancels_give_every_slot_back() {
+        const ROUNDS: usize = 40;
+        const SUBMITTERS: usize = 3;
+        const JOBS: usize = 60;
+        let pool = Arc::new(
+            Pool::builder()
+                .workers(2)
+                .queue_capacity(3)
+                .retain_finished(0)
+                .build()
+                .unwrap(),
+        );
+        let mut cancelled_queued = 0;
+        for round in 0..ROUNDS {
+            let (ids_tx, ids_rx) = mpsc::channel::<JobId>();
+            let start = Arc::new(Barrier::new(SUBMITTERS + 1));
+            let submitters: Vec<_> = (0..SUBMITTERS)
+                .map(|s| {
+                    let (pool, ids_tx, start) =
+                        (Arc::clone(&pool), ids_tx.clone(), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        for n in 0..JOBS {
+                            let options = if n % 5 == 0 {
+                                JobOptions::new().timeout(Duration::from_micros(200))
+                            } else {
+                                JobOptions::new()
+                            };
+                            let job = move |token: &crate::CancelToken| {
+                                token.sleep(Duration::from_micros(50))?;
+                                Ok(())
+                            };
+                            let id = match (n + s + round) % 4 {
+                                0 => pool.submit_with(options, job).map(|h| Some(h.id())),
+                                1 => pool.try_submit_with(options, job).map(|h| Some(h.id())),
+                                2 => pool.execute(|| ()).map(|()| None),
+                                _ => pool.try_execute(|| ()).map(|()| None),
+                            };
+                            match id {
+                                Ok(Some(id)) => {
+                                    let _ = ids_tx.send(id);
+                                }
+                                Ok(None) | Err(SubmitError::QueueFull) => {}
+                                Err(e) => panic!("unexpected refusal: {e}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            drop(ids_tx);
+            start.wait();
+            // Cancels every tracked job it hears of, queued or running;
+            // ends when every submitter has finished.
+            loop {
+                match ids_rx.recv_timeout(PATIENCE) {
+                    Ok(id) => {
+                        if pool.cancel(id) == CancelOutcome::Cancelled {
+                            cancelled_queued += 1;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        panic!("round {round}: a submitter is stuck")
+                    }
+                }
+            }
+            for submitter in submitters {
+                submitter.join().unwrap();
+            }
+            assert!(pool.join_timeout(PATIENCE), "round {round}: not idle");
+            let stats = pool.stats();
+            assert_eq!(
+                stats.submitted,
+                stats.completed + stats.failed + stats.cancelled,
+                "round {round}: {stats:?}"
+            );
+            assert_eq!(
+                (slots(&pool).occupied(), slots(&pool).waiters()),
+                (0, 0),
+                "round {round}"
+            );
+        }
+        // The race reached the path under test: jobs cancelled while queued.
+        assert!(cancelled_queued > 0);
+        assert_eq!(pool.stats().restarts, 0);
     }
 }

@@ -47,8 +47,10 @@ pub struct PoolStats {
     pub alive: usize,
     /// Workers running a job right now.
     pub busy: usize,
-    /// Jobs waiting in the queue (including pending jobs already cancelled,
-    /// which a worker will skip).
+    /// Entries in the queue: jobs waiting for a worker, and jobs cancelled
+    /// while queued that no worker has taken off yet (it skips them). A
+    /// cancelled job gives its slot of a bounded queue back at once, so
+    /// this can exceed [`queue_capacity`](crate::Builder::queue_capacity).
     pub queued: usize,
     /// Jobs accepted.
     pub submitted: u64,
@@ -236,9 +238,10 @@ impl Intake {
     /// to leave. Afterwards nothing can be queued again.
     pub(crate) fn close_and_drain(&self) {
         let before = self.entered.fetch_or(CLOSED, SeqCst) / ONE;
-        // Bounded: a permit is held only across a registry insert and one
-        // queue send, and a send blocked on a full queue is woken by the
-        // `closing` signal, which the caller raises before this.
+        // Bounded: a permit is held only across taking a queue slot, a
+        // registry insert and one queue send, and a submitter waiting for a
+        // slot is woken by closing the slots, which the caller does before
+        // this.
         while self.left.load(SeqCst) < before {
             std::thread::yield_now();
         }

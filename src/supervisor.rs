@@ -470,6 +470,7 @@ impl Supervisor {
         while let Ok(message) = self.shared.jobs_rx.try_recv() {
             count += 1;
             if let Some(job) = message.tracked() {
+                // Releases its slot if it was still pending.
                 self.shared.cancel(&**job);
                 // Cancelled earlier by the timer or `shutdown_now`'s sweep,
                 // which left the closure (worker invariant 6).
@@ -477,6 +478,8 @@ impl Supervisor {
                     job.discard();
                 }
             } else {
+                // Off the queue: its slot is free (shared invariant 5).
+                self.shared.release_slot();
                 self.shared.counters.others.count(Ending::Cancelled);
                 // Invariant 4.
                 unwind::drop_quietly(message);
@@ -565,13 +568,14 @@ mod tests {
     #[test]
     fn a_backoff_too_large_for_an_instant_does_not_kill_the_supervisor() {
         // No free restart and a backoff of "forever": the first death is a
-        // storm whose respawn is due beyond any `Instant`.
+        // storm whose respawn is due beyond any `Instant`. (`build` refuses
+        // such a backoff; the supervisor must survive it anyway.)
         let pool = Pool::builder()
             .workers(1)
             .thread_name("sup-max")
             .restart_limit(0, Duration::from_secs(60))
             .restart_backoff(Duration::MAX, Duration::MAX)
-            .build()
+            .build_unchecked()
             .unwrap();
         kill_workers(&pool, 1);
         let queued = pool.submit(|_| Ok(())).unwrap();

@@ -207,6 +207,7 @@ impl Worker {
             #[cfg(test)]
             Message::Poison(job) => {
                 assert!(job.record().start(self.index));
+                self.shared.release_slot();
                 self.current = Current::Tracked(job);
                 panic!("poisoned worker");
             }
@@ -214,6 +215,8 @@ impl Worker {
     }
 
     fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>) {
+        // Off the queue: its slot is free (shared invariant 5).
+        self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
         if self.shared.abort.load(Ordering::Acquire) {
             self.tally().count(Ending::Cancelled);
@@ -268,6 +271,8 @@ fn claim(shared: &Shared, job: &dyn Tracked, index: usize) -> bool {
         // counted it.
         shared.cancel(job);
     } else if record.start(index) {
+        // This thread won `Pending -> Running` (shared invariant 5).
+        shared.release_slot();
         // A `shutdown_now` that swept running tokens just before this start
         // missed this job: cancel its token here instead.
         if shared.abort.load(Ordering::SeqCst) {

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use harbor_pool::{JobStatus, Pool, SubmitError};
+use harbor_pool::{CancelOutcome, JobStatus, Pool, SubmitError};
 
 /// A one-worker pool with queue capacity 2, its worker blocked until the
 /// returned sender is used.
@@ -63,4 +63,176 @@ fn a_full_queue_keeps_ids_and_statuses_consistent() {
     release.send(()).unwrap();
     let handle = pool.submit(|_| Ok(1)).unwrap();
     assert_eq!(handle.wait(common::PATIENCE), Some(JobStatus::Completed));
+}
+
+/// What a job got back from submitting into its own pool, by method.
+type Refusals = Vec<(&'static str, Result<(), SubmitError>)>;
+
+/// Submits into `pool` from one of its own jobs with every blocking method;
+/// the queue is full, so each must refuse at once instead of waiting for a
+/// worker (perhaps this very one) to make room.
+fn submit_into_own_full_queue(pool: &Pool) -> Refusals {
+    vec![
+        ("execute", pool.execute(|| ())),
+        ("submit", pool.submit(|_| Ok(())).map(drop)),
+        (
+            "submit_with",
+            pool.submit_with(harbor_pool::JobOptions::new(), |_| Ok(()))
+                .map(drop),
+        ),
+    ]
+}
+
+fn all_queue_full(refusals: &Refusals) -> bool {
+    refusals
+        .iter()
+        .all(|(_, result)| *result == Err(SubmitError::QueueFull))
+}
+
+#[test]
+fn a_job_submitting_into_its_own_full_queue_is_refused_not_deadlocked() {
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap(),
+    );
+    let (result_tx, result_rx) = mpsc::channel();
+    let inner = Arc::clone(&pool);
+    pool.execute(move || {
+        // The only worker runs this job, so the one slot stays taken.
+        inner.try_execute(|| ()).unwrap();
+        let _ = result_tx.send(submit_into_own_full_queue(&inner));
+    })
+    .unwrap();
+    let refusals = result_rx
+        .recv_timeout(common::PATIENCE)
+        .expect("a job blocked on its own full queue: the pool deadlocked");
+    assert!(all_queue_full(&refusals), "{refusals:?}");
+    common::join(&pool);
+    let stats = pool.stats();
+    // The two jobs accepted ran; the refused ones were never counted.
+    assert_eq!((stats.submitted, stats.completed), (2, 2));
+}
+
+#[test]
+fn every_worker_submitting_into_the_full_queue_is_refused_not_deadlocked() {
+    const WORKERS: usize = 2;
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(WORKERS)
+            .queue_capacity(1)
+            .build()
+            .unwrap(),
+    );
+    let (started_tx, started_rx) = mpsc::channel();
+    let (result_tx, result_rx) = mpsc::channel();
+    let mut go = Vec::new();
+    for _ in 0..WORKERS {
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        go.push(go_tx);
+        let (inner, started_tx, result_tx) =
+            (Arc::clone(&pool), started_tx.clone(), result_tx.clone());
+        pool.execute(move || {
+            started_tx.send(()).unwrap();
+            go_rx.recv_timeout(common::PATIENCE).unwrap();
+            let _ = result_tx.send(submit_into_own_full_queue(&inner));
+            // Busy until every worker has tried, so none frees the slot early.
+            let _ = go_rx.recv_timeout(common::PATIENCE);
+        })
+        .unwrap();
+    }
+    // Both workers are busy with the jobs above; fill the one slot.
+    for _ in 0..WORKERS {
+        started_rx.recv_timeout(common::PATIENCE).unwrap();
+    }
+    pool.try_execute(|| ()).unwrap();
+    for go in &go {
+        go.send(()).unwrap();
+    }
+    for _ in 0..WORKERS {
+        let refusals = result_rx
+            .recv_timeout(common::PATIENCE)
+            .expect("the workers blocked on their own full queue: the pool deadlocked");
+        assert!(all_queue_full(&refusals), "{refusals:?}");
+    }
+    drop(go);
+    common::join(&pool);
+    assert_eq!(pool.stats().completed, 3);
+}
+
+/// A one-worker pool with queue capacity 4, its worker blocked, and four
+/// tracked jobs queued.
+fn pool_with_four_queued() -> (Arc<Pool>, mpsc::Sender<()>, Vec<harbor_pool::JobHandle<()>>) {
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .queue_capacity(4)
+            .build()
+            .unwrap(),
+    );
+    let release = common::block_worker(&pool);
+    let queued: Vec<_> = (0..4)
+        .map(|_| pool.try_submit(|_| Ok(())).unwrap())
+        .collect();
+    assert_eq!(
+        pool.try_submit(|_| Ok(())).map(drop),
+        Err(SubmitError::QueueFull)
+    );
+    (pool, release, queued)
+}
+
+#[test]
+fn cancelling_queued_jobs_frees_their_slots_at_once() {
+    let (pool, release, queued) = pool_with_four_queued();
+    for handle in &queued {
+        assert_eq!(pool.cancel(handle.id()), CancelOutcome::Cancelled);
+    }
+    // The worker is still blocked: only the cancels made this room.
+    let fresh: Vec<_> = (0..4)
+        .map(|i| {
+            pool.try_submit(|_| Ok(()))
+                .unwrap_or_else(|e| panic!("try_submit {i} after the cancels: {e}"))
+        })
+        .collect();
+    assert_eq!(
+        pool.try_submit(|_| Ok(())).map(drop),
+        Err(SubmitError::QueueFull)
+    );
+    release.send(()).unwrap();
+    for handle in fresh {
+        assert_eq!(handle.wait(common::PATIENCE), Some(JobStatus::Completed));
+    }
+    common::join(&pool);
+    let stats = pool.stats();
+    assert_eq!(
+        (
+            stats.submitted,
+            stats.completed,
+            stats.cancelled,
+            stats.queued
+        ),
+        (9, 5, 4, 0)
+    );
+}
+
+#[test]
+fn a_submitter_blocked_on_a_full_queue_is_released_by_a_cancel() {
+    let (pool, release, queued) = pool_with_four_queued();
+    let (result_tx, result_rx) = mpsc::channel();
+    let submitter = Arc::clone(&pool);
+    let thread = std::thread::spawn(move || {
+        let _ = result_tx.send(submitter.submit(|_| Ok("made it")).map(|h| h.id()));
+    });
+    // The worker stays blocked: the only way in is the slot the cancel frees.
+    assert_eq!(pool.cancel(queued[2].id()), CancelOutcome::Cancelled);
+    let id = result_rx
+        .recv_timeout(common::PATIENCE)
+        .expect("the cancel did not release the blocked submitter")
+        .unwrap();
+    assert_eq!(pool.status(id), Some(JobStatus::Pending));
+    release.send(()).unwrap();
+    assert_eq!(pool.wait(id, common::PATIENCE), Some(JobStatus::Completed));
+    thread.join().unwrap();
 }
