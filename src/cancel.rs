@@ -16,12 +16,13 @@
 //! closure itself was consumed when it ran).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::job::Tracked;
-use crate::sync::{deadline_after, lock, wait_until};
+// The loom facade: `TokenState` is modelled (`loom_tests` below).
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Condvar, Mutex, deadline_after, lock, wait_until};
 
 /// A flag that tells a job to stop, checked cooperatively by the job.
 ///

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -31,6 +31,11 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cancel::TokenState;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
 use crate::sync::{lock, wait_until};
+
+/// A record's lock and condvar come from the loom facade, so its
+/// transitions can be modelled (`loom_tests` below); the map keeps std's.
+type StateLock = crate::sync::Mutex<State>;
+type DoneCondvar = crate::sync::Condvar;
 
 /// The shared, type-erased part of a tracked job.
 pub(crate) struct Record {
@@ -40,9 +45,9 @@ pub(crate) struct Record {
     pub(crate) submitted_at: SystemTime,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
-    state: Mutex<State>,
+    state: StateLock,
     /// Signalled when the record becomes terminal, only if someone waits.
-    done: Condvar,
+    done: DoneCondvar,
 }
 
 struct State {
@@ -79,14 +84,14 @@ impl Record {
             submitted_at: SystemTime::now(),
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
-            state: Mutex::new(State {
+            state: StateLock::new(State {
                 status: JobStatus::Pending,
                 started_at: None,
                 finished_at: None,
                 worker: None,
                 waiters: 0,
             }),
-            done: Condvar::new(),
+            done: DoneCondvar::new(),
         }
     }
 
