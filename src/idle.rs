@@ -25,16 +25,19 @@
 //!    of `generation`'s lock. So a finisher that saw it (by 1) takes the
 //!    lock after that section: every generation bump it makes is one the
 //!    waiter counts.
-//! 3. A finisher bumps the generation only after summing zero *under the
-//!    lock*. The bump therefore records an idle instant inside that critical
-//!    section, after the start of every wait that counts it (by 2); a sum
-//!    taken before the lock could predate a later waiter and release it
-//!    while its pool was never idle.
+//! 3. The generation is bumped by whoever sums zero *under the lock*: a
+//!    finisher in `check`, or a waiter in `wait` (which then releases the
+//!    others, or a waiter that sees the pool idle first and submits at once
+//!    would leave them asleep). A bump therefore records an idle instant
+//!    inside that critical section, after the start of every wait that
+//!    counts it (by 2). A sum taken before the lock could predate a later
+//!    waiter and release it while its pool was never idle, so it only
+//!    decides whether to take the lock.
 //! 4. A waiter returns `true` when the generation moved since it registered
 //!    or its own sum (under the lock) is zero; it re-checks after every
 //!    wake, spurious or not. With 1 to 3: no wake-up is lost, every waiter
-//!    of an idle instant returns, and none returns `true` for an instant
-//!    before it began.
+//!    of an idle instant that a finisher or a waiter sees returns, and none
+//!    returns `true` for an instant before it began.
 //! 5. `generation`'s lock is a leaf: the `outstanding` closure must not take
 //!    a lock, and no user code runs under it.
 
@@ -86,7 +89,19 @@ impl IdleGate {
         // before the lock; the job just submitted ends with a check of its
         // own (its finish is counted after every current waiter registered).
         if outstanding() == 0 {
-            *generation = generation.wrapping_add(1);
+            self.release(&mut generation, 0);
+        }
+    }
+
+    /// Records an idle instant seen under `generation`'s lock (the caller
+    /// holds it) and wakes every waiter (invariant 3). `caller_waits` is 1
+    /// when the caller is itself a waiter.
+    fn release(&self, generation: &mut u64, caller_waits: usize) {
+        *generation = generation.wrapping_add(1);
+        // Waiters register and leave under the lock the caller holds, so
+        // this count is exact: skip the notification (a syscall) when no
+        // one else waits.
+        if self.joiners.load(Ordering::SeqCst) > caller_waits {
             self.idle.notify_all();
         }
     }
@@ -100,17 +115,22 @@ impl IdleGate {
         self.joiners.fetch_add(1, Ordering::SeqCst);
         let start = *generation;
         seq_cst_handshake();
-        // Bounded by `deadline`; re-checks after every (possibly spurious)
-        // wake (invariant 4).
+        // Bounded by `deadline`: after a timeout, one last look and out.
+        // Re-checks after every (possibly spurious) wake (invariant 4).
+        let mut timed_out = false;
         let idle = loop {
-            if *generation != start || outstanding() == 0 {
+            if *generation != start {
                 break true;
             }
-            let (next, timed_out) = wait_until(&self.idle, generation, deadline);
-            generation = next;
-            if timed_out {
-                break *generation != start || outstanding() == 0;
+            if outstanding() == 0 {
+                // Invariant 3: this sighting releases the other waiters too.
+                self.release(&mut generation, 1);
+                break true;
             }
+            if timed_out {
+                break false;
+            }
+            (generation, timed_out) = wait_until(&self.idle, generation, deadline);
         };
         self.joiners.fetch_sub(1, Ordering::SeqCst);
         idle
@@ -196,5 +216,149 @@ mod tests {
             }
         });
         assert_eq!(rx.recv_timeout(PATIENCE), Ok(false));
+    }
+}
+
+/// loom models of the handshake, one per named race. Run with
+/// `RUSTFLAGS="--cfg loom" cargo test --release --lib loom` (see
+/// "Verification" in `docs/design.md`). A lost wake-up shows as loom's
+/// deadlock report; a wrong answer as a failed assertion.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use loom::thread;
+
+    use super::IdleGate;
+    use crate::sync::model;
+
+    /// The gate with a count of outstanding jobs, as `Shared` uses it.
+    struct Pool {
+        gate: IdleGate,
+        outstanding: AtomicU64,
+    }
+
+    impl Pool {
+        fn new(jobs: u64) -> Arc<Pool> {
+            Arc::new(Pool {
+                gate: IdleGate::new(),
+                outstanding: AtomicU64::new(jobs),
+            })
+        }
+
+        fn submit(&self) {
+            self.outstanding.fetch_add(1, SeqCst);
+        }
+
+        /// Counts a finish, then checks, as every finishing thread does.
+        fn finish(&self) {
+            self.outstanding.fetch_sub(1, SeqCst);
+            self.gate.check(|| self.outstanding.load(SeqCst));
+        }
+
+        fn join(&self) -> bool {
+            self.gate.wait(|| self.outstanding.load(SeqCst), None)
+        }
+    }
+
+    /// A finisher vs a joiner: the joiner sees the finish or is woken by it
+    /// (invariant 1).
+    #[test]
+    fn loom_finisher_vs_joiner() {
+        model(|| {
+            let pool = Pool::new(1);
+            let finisher = {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || pool.finish())
+            };
+            assert!(pool.join());
+            finisher.join().unwrap();
+        });
+    }
+
+    /// Two finishers vs a joiner: whichever counts last sees both finishes
+    /// and wakes the joiner.
+    #[test]
+    fn loom_two_finishers_vs_joiner() {
+        model(|| {
+            let pool = Pool::new(2);
+            let finishers: Vec<_> = (0..2)
+                .map(|_| {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || pool.finish())
+                })
+                .collect();
+            assert!(pool.join());
+            for finisher in finishers {
+                finisher.join().unwrap();
+            }
+        });
+    }
+
+    /// Two joiners waiting when the pool goes idle, and the first to return
+    /// submits new work that never finishes: both return `true` (the
+    /// generation, invariant 4). This is threadpool's wavesurfer.
+    #[test]
+    fn loom_two_joiners_a_finisher_and_a_resubmit() {
+        model(|| {
+            let pool = Pool::new(1);
+            let joiners: Vec<_> = (0..2)
+                .map(|_| {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || {
+                        let idle = pool.join();
+                        pool.submit();
+                        idle
+                    })
+                })
+                .collect();
+            // Both wait before the pool goes idle (bounded: each joiner
+            // registers in its first step under the lock).
+            while pool.gate.joiners() < 2 {
+                thread::yield_now();
+            }
+            pool.finish();
+            for joiner in joiners {
+                assert!(joiner.join().unwrap());
+            }
+        });
+    }
+
+    /// A finisher's look at the counters that predates a joiner does not
+    /// release that joiner (invariant 3): a join that began after a job was
+    /// submitted returns only after that job finished.
+    #[test]
+    fn loom_a_stale_sighting_does_not_release_a_later_joiner() {
+        model(|| {
+            let pool = Pool::new(1);
+            let first = {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || pool.finish())
+            };
+            let later = {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || {
+                    let finished = Arc::new(AtomicBool::new(false));
+                    pool.submit();
+                    let finisher = {
+                        let (pool, finished) = (Arc::clone(&pool), Arc::clone(&finished));
+                        thread::spawn(move || {
+                            finished.store(true, SeqCst);
+                            pool.finish();
+                        })
+                    };
+                    assert!(pool.join());
+                    assert!(
+                        finished.load(SeqCst),
+                        "released before the job it was submitted behind finished"
+                    );
+                    finisher.join().unwrap();
+                })
+            };
+            // The joiner whose presence makes the first finisher look.
+            assert!(pool.join());
+            first.join().unwrap();
+            later.join().unwrap();
+        });
     }
 }
