@@ -16,12 +16,13 @@
 //! closure itself was consumed when it ran).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::job::Tracked;
-use crate::sync::{deadline_after, lock, wait_until};
+// The loom facade: `TokenState` is modelled (`loom_tests` below).
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Condvar, Mutex, deadline_after, lock, wait_until};
 
 /// A flag that tells a job to stop, checked cooperatively by the job.
 ///
@@ -298,5 +299,55 @@ mod tests {
         let token = CancelToken::new();
         token.cancel();
         assert_eq!(token.sleep(Duration::MAX), Err(Cancelled));
+    }
+}
+
+/// loom models of a token, one per named race (see "Verification" in
+/// `docs/design.md`). Sleeps use `Duration::MAX`, the path without a
+/// deadline (loom has no clock); a lost wake-up shows as loom's deadlock
+/// report.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::thread;
+    use std::time::Duration;
+
+    use super::{Cancelled, TokenState};
+    use crate::sync::model;
+
+    /// Cancel vs sleep: the sleeper sees the flag or is woken by the cancel
+    /// (invariant 2).
+    #[test]
+    fn loom_cancel_vs_sleep() {
+        model(|| {
+            let state = Arc::new(TokenState::default());
+            let sleeper = {
+                let state = Arc::clone(&state);
+                thread::spawn(move || state.sleep(Duration::MAX))
+            };
+            state.cancel();
+            assert_eq!(sleeper.join().unwrap(), Err(Cancelled));
+        });
+    }
+
+    /// Cancel twice, from two threads, with a sleeper: only the first
+    /// cancel notifies, and that is enough; the flag stays set.
+    #[test]
+    fn loom_cancel_twice() {
+        model(|| {
+            let state = Arc::new(TokenState::default());
+            let sleeper = {
+                let state = Arc::clone(&state);
+                thread::spawn(move || state.sleep(Duration::MAX))
+            };
+            let other = {
+                let state = Arc::clone(&state);
+                thread::spawn(move || state.cancel())
+            };
+            state.cancel();
+            other.join().unwrap();
+            assert!(state.is_cancelled());
+            assert_eq!(sleeper.join().unwrap(), Err(Cancelled));
+        });
     }
 }

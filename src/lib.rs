@@ -164,6 +164,7 @@ mod builder;
 mod cancel;
 pub mod compat;
 mod error;
+mod idle;
 mod job;
 mod pool;
 mod registry;

@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -37,6 +37,11 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cancel::TokenState;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
 use crate::sync::{lock, wait_until};
+
+/// A record's lock and condvar come from the loom facade, so its
+/// transitions can be modelled (`loom_tests` below); the map keeps std's.
+type StateLock = crate::sync::Mutex<State>;
+type DoneCondvar = crate::sync::Condvar;
 
 /// The shared, type-erased part of a tracked job.
 pub(crate) struct Record {
@@ -46,9 +51,9 @@ pub(crate) struct Record {
     pub(crate) submitted_at: SystemTime,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
-    state: Mutex<State>,
+    state: StateLock,
     /// Signalled when the record becomes terminal, only if someone waits.
-    done: Condvar,
+    done: DoneCondvar,
 }
 
 struct State {
@@ -85,14 +90,14 @@ impl Record {
             submitted_at: SystemTime::now(),
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
-            state: Mutex::new(State {
+            state: StateLock::new(State {
                 status: JobStatus::Pending,
                 started_at: None,
                 finished_at: None,
                 worker: None,
                 waiters: 0,
             }),
-            done: Condvar::new(),
+            done: DoneCondvar::new(),
         }
     }
 
@@ -565,5 +570,117 @@ mod tests {
         let mut b = IdHasher::default();
         b.write(&[1, 2, 4]);
         assert_ne!(a.finish(), b.finish());
+    }
+}
+
+/// loom models of a record's transitions, one per named race (see
+/// "Verification" in `docs/design.md`). A lost wake-up shows as loom's
+/// deadlock report.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::{CancelStep, Record};
+    use crate::job::{JobId, JobStatus};
+    use crate::sync::model;
+
+    fn record() -> Arc<Record> {
+        Arc::new(Record::new(JobId::new(), None))
+    }
+
+    /// Finish vs cancel on a pending record: the first terminal state wins
+    /// (invariant 1), exactly one of them owes waiters a notification, and
+    /// a waiter wakes with the winner's status.
+    #[test]
+    fn loom_finish_vs_cancel() {
+        model(|| {
+            let record = record();
+            let finisher = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || {
+                    let failed = JobStatus::Failed("lost".into());
+                    record.finish(failed).map(|notify| notify.send(&record))
+                })
+            };
+            let canceller = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || match record.cancel() {
+                    CancelStep::Cancelled(notify) => {
+                        notify.send(&record);
+                        true
+                    }
+                    CancelStep::Running => panic!("never started"),
+                    CancelStep::Finished => false,
+                })
+            };
+            let seen = record.wait(None);
+            let finished = finisher.join().unwrap().is_some();
+            let cancelled = canceller.join().unwrap();
+            assert!(finished != cancelled, "exactly one terminal transition");
+            let winner = if cancelled {
+                JobStatus::Cancelled
+            } else {
+                JobStatus::Failed("lost".into())
+            };
+            assert_eq!(seen.as_ref(), Some(&winner));
+            assert_eq!(record.status(), winner);
+        });
+    }
+
+    /// Finish vs a waiter: the waiter sees the terminal status or is woken
+    /// by the finish.
+    #[test]
+    fn loom_finish_vs_waiter() {
+        model(|| {
+            let record = record();
+            assert!(record.start(0));
+            let waiter = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || record.wait(None))
+            };
+            record
+                .finish(JobStatus::Completed)
+                .expect("the worker that started it finishes it")
+                .send(&record);
+            assert_eq!(waiter.join().unwrap(), Some(JobStatus::Completed));
+        });
+    }
+
+    /// Start vs cancel: either the job starts and only its worker ends it
+    /// (invariant 2), or it is cancelled and never starts; one terminal
+    /// transition either way.
+    #[test]
+    fn loom_start_vs_cancel() {
+        model(|| {
+            let record = record();
+            let worker = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || {
+                    let started = record.start(0);
+                    if started {
+                        record
+                            .finish(JobStatus::Completed)
+                            .expect("the worker that started it finishes it")
+                            .send(&record);
+                    }
+                    started
+                })
+            };
+            let step = record.cancel();
+            let cancelled = matches!(step, CancelStep::Cancelled(_));
+            if let CancelStep::Cancelled(notify) = step {
+                notify.send(&record);
+            }
+            let started = worker.join().unwrap();
+            assert!(started != cancelled, "exactly one terminal transition");
+            let expected = if started {
+                JobStatus::Completed
+            } else {
+                JobStatus::Cancelled
+            };
+            assert_eq!(record.status(), expected);
+            assert_eq!(record.wait(None), Some(expected));
+        });
     }
 }

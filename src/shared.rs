@@ -17,7 +17,8 @@
 //!    `refused` if the queue then refuses it), and counted finished in a
 //!    tally when it ends. So `submitted - refused - finished` never drops
 //!    below the number of jobs still pending or running, and
-//!    [`Shared::wait_idle`] returning means the counters add up. Every
+//!    [`Shared::wait_idle`] returning means the counters added up at some
+//!    instant after it began (the idle gate's guarantee, `idle.rs`). Every
 //!    thread that counts a finish or a refusal calls [`Shared::check_idle`]
 //!    afterwards; nothing else changes the sum. (A submitter unwinding
 //!    while it holds a permit would count a refusal without the check;
@@ -25,8 +26,8 @@
 //!    shared "outstanding" counter: it would put a cache line written by
 //!    submitters and workers alike on every job's path.
 //! 4. Lock order: `phase`, then a registry shard, then a record's state.
-//!    `idle`, `done` and the slots' `room` are leaves. No user code runs
-//!    under any of them.
+//!    The idle gate's lock, `done` and the slots' `room` are leaves. No
+//!    user code runs under any of them.
 //! 5. Bounded queue: a job takes a slot ([`Slots`]) before it enters the
 //!    registry or the queue, so a job can be cancelled by id only while it
 //!    holds one. The slot is released exactly once, by
@@ -49,6 +50,7 @@ use crossbeam_channel::{Receiver, SendError, Sender};
 
 use crate::builder::Config;
 use crate::error::SubmitError;
+use crate::idle::IdleGate;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
 use crate::registry::{CancelStep, Record, Registry};
@@ -92,10 +94,8 @@ pub(crate) struct Shared {
     /// queue is empty.
     pub(crate) stop: Signal,
     phase: Mutex<Phase>,
-    /// Threads in `wait_idle`; workers only do idle accounting while > 0.
-    joiners: AtomicUsize,
-    idle: Mutex<()>,
-    idle_cond: Condvar,
+    /// Where `join` waits; finishers check it (invariant 3).
+    pub(crate) idle: IdleGate,
     /// Set by the supervisor when every thread of the pool has been joined.
     done: Mutex<bool>,
     done_cond: Condvar,
@@ -132,9 +132,7 @@ impl Shared {
             slots,
             stop: Signal::new(),
             phase: Mutex::default(),
-            joiners: AtomicUsize::new(0),
-            idle: Mutex::new(()),
-            idle_cond: Condvar::new(),
+            idle: IdleGate::new(),
             done: Mutex::new(false),
             done_cond: Condvar::new(),
         }
@@ -301,48 +299,22 @@ impl Shared {
         }
     }
 
-    /// Called after a job was counted finished (or refused): wakes
+    /// Called after a job was counted finished (or refused): releases
     /// `wait_idle` callers if that made the pool idle (invariant 3). Costs
     /// one load of a read-mostly line unless someone is waiting.
+    ///
+    /// No shortcut on the queue's length: a job cancelled while queued is
+    /// counted when it is cancelled, so "the queue is non-empty" does not
+    /// mean "not idle", and a shortcut on it once lost wake-ups.
     pub(crate) fn check_idle(&self) {
-        // SeqCst throughout, pairing with `wait_idle`: this thread counted
-        // its finish before loading `joiners`; a waiter registered in
-        // `joiners` before summing the counters. So either the waiter's sum
-        // sees this finish, or this load sees the waiter, and then the sum
-        // below (after this thread's own count) decides. Of several
-        // finishing threads, the last to count sees every finish.
-        //
-        // No shortcut on the queue's length: a job cancelled while queued is
-        // counted when it is cancelled, so "the queue is non-empty" does not
-        // mean "not idle", and a shortcut on it once lost wake-ups.
-        if self.joiners.load(Ordering::SeqCst) > 0 && self.counters.outstanding() == 0 {
-            // A waiter that summed before this finish holds `idle` until it
-            // sleeps on `idle_cond`; taking the lock makes the notification
-            // arrive after that.
-            let _guard = lock(&self.idle);
-            self.idle_cond.notify_all();
-        }
+        self.idle.check(|| self.counters.outstanding());
     }
 
-    /// Blocks until no accepted job is pending or running, or `deadline`
-    /// passes. Returns whether the pool is idle.
+    /// Blocks until no accepted job was pending or running at some instant
+    /// after the call began, or `deadline` passes. Returns whether that
+    /// happened.
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
-        self.joiners.fetch_add(1, Ordering::SeqCst);
-        let mut guard = lock(&self.idle);
-        // Bounded by `deadline`; re-checks after every (possibly spurious) wake.
-        let idle = loop {
-            if self.counters.outstanding() == 0 {
-                break true;
-            }
-            let (next, timed_out) = wait_until(&self.idle_cond, guard, deadline);
-            guard = next;
-            if timed_out {
-                break self.counters.outstanding() == 0;
-            }
-        };
-        drop(guard);
-        self.joiners.fetch_sub(1, Ordering::SeqCst);
-        idle
+        self.idle.wait(|| self.counters.outstanding(), deadline)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -443,7 +415,6 @@ impl Signal {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::sync::{Arc, Barrier, mpsc};
     use std::time::Duration;
 
@@ -501,9 +472,7 @@ mod tests {
                 // The blocking job must end while `join` waits, with the
                 // cancelled job still in the queue behind it (the shape of
                 // the lost wake-up this test pins).
-                assert!(eventually(
-                    || pool.shared.joiners.load(Ordering::SeqCst) == 1
-                ));
+                assert!(eventually(|| pool.shared.idle.joiners() == 1));
                 if way == Way::ByIdThenAbort {
                     // Starts the shutdown without waiting for it.
                     pool.shared.begin_shutdown(super::Mode::Now);

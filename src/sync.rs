@@ -1,17 +1,157 @@
-//! Lock helpers that ignore poisoning.
+//! Synchronisation primitives for the modelled rooms, and lock helpers that
+//! ignore poisoning.
+//!
+//! # The loom facade
+//!
+//! The rooms whose protocols are checked with [loom] (the idle gate in
+//! `idle.rs`, a job's `Record` in `registry.rs`, a token's `TokenState` in
+//! `cancel.rs`) take their `Mutex`, `Condvar` and atomics from here rather
+//! than from `std::sync`. A normal build re-exports std's types, so this
+//! costs nothing. A test build with `RUSTFLAGS="--cfg loom"` re-exports
+//! loom's instead, and the `loom_tests` beside each room explore every
+//! interleaving of a named race (see "Verification" in `docs/design.md`).
+//!
+//! The switch is `cfg(all(test, loom))`, not `cfg(loom)` alone: loom is a
+//! dev-dependency, so a build of the library itself (for instance as a
+//! dependency of a crate that sets `--cfg loom` for its own models) keeps
+//! std's types and still compiles.
+//!
+//! The other rooms keep std's types; [`lock`] and [`wait_until`] accept
+//! both kinds.
+//!
+//! # Poisoning
 //!
 //! The pool never runs user code while it holds one of its own locks, so a
 //! poisoned lock can only mean a bug in this crate that already unwound. The
 //! data behind every lock is kept consistent at each step, so the right
 //! reaction is to keep going rather than to spread the panic to every thread
 //! that touches the pool.
+//!
+//! [loom]: https://docs.rs/loom
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+#[cfg(not(all(test, loom)))]
+pub(crate) use std::sync::{Condvar, Mutex};
+
+#[cfg(all(test, loom))]
+pub(crate) use loom::sync::{Condvar, Mutex};
+
+/// Atomics for the modelled rooms (std's, or loom's under `cfg(loom)`).
+pub(crate) mod atomic {
+    #[cfg(not(all(test, loom)))]
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    #[cfg(all(test, loom))]
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+}
+
+/// Orders a `SeqCst` read-modify-write before a later `SeqCst` load of
+/// another location, in loom's model; does nothing in a real build.
+///
+/// The Dekker-style handshakes here (a joiner registers and then sums the
+/// counters; a finisher counts and then looks for joiners) rely on every
+/// `SeqCst` access sitting in one total order, which excludes the
+/// "store buffering" outcome where both sides read the old value. loom
+/// models `SeqCst` *accesses* as `AcqRel` only (its README, "Unsupported
+/// features") and would report that outcome as a lost wake-up that cannot
+/// happen. It does model `fence(SeqCst)`, which excludes the same outcome,
+/// so the model gets the fence and the real build keeps its plain `SeqCst`
+/// accesses (a fence there would cost a serialising instruction per job).
+#[inline(always)]
+pub(crate) fn seq_cst_handshake() {
+    #[cfg(all(test, loom))]
+    loom::sync::atomic::fence(atomic::Ordering::SeqCst);
+}
+
+/// A mutex [`lock`] can take: std's, and loom's in a loom build.
+pub(crate) trait Lock {
+    /// The guard `lock` returns.
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// Locks, ignoring poisoning.
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_>;
+}
+
+impl<T: ?Sized> Lock for std::sync::Mutex<T> {
+    type Guard<'a>
+        = std::sync::MutexGuard<'a, T>
+    where
+        Self: 'a;
+
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_> {
+        self.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(all(test, loom))]
+impl<T: ?Sized> Lock for loom::sync::Mutex<T> {
+    type Guard<'a>
+        = loom::sync::MutexGuard<'a, T>
+    where
+        Self: 'a;
+
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_> {
+        self.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A condition variable [`wait_until`] can wait on with a guard `G`.
+pub(crate) trait Wait<G> {
+    /// Waits for a notification, ignoring poisoning.
+    fn wait_ignoring_poison(&self, guard: G) -> G;
+
+    /// Waits for a notification or `timeout`, ignoring poisoning.
+    fn wait_timeout_ignoring_poison(&self, guard: G, timeout: Duration) -> G;
+}
+
+impl<'a, T> Wait<std::sync::MutexGuard<'a, T>> for std::sync::Condvar {
+    fn wait_ignoring_poison(
+        &self,
+        guard: std::sync::MutexGuard<'a, T>,
+    ) -> std::sync::MutexGuard<'a, T> {
+        self.wait(guard).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait_timeout_ignoring_poison(
+        &self,
+        guard: std::sync::MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> std::sync::MutexGuard<'a, T> {
+        self.wait_timeout(guard, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+}
+
+/// loom has no clock: its `wait_timeout` waits like `wait`. The models only
+/// use the paths without a deadline.
+#[cfg(all(test, loom))]
+impl<'a, T> Wait<loom::sync::MutexGuard<'a, T>> for loom::sync::Condvar {
+    fn wait_ignoring_poison(
+        &self,
+        guard: loom::sync::MutexGuard<'a, T>,
+    ) -> loom::sync::MutexGuard<'a, T> {
+        self.wait(guard).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait_timeout_ignoring_poison(
+        &self,
+        guard: loom::sync::MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> loom::sync::MutexGuard<'a, T> {
+        self.wait_timeout(guard, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+}
 
 /// Locks `mutex`, ignoring poisoning.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+pub(crate) fn lock<M: Lock + ?Sized>(mutex: &M) -> M::Guard<'_> {
+    mutex.lock_ignoring_poison()
 }
 
 /// Waits on `cond` until notified or until `deadline` (if any) passes,
@@ -19,38 +159,46 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// Returns the guard and whether the deadline has passed. Spurious wake-ups
 /// are possible, so every caller re-checks its condition in a loop.
-pub(crate) fn wait_until<'a, T>(
-    cond: &Condvar,
-    guard: MutexGuard<'a, T>,
+pub(crate) fn wait_until<C: Wait<G> + ?Sized, G>(
+    cond: &C,
+    guard: G,
     deadline: Option<Instant>,
-) -> (MutexGuard<'a, T>, bool) {
+) -> (G, bool) {
     match deadline {
-        None => (
-            cond.wait(guard).unwrap_or_else(PoisonError::into_inner),
-            false,
-        ),
+        None => (cond.wait_ignoring_poison(guard), false),
         Some(deadline) => {
             let now = Instant::now();
             if now >= deadline {
                 return (guard, true);
             }
-            let (guard, _) = cond
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner);
+            let guard = cond.wait_timeout_ignoring_poison(guard, deadline - now);
             (guard, Instant::now() >= deadline)
         }
     }
 }
 
 /// `now + timeout`, or `None` (wait forever) when that overflows `Instant`.
-pub(crate) fn deadline_after(timeout: std::time::Duration) -> Option<Instant> {
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
+}
+
+/// Runs a loom model of `f` over every interleaving, with loom's defaults
+/// (its `LOOM_*` environment variables) except for the preemption bound:
+/// at most 3 preemptions unless `LOOM_MAX_PREEMPTIONS` says otherwise,
+/// which covers each race here and keeps the run in seconds.
+#[cfg(all(test, loom))]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
 }
 
 /// The unit tests' bound for anything that should happen "soon" on a loaded
 /// 2-core CI machine (the integration tests' `common::PATIENCE`).
 #[cfg(test)]
-pub(crate) const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Waits until `condition` holds, checking every millisecond, for at most
 /// [`PATIENCE`]. Returns whether it held. For tests that await an eventual
@@ -65,6 +213,6 @@ pub(crate) fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
