@@ -24,6 +24,9 @@ pub(crate) struct Config {
     pub(crate) backoff_max: Duration,
     pub(crate) on_thread_start: Option<Hook>,
     pub(crate) on_thread_stop: Option<Hook>,
+    pub(crate) abandon_after: Option<Duration>,
+    /// `None`: as many as `workers`.
+    pub(crate) max_stray_threads: Option<usize>,
 }
 
 /// The default number of finished job records kept for status queries.
@@ -45,6 +48,8 @@ pub const DEFAULT_RETAIN_FINISHED: usize = 10_000;
 /// | [`retain_finished`](Self::retain_finished) | 10 000 records | any |
 /// | [`restart_limit`](Self::restart_limit) | 10 restarts per 60 s | any limit; a window above zero |
 /// | [`restart_backoff`](Self::restart_backoff) | 100 ms, doubling up to 10 s | `0 < initial <= max <=` [`MAX_RESTART_BACKOFF`](Self::MAX_RESTART_BACKOFF) (1 h) |
+/// | [`abandon_after`](Self::abandon_after) | off | any grace |
+/// | [`max_stray_threads`](Self::max_stray_threads) | as many as `workers` | 0 to [`MAX_WORKERS`](Self::MAX_WORKERS) |
 ///
 /// # Examples
 ///
@@ -169,6 +174,8 @@ impl Builder {
                 backoff_max: Duration::from_secs(10),
                 on_thread_start: None,
                 on_thread_stop: None,
+                abandon_after: None,
+                max_stray_threads: None,
             },
         }
     }
@@ -403,6 +410,73 @@ impl Builder {
         Pool::start(self.config)
     }
 
+    /// Abandons a running job that has not returned `grace` after the pool
+    /// cancelled its token (by id with [`Pool::cancel`], by its deadline,
+    /// or by [`Pool::shutdown_now`]). Off by default: a job that never
+    /// returns then keeps its worker for good.
+    ///
+    /// An abandoned job ends [`JobStatus::Abandoned`](crate::JobStatus::Abandoned)
+    /// at once (status, `wait`, `join` and await see it), and its worker
+    /// thread, still stuck in the job, is detached and replaced by a new
+    /// thread under the same index and name, so the pool's capacity is
+    /// restored. If the stuck job ever returns, its value is dropped and the
+    /// detached thread exits without taking another job. Jobs running
+    /// inline on that thread (a job that joined a pending job of its own
+    /// pool) are abandoned with it. A job's own
+    /// [`JobOptions::abandon_after`](crate::JobOptions::abandon_after)
+    /// overrides this. One timer (the supervisor) drives every grace.
+    ///
+    /// A token cancelled by other code ([`CancelToken::cancel`](crate::CancelToken::cancel)
+    /// on a clone) does not start the grace.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobError, JobOptions, Pool};
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .abandon_after(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// // Ignores its token: blocks until the channel closes.
+    /// let stuck = pool
+    ///     .submit_with(JobOptions::new().timeout(Duration::from_millis(10)), move |_| {
+    ///         let _ = rx.recv();
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// assert!(matches!(stuck.join(), Err(JobError::Abandoned)));
+    /// // The pool still serves jobs, on a replacement thread.
+    /// assert_eq!(pool.submit(|_| Ok(1)).unwrap().join().unwrap(), 1);
+    /// assert_eq!(pool.stats().stray_threads, 1);
+    /// drop(tx); // the stuck job returns; its thread exits
+    /// ```
+    pub fn abandon_after(mut self, grace: Duration) -> Self {
+        self.config.abandon_after = Some(grace);
+        self
+    }
+
+    /// The most detached (abandoned) worker threads that may be alive at
+    /// once; by default as many as `workers`. Past it, a stuck job is still
+    /// abandoned, but its thread stays in its place (no replacement starts,
+    /// logged at error level) until a detached thread exits. Zero never
+    /// replaces a stuck worker. `build` refuses more than
+    /// [`MAX_WORKERS`](Self::MAX_WORKERS).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = harbor_pool::Pool::builder().max_stray_threads(2).build().unwrap();
+    /// assert_eq!(pool.stats().stray_threads, 0);
+    /// ```
+    pub fn max_stray_threads(mut self, threads: usize) -> Self {
+        self.config.max_stray_threads = Some(threads);
+        self
+    }
+
     /// Validates the configuration and starts the pool's threads.
     ///
     /// # Errors
@@ -456,6 +530,14 @@ impl Builder {
         {
             return Err(BuildError::InvalidBackoff);
         }
+        if let Some(strays) = config.max_stray_threads
+            && strays > Self::MAX_WORKERS
+        {
+            return Err(BuildError::TooManyStrayThreads {
+                requested: strays,
+                max: Self::MAX_WORKERS,
+            });
+        }
         Pool::start(config)
     }
 }
@@ -473,6 +555,8 @@ impl fmt::Debug for Builder {
             .field("restart_backoff", &(c.backoff_initial, c.backoff_max))
             .field("on_thread_start", &c.on_thread_start.is_some())
             .field("on_thread_stop", &c.on_thread_stop.is_some())
+            .field("abandon_after", &c.abandon_after)
+            .field("max_stray_threads", &c.max_stray_threads)
             .finish()
     }
 }

@@ -84,13 +84,16 @@ pub(crate) struct TokenState {
 
 impl TokenState {
     /// Sets the flag and wakes every sleeper (see [`CancelToken::cancel`]).
-    pub(crate) fn cancel(&self) {
+    /// Returns `true` if this call cancelled it (it was not cancelled).
+    pub(crate) fn cancel(&self) -> bool {
         // SeqCst pairs with the load in `sleep`, which happens under `lock`
         // (invariant 2); the mutex below orders the notification after it.
-        if !self.cancelled.swap(true, Ordering::SeqCst) {
+        let first = !self.cancelled.swap(true, Ordering::SeqCst);
+        if first {
             let _guard = lock(&self.lock);
             self.wake.notify_all();
         }
+        first
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {

@@ -63,6 +63,15 @@ pub enum BuildError {
     /// so never hold back a restart storm.
     #[error("restart window must be above zero")]
     ZeroRestartWindow,
+    /// More stray threads were allowed than
+    /// [`Builder::MAX_WORKERS`](crate::Builder::MAX_WORKERS).
+    #[error("max_stray_threads of {requested} is above the maximum of {max}")]
+    TooManyStrayThreads {
+        /// The number asked for.
+        requested: usize,
+        /// The largest number accepted.
+        max: usize,
+    },
     /// The restart backoff's initial delay is zero or larger than its cap, or
     /// the cap is above
     /// [`Builder::MAX_RESTART_BACKOFF`](crate::Builder::MAX_RESTART_BACKOFF).
@@ -137,6 +146,11 @@ pub enum JobError {
     /// handling), so the job's outcome is unknown.
     #[error("{0}")]
     WorkerDied(String),
+    /// The job was abandoned: the pool cancelled its token and it did not
+    /// return within its grace, so its worker thread was replaced and its
+    /// value, if it ever returns one, is dropped.
+    #[error("job was abandoned: it did not return within its grace after being cancelled")]
+    Abandoned,
 }
 
 /// A string that is not a job id (a hyphenated UUID).

@@ -157,10 +157,16 @@ pub enum JobStatus {
     /// It was cancelled before starting, or returned `Err` after its token
     /// was cancelled.
     Cancelled,
+    /// The pool cancelled its token (by id, deadline or `shutdown_now`) and
+    /// it did not return within its grace
+    /// ([`Builder::abandon_after`](crate::Builder::abandon_after)): it was
+    /// given up on and its worker thread replaced. Whatever it returns later
+    /// is dropped.
+    Abandoned,
 }
 
 impl JobStatus {
-    /// `true` for `Completed`, `Failed` and `Cancelled`.
+    /// `true` for `Completed`, `Failed`, `Cancelled` and `Abandoned`.
     ///
     /// # Examples
     ///
@@ -173,7 +179,7 @@ impl JobStatus {
     }
 
     /// The status's name in lowercase: `"pending"`, `"running"`,
-    /// `"completed"`, `"failed"` or `"cancelled"`.
+    /// `"completed"`, `"failed"`, `"cancelled"` or `"abandoned"`.
     ///
     /// # Examples
     ///
@@ -187,6 +193,7 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Failed(_) => "failed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -269,6 +276,7 @@ impl fmt::Display for CancelOutcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobOptions {
     pub(crate) timeout: Option<Duration>,
+    pub(crate) abandon_after: Option<Duration>,
 }
 
 impl JobOptions {
@@ -297,6 +305,26 @@ impl JobOptions {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Abandons this job if it has not returned `grace` after the pool
+    /// cancelled its token (by id, by its deadline, or by
+    /// `shutdown_now`), overriding
+    /// [`Builder::abandon_after`](crate::Builder::abandon_after): it ends
+    /// [`JobStatus::Abandoned`] and its worker thread is replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = harbor_pool::JobOptions::new()
+    ///     .timeout(Duration::from_secs(5))
+    ///     .abandon_after(Duration::from_secs(1));
+    /// assert_ne!(options, harbor_pool::JobOptions::new());
+    /// ```
+    pub fn abandon_after(mut self, grace: Duration) -> Self {
+        self.abandon_after = Some(grace);
         self
     }
 }
@@ -357,6 +385,10 @@ pub(crate) trait Tracked: Send + Sync + RefUnwindSafe {
 
     /// Stores the result for a job whose worker died under it.
     fn lose(&self, message: &str);
+
+    /// Stores [`JobError::Abandoned`] as the result of a job given up on,
+    /// and refuses (drops) whatever the job returns later.
+    fn abandon(&self);
 }
 
 /// The typed side of a tracked job, seen by its [`JobHandle`].
@@ -460,6 +492,16 @@ where
             slot.result = Some(Err(JobError::WorkerDied(message.to_owned())));
         }
     }
+
+    fn abandon(&self) {
+        let mut slot = lock(&self.slot);
+        if !slot.detached && slot.result.is_none() {
+            slot.result = Some(Err(JobError::Abandoned));
+        }
+        // Invariant 3's refusal: the value the job may still return is
+        // dropped by its thread when it does.
+        slot.detached = true;
+    }
 }
 
 impl<F, T> Slot<T> for JobCell<F, T>
@@ -484,7 +526,7 @@ where
 /// Builds the shared cell for a new tracked job.
 pub(crate) fn new_cell<F, T>(
     id: JobId,
-    timeout: Option<Duration>,
+    options: JobOptions,
     job: F,
 ) -> (Arc<dyn Tracked>, JobHandleParts<T>)
 where
@@ -492,7 +534,7 @@ where
     T: Send + 'static,
 {
     let cell = Arc::new(JobCell {
-        record: Record::new(id, timeout),
+        record: Record::new(id, options.timeout, options.abandon_after),
         job: Mutex::new(Some(job)),
         slot: Mutex::new(SlotState {
             result: None,
@@ -508,7 +550,7 @@ pub(crate) fn test_cell<T: Send + 'static>(
     job: impl FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     shared: &Arc<Shared>,
 ) -> (Arc<dyn Tracked>, JobHandle<T>) {
-    let (cell, parts) = new_cell(JobId::new(), None, job);
+    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), job);
     (cell, parts.into_handle(Arc::downgrade(shared), shared.id))
 }
 
@@ -645,7 +687,10 @@ impl<T> JobHandle<T> {
     /// ```
     pub fn cancel(&self) -> CancelOutcome {
         match self.shared.upgrade() {
-            Some(shared) => shared.cancel(&*self.cell),
+            Some(shared) => {
+                let job: Arc<dyn Tracked> = self.cell.clone();
+                shared.cancel(&job)
+            }
             // The pool and all its threads are gone, so the job is terminal;
             // answer from the record alone.
             None => match self.cell.record().cancel() {
@@ -726,6 +771,7 @@ impl<T> JobHandle<T> {
             // Invariant 2: an empty slot means cancelled while pending.
             None => Err(match status {
                 Some(JobStatus::Failed(message)) => JobError::WorkerDied(message),
+                Some(JobStatus::Abandoned) => JobError::Abandoned,
                 _ => JobError::Cancelled,
             }),
         }
@@ -770,7 +816,12 @@ impl<T> fmt::Debug for JobHandle<T> {
 
 #[cfg(test)]
 pub(crate) fn test_job() -> Arc<dyn Tracked> {
-    new_cell(JobId::new(), None, |_: &CancelToken| Ok(())).0
+    new_cell(
+        JobId::new(),
+        JobOptions::default(),
+        |_: &CancelToken| Ok(()),
+    )
+    .0
 }
 
 #[cfg(test)]
@@ -793,7 +844,9 @@ mod tests {
 
     #[test]
     fn detached_slot_drops_results_at_once() {
-        let (cell, parts) = new_cell(JobId::new(), None, |_: &CancelToken| Ok(vec![1_u8; 16]));
+        let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), |_: &CancelToken| {
+            Ok(vec![1_u8; 16])
+        });
         let handle = parts.into_handle(Weak::new(), 0);
         let typed = Arc::clone(&handle.cell);
         drop(handle);

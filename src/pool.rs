@@ -269,7 +269,11 @@ impl Pool {
         T: Send + 'static,
     {
         let id = JobId::new();
-        let (cell, parts) = job::new_cell(id, options.timeout, job);
+        let options = JobOptions {
+            abandon_after: options.abandon_after.or(self.shared.config.abandon_after),
+            ..options
+        };
+        let (cell, parts) = job::new_cell(id, options, job);
         let deadline = cell.record().deadline.map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {
@@ -419,7 +423,7 @@ impl Pool {
     /// ```
     pub fn cancel(&self, id: JobId) -> CancelOutcome {
         match self.shared.registry.get(id) {
-            Some(job) => self.shared.cancel(&*job),
+            Some(job) => self.shared.cancel(&job),
             None => CancelOutcome::NotFound,
         }
     }

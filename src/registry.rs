@@ -10,7 +10,10 @@
 //!    record never changes again ([`Record::finish`] refuses).
 //! 2. Only the worker that moved a record to `Running` moves it to a terminal
 //!    state; other threads may only cancel a *pending* record. So a running
-//!    job is never marked finished behind its worker's back.
+//!    job is never marked finished behind its worker's back. The one
+//!    exception is abandonment ([`Record::abandon`]): the supervisor ends a
+//!    job whose token the pool cancelled and whose worker did not return
+//!    within its grace; the worker's own `finish` then changes nothing.
 //! 3. A record leaves the map only after it is terminal and retired, oldest
 //!    retired first, once more than `retain` records are retired. Eviction
 //!    works in batches of up to [`MAX_EVICTION_BATCH`] (at most a sixteenth of
@@ -25,7 +28,12 @@
 //!    when full, so after growing it must lose half its records before it
 //!    shrinks, and after shrinking it must double before it grows: a steady
 //!    load never reallocates back and forth.
-
+//! 6. `returned` is set under the record's lock by the worker's `finish`
+//!    when it comes back from the job, and the supervisor detaches a stuck
+//!    worker's thread only under the same lock while `returned` is false
+//!    ([`Record::detach_if_not_returned`]). So the detachment (the bump of
+//!    the worker's generation) either happens before the worker returns,
+//!    and the worker sees it as soon as it does, or not at all.
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +59,9 @@ pub(crate) struct Record {
     pub(crate) submitted_at: SystemTime,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
+    /// How long the job may keep running once the pool cancelled its
+    /// token, before it is abandoned (`None`: never).
+    pub(crate) abandon_after: Option<Duration>,
     state: StateLock,
     /// Signalled when the record becomes terminal, only if someone waits.
     done: DoneCondvar,
@@ -65,6 +76,8 @@ struct State {
     /// Threads blocked in [`Record::wait`]; `finish` skips the notify
     /// (a syscall) when there are none.
     waiters: usize,
+    /// The worker that ran the job has returned from it (invariant 6).
+    returned: bool,
 }
 
 /// What [`Record::cancel`] found.
@@ -83,9 +96,14 @@ pub(crate) enum CancelStep {
 pub(crate) struct Notify(bool);
 
 impl Record {
-    pub(crate) fn new(id: JobId, timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        id: JobId,
+        timeout: Option<Duration>,
+        abandon_after: Option<Duration>,
+    ) -> Self {
         Record {
             id,
+            abandon_after,
             cancel: TokenState::default(),
             submitted_at: SystemTime::now(),
             timeout,
@@ -96,6 +114,7 @@ impl Record {
                 finished_at: None,
                 worker: None,
                 waiters: 0,
+                returned: false,
             }),
             done: DoneCondvar::new(),
         }
@@ -118,6 +137,8 @@ impl Record {
     pub(crate) fn finish(&self, status: JobStatus) -> Option<Notify> {
         debug_assert!(status.is_terminal());
         let mut state = lock(&self.state);
+        // Invariant 6: from here on, the job's thread is no longer inside it.
+        state.returned = true;
         if state.status.is_terminal() {
             return None;
         }
@@ -142,6 +163,35 @@ impl Record {
 
     pub(crate) fn status(&self) -> JobStatus {
         lock(&self.state).status.clone()
+    }
+
+    /// `Running -> Abandoned`, for a job its worker has not returned from
+    /// within its grace; `None` if it is not running any more.
+    pub(crate) fn abandon(&self) -> Option<Notify> {
+        let mut state = lock(&self.state);
+        if state.status != JobStatus::Running {
+            return None;
+        }
+        state.status = JobStatus::Abandoned;
+        state.finished_at = Some(SystemTime::now());
+        Some(Notify(state.waiters > 0))
+    }
+
+    /// Runs `detach` if the worker running this job has not returned from
+    /// it, under the record's lock, and says whether it ran (invariant 6).
+    /// `detach` must run no user code.
+    pub(crate) fn detach_if_not_returned(&self, detach: impl FnOnce()) -> bool {
+        let state = lock(&self.state);
+        if state.returned || state.worker.is_none() {
+            return false;
+        }
+        detach();
+        true
+    }
+
+    /// The index of the worker that started the job, if one did.
+    pub(crate) fn worker_index(&self) -> Option<usize> {
+        lock(&self.state).worker
     }
 
     /// `true` once a worker started the job (it may have finished since).
@@ -415,7 +465,7 @@ mod tests {
 
     #[test]
     fn first_terminal_state_wins() {
-        let record = Record::new(JobId::new(), None);
+        let record = Record::new(JobId::new(), None, None);
         assert!(record.start(0));
         assert!(!record.start(0), "running cannot start again");
         assert!(matches!(record.cancel(), CancelStep::Running));
@@ -427,7 +477,7 @@ mod tests {
 
     #[test]
     fn cancelled_pending_never_starts() {
-        let record = Record::new(JobId::new(), None);
+        let record = Record::new(JobId::new(), None, None);
         assert!(matches!(record.cancel(), CancelStep::Cancelled(_)));
         assert!(!record.start(0));
         assert_eq!(record.status(), JobStatus::Cancelled);
@@ -436,7 +486,7 @@ mod tests {
 
     #[test]
     fn wait_times_out_then_sees_terminal() {
-        let record = Record::new(JobId::new(), None);
+        let record = Record::new(JobId::new(), None, None);
         let soon = Instant::now() + Duration::from_millis(5);
         assert_eq!(record.wait(Some(soon)), None);
         let _ = record.finish(JobStatus::Cancelled);
@@ -586,7 +636,7 @@ mod loom_tests {
     use crate::sync::model;
 
     fn record() -> Arc<Record> {
-        Arc::new(Record::new(JobId::new(), None))
+        Arc::new(Record::new(JobId::new(), None, None))
     }
 
     /// Finish vs cancel on a pending record: the first terminal state wins

@@ -58,7 +58,7 @@ use crate::slots::Slots;
 use crate::stats::{Counters, Ending, Tally};
 use crate::supervisor::Event;
 use crate::sync::{lock, wait_until};
-use crate::timer::Stale;
+use crate::timer::{Stale, far_after};
 use crate::worker;
 
 /// How a shutdown treats queued and running jobs.
@@ -221,7 +221,7 @@ impl Shared {
     /// Cancels a tracked job: a pending one becomes `Cancelled` and will
     /// never run (its closure is dropped here, on the caller's thread); a
     /// running one has its token cancelled.
-    pub(crate) fn cancel(&self, job: &dyn Tracked) -> CancelOutcome {
+    pub(crate) fn cancel(&self, job: &Arc<dyn Tracked>) -> CancelOutcome {
         let outcome = self.cancel_keeping_closure(job);
         if outcome == CancelOutcome::Cancelled {
             // User `Drop` of the closure: no lock held here.
@@ -233,7 +233,7 @@ impl Shared {
     /// As [`cancel`](Self::cancel), but a pending job keeps its closure
     /// for the worker that dequeues it: for threads that must run no user
     /// code (the supervisor, timer invariant 1).
-    pub(crate) fn cancel_keeping_closure(&self, job: &dyn Tracked) -> CancelOutcome {
+    pub(crate) fn cancel_keeping_closure(&self, job: &Arc<dyn Tracked>) -> CancelOutcome {
         let record = job.record();
         match record.cancel() {
             CancelStep::Cancelled(notify) => {
@@ -250,7 +250,7 @@ impl Shared {
                 CancelOutcome::Cancelled
             }
             CancelStep::Running => {
-                record.cancel.cancel();
+                self.interrupt(job);
                 log_quietly!(log::debug!("job {}: cancellation requested", record.id));
                 CancelOutcome::Requested
             }
@@ -280,6 +280,42 @@ impl Shared {
         }
     }
 
+    /// Cancels a running job's token on the pool's behalf (by id, deadline,
+    /// `shutdown_now`); if that cancelled it and the job has a grace, the
+    /// supervisor abandons it should it not return in time (supervisor
+    /// invariant 7).
+    pub(crate) fn interrupt(&self, job: &Arc<dyn Tracked>) {
+        let record = job.record();
+        if record.cancel.cancel()
+            && let Some(grace) = record.abandon_after
+        {
+            let due = far_after(Instant::now(), grace);
+            let _ = self
+                .events
+                .send(Event::Interrupted(due, Arc::downgrade(job)));
+        }
+    }
+
+    /// Ends a running job `Abandoned` (supervisor invariant 7): counted,
+    /// retired and its waiters woken like any terminal transition; its
+    /// result slot refuses whatever it returns later. Returns `false` if it
+    /// was no longer running.
+    pub(crate) fn abandon(&self, job: &Arc<dyn Tracked>) -> bool {
+        let record = job.record();
+        // The record decides first: a job that finished meanwhile keeps its
+        // real result.
+        let Some(notify) = record.abandon() else {
+            return false;
+        };
+        job.abandon();
+        self.registry.retire(record.id);
+        self.counters.others.count(Ending::Abandoned);
+        self.note_ended(record);
+        notify.send(record);
+        self.check_idle();
+        true
+    }
+
     /// Marks every pending tracked job `Cancelled`, leaving the closures to
     /// the workers that drain the queue (supervisor invariant 4). Returns
     /// how many it cancelled.
@@ -287,7 +323,7 @@ impl Shared {
         self.registry
             .pending()
             .iter()
-            .filter(|job| self.cancel_keeping_closure(&***job) == CancelOutcome::Cancelled)
+            .filter(|job| self.cancel_keeping_closure(job) == CancelOutcome::Cancelled)
             .count()
     }
 
@@ -357,7 +393,7 @@ impl Shared {
         }
         if aborting {
             for job in self.registry.running() {
-                job.record().cancel.cancel();
+                self.interrupt(&job);
             }
             // The supervisor cancels whatever is still queued.
             let _ = self.events.send(Event::Abort);

@@ -65,6 +65,14 @@ pub struct PoolStats {
     pub cancelled: u64,
     /// Worker threads respawned by the supervisor.
     pub restarts: u64,
+    /// Jobs abandoned: cancelled by the pool and not returned within their
+    /// grace ([`Builder::abandon_after`](crate::Builder::abandon_after)).
+    /// Once the pool is idle,
+    /// `submitted == completed + failed + cancelled + abandoned`.
+    pub abandoned: u64,
+    /// Detached worker threads (each stuck in an abandoned job) still
+    /// running. They are not counted in `alive`.
+    pub stray_threads: usize,
 }
 
 /// How one job ended, for counting.
@@ -74,6 +82,7 @@ pub(crate) enum Ending {
     Failed,
     Panicked,
     Cancelled,
+    Abandoned,
 }
 
 impl Ending {
@@ -81,6 +90,7 @@ impl Ending {
         match status {
             JobStatus::Completed => Ending::Completed,
             JobStatus::Cancelled => Ending::Cancelled,
+            JobStatus::Abandoned => Ending::Abandoned,
             _ if panicked => Ending::Panicked,
             _ => Ending::Failed,
         }
@@ -95,7 +105,12 @@ pub(crate) struct Tally {
     failed: AtomicU64,
     panicked: AtomicU64,
     cancelled: AtomicU64,
+    abandoned: AtomicU64,
     pub(crate) busy: AtomicBool,
+    /// Bumped by the supervisor when it detaches this position's stuck
+    /// thread; a worker that sees it differ from its own exits as a stray
+    /// once it returns from its job (registry invariant 6).
+    pub(crate) generation: AtomicU64,
 }
 
 impl Tally {
@@ -109,11 +124,15 @@ impl Tally {
                 self.failed.fetch_add(1, SeqCst)
             }
             Ending::Cancelled => self.cancelled.fetch_add(1, SeqCst),
+            Ending::Abandoned => self.abandoned.fetch_add(1, SeqCst),
         };
     }
 
     fn finished(&self) -> u64 {
-        self.completed.load(SeqCst) + self.failed.load(SeqCst) + self.cancelled.load(SeqCst)
+        self.completed.load(SeqCst)
+            + self.failed.load(SeqCst)
+            + self.cancelled.load(SeqCst)
+            + self.abandoned.load(SeqCst)
     }
 }
 
@@ -123,6 +142,8 @@ pub(crate) struct Counters {
     pub(crate) intake: Intake,
     pub(crate) restarts: AtomicU64,
     pub(crate) alive: AtomicUsize,
+    /// Detached threads still running.
+    pub(crate) strays: AtomicUsize,
     /// Jobs ended by threads other than workers.
     pub(crate) others: Tally,
     /// Indexed by worker index; a respawned worker keeps its tally.
@@ -135,6 +156,7 @@ impl Counters {
             intake: Intake::default(),
             restarts: AtomicU64::new(0),
             alive: AtomicUsize::new(0),
+            strays: AtomicUsize::new(0),
             others: Tally::default(),
             workers: (0..workers).map(|_| Tally::default()).collect(),
         }
@@ -162,6 +184,7 @@ impl Counters {
             alive: self.alive.load(Relaxed),
             queued,
             restarts: self.restarts.load(Relaxed),
+            stray_threads: self.strays.load(Relaxed),
             ..PoolStats::default()
         };
         for tally in self.tallies() {
@@ -170,6 +193,7 @@ impl Counters {
             stats.failed += tally.failed.load(SeqCst);
             stats.panicked += tally.panicked.load(SeqCst);
             stats.cancelled += tally.cancelled.load(SeqCst);
+            stats.abandoned += tally.abandoned.load(SeqCst);
         }
         // After the finishes, as in `outstanding`: `submitted` is never seen
         // below `completed + failed + cancelled`.

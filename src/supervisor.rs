@@ -31,6 +31,16 @@
 //!    resumes. After [`MAX_FAULTS`] such panics it stops the pool as
 //!    `shutdown_now` would and joins every worker before the pool is marked
 //!    done: "done" never means "some thread of the pool may still run".
+//!    (Detached threads, invariant 7, are the one documented exception.)
+//! 7. Abandonment: when the pool cancels a running job's token and the job
+//!    has a grace, the supervisor is told ([`Event::Interrupted`]); if the
+//!    job is still running when the grace ends, it and every other job
+//!    running on that worker's thread end `Abandoned`, and the thread is
+//!    detached (worker invariant 8) and replaced under the same index and
+//!    name, so capacity is restored. At most `max_stray_threads` detached
+//!    threads are kept; past that a stuck position is *held* (not replaced)
+//!    until a detached thread exits. Shutdown detaches held positions and
+//!    never waits for a detached thread.
 
 use std::collections::VecDeque;
 use std::io;
@@ -45,7 +55,7 @@ use crate::error::BuildError;
 use crate::job::Tracked;
 use crate::shared::{Mode, Shared};
 use crate::stats::Ending;
-use crate::timer::Deadlines;
+use crate::timer::{Deadlines, far_after};
 use crate::unwind;
 use crate::worker;
 
@@ -54,8 +64,17 @@ pub(crate) const MAX_FAULTS: u32 = 3;
 
 /// What the supervisor is told.
 pub(crate) enum Event {
-    /// A worker thread ended; `died` if it was unwinding.
-    Exited { index: usize, died: bool },
+    /// A worker thread ended; `died` if it was unwinding. `generation` is
+    /// its position's generation when it started: an older one than the
+    /// position's now means a detached (stray) thread.
+    Exited {
+        index: usize,
+        generation: u64,
+        died: bool,
+    },
+    /// The pool cancelled a running job's token; abandon it at this instant
+    /// if it has not returned (invariant 7).
+    Interrupted(Instant, Weak<dyn Tracked>),
     /// A job with a deadline was queued.
     Deadline(Instant, Weak<dyn Tracked>),
     /// Enough jobs with deadlines ended: sweep the heap (timer invariant 2).
@@ -70,17 +89,6 @@ pub(crate) enum Event {
     /// Test seam: panic inside the supervisor's loop, as a bug would.
     #[cfg(test)]
     Fault,
-}
-
-/// `now + delay`, or an instant too far away to matter when that overflows
-/// (invariant 5).
-fn far_after(now: Instant, delay: Duration) -> Instant {
-    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-    now.checked_add(delay)
-        .or_else(|| now.checked_add(100 * YEAR))
-        .or_else(|| now.checked_add(YEAR))
-        // An `Instant` a year ahead always fits on the platforms std supports.
-        .unwrap_or(now)
 }
 
 /// Starts the supervisor, which starts the workers. Returns once every worker
@@ -128,6 +136,9 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
         recent_restarts: VecDeque::new(),
         backoff: None,
         deadlines: Deadlines::default(),
+        graces: Deadlines::default(),
+        strays: Vec::new(),
+        held: VecDeque::new(),
         stopping: false,
     };
     let mut failure = None;
@@ -207,7 +218,22 @@ struct Supervisor {
     /// The last delay used in the current storm; `None` when calm.
     backoff: Option<Duration>,
     deadlines: Deadlines,
+    /// When running jobs whose tokens the pool cancelled are due to be
+    /// abandoned (invariant 7).
+    graces: Deadlines,
+    /// Detached threads, each stuck in an abandoned job.
+    strays: Vec<Stray>,
+    /// Positions whose thread is stuck in an abandoned job but could not be
+    /// detached (the stray cap), with the jobs it was running.
+    held: VecDeque<(usize, Vec<Arc<dyn Tracked>>)>,
     stopping: bool,
+}
+
+/// A detached worker thread (invariant 7).
+struct Stray {
+    index: usize,
+    generation: u64,
+    handle: JoinHandle<()>,
 }
 
 impl Supervisor {
@@ -288,6 +314,7 @@ impl Supervisor {
             }
             let now = Instant::now();
             self.fire_deadlines(now);
+            self.fire_graces(now);
             self.respawn_due(now);
         }
         // Invariant 3: nothing is left queued unaccounted for.
@@ -309,20 +336,35 @@ impl Supervisor {
                 _ => None,
             })
             .min();
-        let deadline = self.deadlines.next();
-        match (respawn, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [respawn, self.deadlines.next(), self.graces.next()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Exited { index, died } => self.on_exit(index, died),
+            Event::Exited {
+                index,
+                generation,
+                died,
+            } => {
+                if generation == self.generation(index) {
+                    self.on_exit(index, died);
+                } else {
+                    self.on_stray_exit(index, generation);
+                }
+            }
+            Event::Interrupted(at, job) => self.graces.push_uncounted(at, job),
             Event::Deadline(at, job) => self.deadlines.push(at, job, &self.shared.stale),
             Event::Compact => self.deadlines.compact(&self.shared.stale),
             Event::Shutdown => {
                 self.stopping = true;
+                // Invariant 7: shutdown never waits for a thread stuck in an
+                // abandoned job, whatever the stray cap.
+                while let Some((index, jobs)) = self.held.pop_front() {
+                    self.detach(index, &jobs);
+                }
                 for slot in &mut self.workers {
                     if matches!(slot, Slot::Waiting(_)) {
                         // Invariant 3: a respawn held back by a storm is
@@ -451,10 +493,153 @@ impl Supervisor {
         }
     }
 
+    /// The position's current generation (worker invariant 8).
+    fn generation(&self, index: usize) -> u64 {
+        self.shared.counters.workers[index]
+            .generation
+            .load(Ordering::Acquire)
+    }
+
+    /// Abandons the jobs whose grace ran out while still running
+    /// (invariant 7).
+    fn fire_graces(&mut self, now: Instant) {
+        while let Some(job) = self.graces.pop_due(now) {
+            if job.record().status() == crate::job::JobStatus::Running {
+                self.abandon(&job);
+            }
+        }
+    }
+
+    /// Ends `job` and every other job running on its worker's thread (jobs
+    /// it runs inline, or that run it inline) `Abandoned`, and detaches that
+    /// thread, within the stray cap (invariant 7).
+    fn abandon(&mut self, job: &Arc<dyn Tracked>) {
+        let Some(index) = job.record().worker_index() else {
+            return;
+        };
+        // Running jobs of this position are all on its current thread: a
+        // stray's jobs were all abandoned when it was detached, and a stray
+        // runs nothing new (worker invariant 8).
+        let on_thread: Vec<Arc<dyn Tracked>> = self
+            .shared
+            .registry
+            .running()
+            .into_iter()
+            .filter(|other| other.record().worker_index() == Some(index))
+            .collect();
+        let mut abandoned = 0;
+        for other in &on_thread {
+            if self.shared.abandon(other) {
+                abandoned += 1;
+            }
+        }
+        if abandoned == 0 {
+            return;
+        }
+        log_quietly!(log::error!(
+            "job {} did not return within its grace after being cancelled; \
+             abandoned it ({abandoned} job(s) on {})",
+            job.record().id,
+            self.shared.names[index]
+        ));
+        let cap = self
+            .shared
+            .config
+            .max_stray_threads
+            .unwrap_or(self.shared.config.workers);
+        if self.strays.len() >= cap && !self.stopping {
+            log_quietly!(log::error!(
+                "pool {}: {} stray threads (the limit); {} stays stuck until one exits",
+                self.shared.config.thread_name,
+                self.strays.len(),
+                self.shared.names[index]
+            ));
+            self.held.push_back((index, on_thread));
+            return;
+        }
+        self.detach(index, &on_thread);
+    }
+
+    /// Detaches position `index`'s thread if it is still inside one of
+    /// `jobs` (registry invariant 6), and starts its replacement. Returns
+    /// whether it did.
+    fn detach(&mut self, index: usize, jobs: &[Arc<dyn Tracked>]) -> bool {
+        let generation = self.generation(index);
+        let tally = &self.shared.counters.workers[index];
+        let detached = jobs.iter().any(|job| {
+            job.record().detach_if_not_returned(|| {
+                tally.generation.fetch_add(1, Ordering::AcqRel);
+            })
+        });
+        if !detached {
+            // It returned on its own meanwhile, and goes on as a worker.
+            return false;
+        }
+        let Slot::Running(handle) = std::mem::replace(&mut self.workers[index], Slot::Gone) else {
+            // Unreachable: a thread inside a job holds its position.
+            return true;
+        };
+        self.strays.push(Stray {
+            index,
+            generation,
+            handle,
+        });
+        // Relaxed: statistics (worker invariant 8 keeps them exact). The
+        // stray no longer writes its position's busy flag.
+        tally.busy.store(false, Ordering::Relaxed);
+        self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+        self.shared.counters.strays.fetch_add(1, Ordering::Relaxed);
+        let name = Arc::clone(&self.shared.names[index]);
+        // While stopping, only to drain a queue no live worker would.
+        let replace = !self.stopping
+            || (!self.shared.jobs_rx.is_empty() && !self.shared.abort.load(Ordering::Acquire));
+        if replace {
+            log_quietly!(log::warn!(
+                "detached stuck worker {name}; starting a replacement"
+            ));
+            match worker::spawn(&self.shared, index, None) {
+                Ok(handle) => self.workers[index] = Slot::Running(handle),
+                Err(error) => {
+                    let delay = self.next_backoff();
+                    log_quietly!(log::error!(
+                        "failed to start a replacement for {name}: {error}; retrying in {delay:?}"
+                    ));
+                    self.workers[index] = Slot::Waiting(far_after(Instant::now(), delay));
+                }
+            }
+        } else {
+            log_quietly!(log::warn!("detached stuck worker {name} during shutdown"));
+        }
+        true
+    }
+
+    /// A detached thread's job returned and it exited: join it, and detach a
+    /// held position in its place (invariant 7).
+    fn on_stray_exit(&mut self, index: usize, generation: u64) {
+        if let Some(at) = self
+            .strays
+            .iter()
+            .position(|stray| stray.index == index && stray.generation == generation)
+        {
+            let stray = self.strays.swap_remove(at);
+            // Invariant 1: it finished its drop guard, so this is prompt.
+            if let Err(payload) = stray.handle.join() {
+                unwind::dispose(payload);
+            }
+        }
+        // A held thread whose job returned meanwhile is a worker again:
+        // skip it.
+        while let Some((index, jobs)) = self.held.pop_front() {
+            if self.detach(index, &jobs) {
+                break;
+            }
+        }
+    }
+
     fn fire_deadlines(&mut self, now: Instant) {
         while let Some(job) = self.deadlines.pop_due(now) {
             // Timer invariant 1: no user code on this path.
-            let outcome = self.shared.cancel_keeping_closure(&*job);
+            let outcome = self.shared.cancel_keeping_closure(&job);
             log_quietly!(log::debug!(
                 "job {} passed its deadline: {outcome}",
                 job.record().id
@@ -471,7 +656,7 @@ impl Supervisor {
             count += 1;
             if let Some(job) = message.tracked() {
                 // Releases its slot if it was still pending.
-                self.shared.cancel(&**job);
+                self.shared.cancel(job);
                 // Cancelled earlier by the timer or `shutdown_now`'s sweep,
                 // which left the closure (worker invariant 6).
                 if !job.record().was_started() {

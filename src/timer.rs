@@ -27,9 +27,20 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::job::Tracked;
+
+/// `now + delay`, or an instant too far away to matter when that overflows
+/// (supervisor invariant 5).
+pub(crate) fn far_after(now: Instant, delay: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(100 * YEAR))
+        .or_else(|| now.checked_add(YEAR))
+        // An `Instant` a year ahead always fits on the platforms std supports.
+        .unwrap_or(now)
+}
 
 /// The fewest stale entries worth a compaction.
 pub(crate) const MIN_COMPACT: usize = 1024;
@@ -103,6 +114,12 @@ impl Deadlines {
     pub(crate) fn push(&mut self, at: Instant, job: Weak<dyn Tracked>, stale: &Stale) {
         self.heap.push(Entry { at, job });
         stale.threshold.store(self.threshold(), Ordering::Relaxed);
+    }
+
+    /// Adds an entry to a heap that is never compacted (abandonment
+    /// graces: few, and each goes when it is due).
+    pub(crate) fn push_uncounted(&mut self, at: Instant, job: Weak<dyn Tracked>) {
+        self.heap.push(Entry { at, job });
     }
 
     fn threshold(&self) -> usize {

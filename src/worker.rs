@@ -33,6 +33,13 @@
 //! 7. [`run_inline`]: a worker that waits for a pending job of its own pool
 //!    runs that job itself. `Record::start` lets exactly one thread take a
 //!    job out of `Pending`, so the job runs once, wherever that is.
+//! 8. Each worker position has a generation (in its [`Tally`]). When the
+//!    supervisor detaches a thread stuck in an abandoned job, it bumps the
+//!    generation (under that job's record lock, registry invariant 6) and
+//!    starts a replacement, which reads the new generation. The stuck
+//!    thread, once it returns, sees the change: it takes no other job and
+//!    runs nothing inline, leaves `alive` and the busy flag to its
+//!    replacement, and uncounts itself from the stray threads as it exits.
 
 use std::cell::Cell;
 use std::io;
@@ -61,14 +68,16 @@ thread_local! {
     /// past its loop). A `Cell` of plain integers with a `const` initialiser
     /// has no destructor, so it stays readable while the thread's other
     /// thread-locals are destroyed (invariant 4).
-    static CURRENT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    static CURRENT: Cell<(usize, usize, u64)> = const { Cell::new((0, 0, 0)) };
 }
 
 /// `true` on a thread of the pool with this id: a worker (also while its
 /// thread-locals are being destroyed), or the supervisor (which drops user
 /// closures, so a pool's last `Arc` can be dropped there).
 pub(crate) fn is_own_thread(pool: usize) -> bool {
-    CURRENT.try_with(Cell::get).is_ok_and(|(id, _)| id == pool)
+    CURRENT
+        .try_with(Cell::get)
+        .is_ok_and(|(id, _, _)| id == pool)
 }
 
 /// `true` on a worker of the pool with this id, inside its job loop.
@@ -76,19 +85,20 @@ pub(crate) fn is_own_worker(pool: usize) -> bool {
     own_worker(pool).is_some()
 }
 
-/// The index of the worker of pool `pool` running on this thread, if this
-/// thread is one of its workers inside its job loop.
-fn own_worker(pool: usize) -> Option<usize> {
+/// The index and generation of the worker of pool `pool` running on this
+/// thread, if this thread is one of its workers inside its job loop.
+fn own_worker(pool: usize) -> Option<(usize, u64)> {
     match CURRENT.try_with(Cell::get) {
-        Ok((id, slot)) if id == pool && slot > 0 => Some(slot - 1),
+        Ok((id, slot, generation)) if id == pool && slot > 0 => Some((slot - 1, generation)),
         _ => None,
     }
 }
 
 /// Marks the current thread as one of the pool's own (see `is_own_thread`),
-/// as worker `worker` if `Some`.
-pub(crate) fn mark_own_thread(pool: usize, worker: Option<usize>) {
-    let _ = CURRENT.try_with(|cell| cell.set((pool, worker.map_or(0, |i| i + 1))));
+/// as worker `worker` (index and generation) if `Some`.
+pub(crate) fn mark_own_thread(pool: usize, worker: Option<(usize, u64)>) {
+    let (slot, generation) = worker.map_or((0, 0), |(index, generation)| (index + 1, generation));
+    let _ = CURRENT.try_with(|cell| cell.set((pool, slot, generation)));
 }
 
 /// Starts worker `index` of the pool. If `started` is given, the worker
@@ -103,11 +113,17 @@ pub(crate) fn spawn(
     if let Some(size) = shared.config.stack_size {
         builder = builder.stack_size(size);
     }
+    // Read here, on the supervisor: a replacement for a detached thread
+    // starts with the generation that detached it.
+    let generation = shared.counters.workers[index]
+        .generation
+        .load(Ordering::Acquire);
     let shared = Arc::clone(shared);
     builder.spawn(move || {
         Worker {
             shared,
             index,
+            generation,
             up: false,
             started,
             current: Current::Idle,
@@ -126,6 +142,8 @@ enum Current {
 struct Worker {
     shared: Arc<Shared>,
     index: usize,
+    /// The position's generation when this thread started (invariant 8).
+    generation: u64,
     /// Past the start hook and counted in `alive`.
     up: bool,
     /// Told once the start hook is over (invariant 5).
@@ -142,8 +160,15 @@ impl Worker {
         &self.shared.names[self.index]
     }
 
+    /// `true` once the supervisor detached this thread (invariant 8).
+    fn is_stray(&self) -> bool {
+        // Acquire: pairs with the supervisor's bump, made under the record
+        // lock of the job this thread was stuck in (registry invariant 6).
+        self.tally().generation.load(Ordering::Acquire) != self.generation
+    }
+
     fn run(mut self) {
-        mark_own_thread(self.shared.id, Some(self.index));
+        mark_own_thread(self.shared.id, Some((self.index, self.generation)));
         if let Some(hook) = self.shared.config.on_thread_start.clone() {
             // A panic here unwinds the thread; `Drop` reports it (invariant 2).
             hook(self.index);
@@ -159,13 +184,21 @@ impl Worker {
 
         while let Some(message) = self.next() {
             self.process(message);
+            if self.is_stray() {
+                // Invariant 8: its job was abandoned and a replacement took
+                // its place; it takes no other job.
+                break;
+            }
         }
 
         // Past the loop: still one of the pool's threads (invariant 4), but
         // no longer a worker that may run a job inline.
         mark_own_thread(self.shared.id, None);
         self.up = false;
-        self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+        // A stray was uncounted when it was detached (invariant 8).
+        if !self.is_stray() {
+            self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(hook) = self.shared.config.on_thread_stop.clone() {
             hook(self.index);
         }
@@ -243,7 +276,7 @@ impl Worker {
     }
 
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
-        if !claim(&self.shared, &*job, self.index) {
+        if !claim(&self.shared, &job, self.index) {
             return;
         }
         // Before anything that could end the thread (even a log call: a
@@ -251,7 +284,10 @@ impl Worker {
         self.current = Current::Tracked(Arc::clone(&job));
         self.tally().busy.store(true, Ordering::Relaxed);
         let ended = run_claimed(&self.shared, &job, self.index);
-        self.tally().busy.store(false, Ordering::Relaxed);
+        // A stray must not clear its replacement's flag.
+        if !self.is_stray() {
+            self.tally().busy.store(false, Ordering::Relaxed);
+        }
         self.current = Current::Idle;
         ended.log(&job, self.name());
     }
@@ -260,7 +296,7 @@ impl Worker {
 /// Takes a tracked job out of `Pending` on worker `index`, or ends it
 /// `Cancelled` if the pool is aborting or its deadline passed. Returns
 /// whether the caller must now run it (with [`run_claimed`]).
-fn claim(shared: &Shared, job: &dyn Tracked, index: usize) -> bool {
+fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
     let record = job.record();
     let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
     // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
@@ -276,7 +312,7 @@ fn claim(shared: &Shared, job: &dyn Tracked, index: usize) -> bool {
         // A `shutdown_now` that swept running tokens just before this start
         // missed this job: cancel its token here instead.
         if shared.abort.load(Ordering::SeqCst) {
-            record.cancel.cancel();
+            shared.interrupt(job);
         }
         return true;
     }
@@ -340,10 +376,18 @@ fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
 /// Returns once the job is terminal, or at once if it is not this call's to
 /// run (running elsewhere, finished, or this is not a worker of its pool).
 pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
-    let Some(index) = own_worker(shared.id) else {
+    let Some((index, generation)) = own_worker(shared.id) else {
         return;
     };
-    if job.record().status() != JobStatus::Pending || !claim(shared, &**job, index) {
+    // A detached thread (invariant 8) runs nothing more for its pool.
+    if shared.counters.workers[index]
+        .generation
+        .load(Ordering::Acquire)
+        != generation
+    {
+        return;
+    }
+    if job.record().status() != JobStatus::Pending || !claim(shared, job, index) {
         return;
     }
     run_claimed(shared, job, index).log(job, &shared.names[index]);
@@ -355,10 +399,16 @@ impl Drop for Worker {
     /// logger) is contained.
     fn drop(&mut self) {
         let died = thread::panicking();
-        if self.up {
-            self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+        let stray = self.is_stray();
+        if stray {
+            // Invariant 8: the supervisor counted it as a stray, not alive.
+            self.shared.counters.strays.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            if self.up {
+                self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.tally().busy.store(false, Ordering::Relaxed);
         }
-        self.tally().busy.store(false, Ordering::Relaxed);
         // Bookkeeping first, logging last: a panicking logger must not leave
         // a job non-terminal or the supervisor uninformed.
         let lost = match std::mem::replace(&mut self.current, Current::Idle) {
@@ -401,6 +451,7 @@ impl Drop for Worker {
         }
         let _ = self.shared.events.send(Event::Exited {
             index: self.index,
+            generation: self.generation,
             died,
         });
         if let Some(message) = lost {

@@ -1,0 +1,238 @@
+//! Jobs that never return: abandoned after their grace, their worker thread
+//! detached and replaced, the detached threads bounded and never waited for.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use harbor_pool::{CancelOutcome, JobError, JobOptions, JobStatus, Pool};
+
+/// A job's value that counts its drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn deadline(ms: u64) -> JobOptions {
+    JobOptions::new().timeout(Duration::from_millis(ms))
+}
+
+#[test]
+fn a_spinning_job_is_abandoned_and_its_worker_replaced() {
+    let pool = Pool::builder()
+        .workers(1)
+        .thread_name("ab-spin")
+        .abandon_after(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (spin, value_drops) = (Arc::clone(&release), Arc::clone(&drops));
+    // Never checks its token: spins until the test lets it go (bounded by
+    // PATIENCE so a bug cannot spin forever).
+    let stuck = pool
+        .submit_with(deadline(50), move |_| {
+            let until = Instant::now() + common::PATIENCE;
+            while !spin.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::yield_now();
+            }
+            Ok(Counted(value_drops))
+        })
+        .unwrap();
+    let id = stuck.id();
+    assert_eq!(stuck.wait(common::PATIENCE), Some(JobStatus::Abandoned));
+    assert_eq!(pool.status(id), Some(JobStatus::Abandoned));
+    assert_eq!(pool.wait(id, common::PATIENCE), Some(JobStatus::Abandoned));
+    // The next job runs on the replacement, under the same name.
+    let name = pool
+        .submit(|_| Ok(std::thread::current().name().map(str::to_owned)))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("ab-spin-0"));
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.stray_threads, stats.alive, stats.abandoned),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+    assert!(matches!(stuck.join(), Err(JobError::Abandoned)));
+    // The stray job returns at last: its value is dropped exactly once, and
+    // its thread exits.
+    release.store(true, Ordering::SeqCst);
+    assert!(common::eventually(|| pool.stats().stray_threads == 0));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    common::join(&pool);
+    let stats = pool.stats();
+    assert_eq!(
+        stats.submitted,
+        stats.completed + stats.failed + stats.cancelled + stats.abandoned,
+        "{stats:?}"
+    );
+    assert_eq!((stats.alive, stats.restarts), (1, 0), "{stats:?}");
+    pool.shutdown();
+    assert!(common::no_threads_named("ab-spin"));
+}
+
+/// A job that ignores its token and blocks until its sender is used or
+/// dropped (bounded by PATIENCE).
+fn stuck_job(
+    rx: mpsc::Receiver<()>,
+) -> impl FnOnce(&harbor_pool::CancelToken) -> harbor_pool::JobResult<()> {
+    move |_| {
+        let _ = rx.recv_timeout(common::PATIENCE);
+        Ok(())
+    }
+}
+
+#[test]
+fn cancel_by_id_starts_the_grace_and_a_job_that_returns_in_time_is_not_abandoned() {
+    let pool = Pool::builder()
+        .workers(1)
+        .abandon_after(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let polite = pool
+        .submit(move |token| {
+            started_tx.send(()).unwrap();
+            token.sleep(common::PATIENCE)?;
+            Ok(())
+        })
+        .unwrap();
+    started_rx.recv_timeout(common::PATIENCE).unwrap();
+    assert_eq!(pool.cancel(polite.id()), CancelOutcome::Requested);
+    assert_eq!(polite.wait(common::PATIENCE), Some(JobStatus::Cancelled));
+
+    // Per job: a short grace overrides the builder's minute.
+    let (tx, rx) = mpsc::channel();
+    let stuck = pool
+        .submit_with(
+            JobOptions::new().abandon_after(Duration::from_millis(20)),
+            stuck_job(rx),
+        )
+        .unwrap();
+    assert!(common::eventually(|| stuck.status() == JobStatus::Running));
+    assert_eq!(pool.cancel(stuck.id()), CancelOutcome::Requested);
+    assert_eq!(stuck.wait(common::PATIENCE), Some(JobStatus::Abandoned));
+    assert_eq!(pool.submit(|_| Ok(2)).unwrap().join().unwrap(), 2);
+    drop(tx);
+    assert!(common::eventually(|| pool.stats().stray_threads == 0));
+}
+
+#[test]
+fn the_stray_cap_holds_a_stuck_position_until_a_stray_exits() {
+    let pool = Pool::builder()
+        .workers(2)
+        .thread_name("ab-cap")
+        .abandon_after(Duration::from_millis(20))
+        .max_stray_threads(1)
+        .build()
+        .unwrap();
+    let (first_tx, first_rx) = mpsc::channel();
+    let (second_tx, second_rx) = mpsc::channel();
+    let first = pool.submit_with(deadline(10), stuck_job(first_rx)).unwrap();
+    assert_eq!(first.wait(common::PATIENCE), Some(JobStatus::Abandoned));
+    assert!(common::eventually(|| {
+        let stats = pool.stats();
+        stats.stray_threads == 1 && stats.alive == 2
+    }));
+    let second = pool
+        .submit_with(deadline(10), stuck_job(second_rx))
+        .unwrap();
+    // Abandoned all the same, but its thread stays: one stray is the limit.
+    assert_eq!(second.wait(common::PATIENCE), Some(JobStatus::Abandoned));
+    let stats = pool.stats();
+    assert_eq!((stats.stray_threads, stats.abandoned), (1, 2), "{stats:?}");
+    // The other position still serves jobs.
+    assert_eq!(pool.submit(|_| Ok(3)).unwrap().join().unwrap(), 3);
+    // The first stray exits: the held position is detached and replaced.
+    drop(first_tx);
+    assert!(common::eventually(|| {
+        let stats = pool.stats();
+        stats.stray_threads == 1 && stats.alive == 2 && stats.busy == 0
+    }));
+    for i in 0..4 {
+        assert_eq!(pool.submit(move |_| Ok(i)).unwrap().join().unwrap(), i);
+    }
+    drop(second_tx);
+    assert!(common::eventually(|| pool.stats().stray_threads == 0));
+    pool.shutdown();
+    assert!(common::no_threads_named("ab-cap"));
+}
+
+#[test]
+fn shutdown_now_abandons_a_stuck_job_and_does_not_wait_for_its_thread() {
+    let pool = Pool::builder()
+        .workers(1)
+        .thread_name("ab-down")
+        .abandon_after(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stuck = pool.submit(stuck_job(rx)).unwrap();
+    assert!(common::eventually(|| stuck.status() == JobStatus::Running));
+    let queued = pool.submit(|_| Ok(())).unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let pool = Arc::new(pool);
+    let stopper = Arc::clone(&pool);
+    std::thread::spawn(move || {
+        stopper.shutdown_now();
+        done_tx.send(()).unwrap();
+    });
+    // Well before the stuck job would give up (PATIENCE).
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "shutdown_now waited for a thread stuck in an abandoned job"
+    );
+    assert_eq!(stuck.status(), JobStatus::Abandoned);
+    assert_eq!(queued.status(), JobStatus::Cancelled);
+    assert_eq!(pool.stats().stray_threads, 1);
+    drop(tx);
+    assert!(common::eventually(|| pool.stats().stray_threads == 0));
+    assert!(common::no_threads_named("ab-down"));
+}
+
+#[test]
+fn a_stuck_job_joined_inline_takes_its_outer_job_with_it() {
+    // A job joins a pending child on a one-worker pool: the child runs
+    // inline on the same thread. If the child gets stuck past its grace,
+    // both are abandoned and the thread replaced.
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .abandon_after(Duration::from_millis(20))
+            .build()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let (child_tx, child_rx) = mpsc::channel();
+    let inner = Arc::clone(&pool);
+    let outer = pool
+        .submit(move |_| {
+            let child = inner.submit_with(deadline(10), stuck_job(rx))?;
+            child_tx.send(child.id()).unwrap();
+            child.join()?;
+            Ok(())
+        })
+        .unwrap();
+    let child = child_rx.recv_timeout(common::PATIENCE).unwrap();
+    assert_eq!(outer.wait(common::PATIENCE), Some(JobStatus::Abandoned));
+    assert_eq!(pool.status(child), Some(JobStatus::Abandoned));
+    assert_eq!(pool.submit(|_| Ok(4)).unwrap().join().unwrap(), 4);
+    drop(tx);
+    assert!(common::eventually(|| pool.stats().stray_threads == 0));
+    common::join(&pool);
+    let stats = pool.stats();
+    assert_eq!(stats.abandoned, 2, "{stats:?}");
+    assert_eq!(
+        stats.submitted,
+        stats.completed + stats.failed + stats.cancelled + stats.abandoned
+    );
+}
