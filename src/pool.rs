@@ -442,7 +442,17 @@ impl Pool {
     }
 
     /// Blocks until no accepted job is pending or running. The pool stays
-    /// usable. Jobs submitted meanwhile are waited for too.
+    /// usable.
+    ///
+    /// `join` returns once the pool has been idle at some instant after the
+    /// call began: jobs submitted before that instant are waited for, jobs
+    /// submitted after it are not. Every thread waiting in `join` when the
+    /// pool goes idle returns, even if one of them (or anyone else) submits
+    /// new work before the others wake, so a service that never stops
+    /// receiving work cannot starve a `join`. The idle instant is the one
+    /// seen by the thread that ends the last outstanding job (or by a
+    /// waiter itself): a submission that lands between that job's end and
+    /// that look hides the instant, and `join` then waits for the new job.
     ///
     /// Called from one of this pool's own jobs it returns at once (it would
     /// otherwise wait for itself), logging a warning.
@@ -466,7 +476,8 @@ impl Pool {
     }
 
     /// Like [`join`](Self::join), giving up after `timeout`. Returns `true`
-    /// if the pool became idle.
+    /// if the pool was idle at some instant after the call began (the same
+    /// guarantee as `join`), `false` if `timeout` passed first.
     ///
     /// # Examples
     ///
