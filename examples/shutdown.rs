@@ -79,7 +79,7 @@ fn timeout() -> Result<(), Box<dyn Error>> {
         ),
     ];
     started.recv_timeout(TIMEOUT)?;
-    let clean = pool.shutdown_timeout(Duration::from_millis(500));
+    let clean = pool.shutdown_timeout(Duration::from_millis(500)).joined();
     report(&jobs);
     println!("  shutdown_timeout returned {clean}: every thread exited");
     assert!(clean);
@@ -101,7 +101,7 @@ fn timeout_with_a_stubborn_job() -> Result<(), Box<dyn Error>> {
     })?;
     started.recv_timeout(TIMEOUT)?;
     let began = Instant::now();
-    let clean = pool.shutdown_timeout(Duration::from_millis(100));
+    let clean = pool.shutdown_timeout(Duration::from_millis(100)).joined();
     println!(
         "  shutdown_timeout returned {clean} after about {} ms; the job was {}",
         began.elapsed().as_millis() / 100 * 100,

@@ -237,10 +237,10 @@ fn run(config: &Config) -> Result<(), Box<dyn Error + Send + Sync>> {
     drop(server);
 
     // Demo jobs first: long polls waiting on them then return promptly.
-    if !app.jobs.shutdown_timeout(JOB_GRACE) {
+    if !app.jobs.shutdown_timeout(JOB_GRACE).joined() {
         log::warn!("some demo jobs ignored cancellation; not waiting for them");
     }
-    if !app.http.shutdown_timeout(REQUEST_GRACE) {
+    if !app.http.shutdown_timeout(REQUEST_GRACE).joined() {
         log::warn!("some requests were still running after {REQUEST_GRACE:?}");
     }
     let http = app.http.stats();

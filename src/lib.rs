@@ -168,6 +168,7 @@ mod idle;
 mod job;
 mod pool;
 mod registry;
+mod report;
 mod shared;
 mod slots;
 mod stats;
@@ -182,6 +183,7 @@ pub use crate::cancel::{CancelToken, Cancelled};
 pub use crate::error::{BoxError, BuildError, JobError, JobResult, ParseJobIdError, SubmitError};
 pub use crate::job::{CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus};
 pub use crate::pool::Pool;
+pub use crate::report::ShutdownReport;
 pub use crate::stats::PoolStats;
 
 #[cfg(test)]

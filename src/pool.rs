@@ -12,6 +12,7 @@ use crate::builder::{Builder, Config};
 use crate::cancel::CancelToken;
 use crate::error::{BuildError, JobResult, SubmitError};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
+use crate::report::ShutdownReport;
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
 use crate::supervisor::{self, Event};
@@ -516,12 +517,21 @@ impl Pool {
     /// assert_eq!(pool.stats().alive, 0);
     /// ```
     pub fn shutdown(&self) {
-        self.shutdown_inner(Mode::Graceful);
+        let _ = self.shutdown_inner(Mode::Graceful);
     }
 
     /// Immediate shutdown: refuses new jobs; queued jobs end `Cancelled`
     /// without running; running jobs' tokens are cancelled; then joins every
-    /// thread. A running job that ignores its token is waited for.
+    /// thread. A running job that ignores its token is waited for, unless
+    /// it is abandoned after its grace
+    /// ([`Builder::abandon_after`](crate::Builder::abandon_after)); a thread
+    /// detached that way is not waited for.
+    ///
+    /// Returns a [`ShutdownReport`]: the tracked jobs cancelled before they
+    /// ran, those interrupted and how each ended, those abandoned, and the
+    /// untracked jobs dropped. Called from one of the pool's own jobs, it
+    /// starts the shutdown and returns at once, with what the report holds
+    /// so far and [`joined`](ShutdownReport::joined) `false`.
     ///
     /// # Examples
     ///
@@ -540,12 +550,14 @@ impl Pool {
     ///     .unwrap();
     /// let queued = pool.submit(|_| Ok(())).unwrap();
     /// started_rx.recv().unwrap();
-    /// pool.shutdown_now();
+    /// let report = pool.shutdown_now();
     /// assert_eq!(running.status(), JobStatus::Cancelled);
     /// assert_eq!(queued.status(), JobStatus::Cancelled);
+    /// assert_eq!(report.cancelled, vec![queued.id()]);
     /// ```
-    pub fn shutdown_now(&self) {
-        self.shutdown_inner(Mode::Now);
+    pub fn shutdown_now(&self) -> ShutdownReport {
+        let joined = self.shutdown_inner(Mode::Now);
+        self.report(joined)
     }
 
     /// Graceful shutdown for up to `timeout`; if jobs are still running
@@ -553,11 +565,14 @@ impl Pool {
     /// to `timeout` again for the cancelled jobs to return. So it returns
     /// within about twice `timeout`.
     ///
-    /// Returns `true` if every thread of the pool exited and was joined. On
-    /// `false`, the remaining threads are left to finish on their own (each
-    /// exits as soon as its job returns), and later `shutdown` calls or
-    /// dropping the pool no longer wait for them. Called from one of the
-    /// pool's own jobs, it starts the shutdown and returns `false`.
+    /// Returns a [`ShutdownReport`] (empty but for
+    /// [`joined`](ShutdownReport::joined) when the graceful part was
+    /// enough). [`ShutdownReport::joined`] says whether every thread of the
+    /// pool exited and was joined; if not, the remaining threads are left to
+    /// finish on their own (each exits as soon as its job returns), and
+    /// later `shutdown` calls or dropping the pool no longer wait for them.
+    /// Called from one of the pool's own jobs, it starts the shutdown and
+    /// returns at once, not joined.
     ///
     /// # Examples
     ///
@@ -565,9 +580,16 @@ impl Pool {
     /// use std::time::Duration;
     /// let pool = harbor_pool::Pool::new(2).unwrap();
     /// pool.execute(|| ()).unwrap();
-    /// assert!(pool.shutdown_timeout(Duration::from_secs(10)));
+    /// let report = pool.shutdown_timeout(Duration::from_secs(10));
+    /// assert!(report.joined());
+    /// assert!(report.cancelled.is_empty());
     /// ```
-    pub fn shutdown_timeout(&self, timeout: Duration) -> bool {
+    pub fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
+        let joined = self.shutdown_timeout_inner(timeout);
+        self.report(joined)
+    }
+
+    fn shutdown_timeout_inner(&self, timeout: Duration) -> bool {
         self.shared.begin_shutdown(Mode::Graceful);
         if self.on_own_worker("shutdown_timeout") {
             return false;
@@ -593,6 +615,12 @@ impl Pool {
         false
     }
 
+    fn report(&self, joined: bool) -> ShutdownReport {
+        // Relaxed: a statistic.
+        let strays = self.shared.counters.strays.load(Ordering::Relaxed);
+        self.shared.report.report(strays, joined)
+    }
+
     /// `true` once shutdown has begun (new jobs are refused).
     ///
     /// # Examples
@@ -607,13 +635,14 @@ impl Pool {
         self.shared.is_closed()
     }
 
-    fn shutdown_inner(&self, mode: Mode) {
+    /// Returns whether this call saw every thread joined.
+    fn shutdown_inner(&self, mode: Mode) -> bool {
         self.shared.begin_shutdown(mode);
         if self.on_own_worker("shutdown") || self.detached.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
         self.shared.wait_done(None);
-        self.supervisor.join(None);
+        self.supervisor.join(None)
     }
 
     /// `true` (and logs) when called on one of this pool's own threads (a

@@ -54,6 +54,7 @@ use crate::idle::IdleGate;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
 use crate::registry::{CancelStep, Record, Registry};
+use crate::report::ReportLog;
 use crate::slots::Slots;
 use crate::stats::{Counters, Ending, Tally};
 use crate::supervisor::Event;
@@ -84,6 +85,9 @@ pub(crate) struct Shared {
     pub(crate) events: Sender<Event>,
     /// Finished jobs whose deadline entries are still in the timer's heap.
     pub(crate) stale: Stale,
+    /// What `shutdown_now` ended, for its report (logged only once `abort`
+    /// is set).
+    pub(crate) report: ReportLog,
     /// Set by `shutdown_now`: workers cancel what they dequeue instead of
     /// running it.
     pub(crate) abort: AtomicBool,
@@ -128,6 +132,7 @@ impl Shared {
             jobs_rx,
             events,
             stale: Stale::default(),
+            report: ReportLog::default(),
             abort: AtomicBool::new(false),
             slots,
             stop: Signal::new(),
@@ -239,6 +244,9 @@ impl Shared {
             CancelStep::Cancelled(notify) => {
                 // This thread won `Pending -> Cancelled` (invariant 5).
                 self.release_slot();
+                if self.is_aborting() {
+                    self.report.cancelled(record.id);
+                }
                 // Retire before counting and waking: once a join returns or
                 // a sleeping waiter wakes, retention has been applied.
                 self.registry.retire(record.id);
@@ -296,6 +304,19 @@ impl Shared {
         }
     }
 
+    /// As [`interrupt`](Self::interrupt), for `shutdown_now`, noted in its
+    /// report.
+    pub(crate) fn interrupt_for_shutdown(&self, job: &Arc<dyn Tracked>) {
+        self.report.interrupted(job);
+        self.interrupt(job);
+    }
+
+    /// `true` once `shutdown_now` began.
+    pub(crate) fn is_aborting(&self) -> bool {
+        // Acquire: pairs with the store in `begin_shutdown`.
+        self.abort.load(Ordering::Acquire)
+    }
+
     /// Ends a running job `Abandoned` (supervisor invariant 7): counted,
     /// retired and its waiters woken like any terminal transition; its
     /// result slot refuses whatever it returns later. Returns `false` if it
@@ -308,6 +329,9 @@ impl Shared {
             return false;
         };
         job.abandon();
+        if self.is_aborting() {
+            self.report.abandoned(record.id);
+        }
         self.registry.retire(record.id);
         self.counters.others.count(Ending::Abandoned);
         self.note_ended(record);
@@ -393,7 +417,7 @@ impl Shared {
         }
         if aborting {
             for job in self.registry.running() {
-                self.interrupt(&job);
+                self.interrupt_for_shutdown(&job);
             }
             // The supervisor cancels whatever is still queued.
             let _ = self.events.send(Event::Abort);

@@ -665,6 +665,7 @@ impl Supervisor {
             } else {
                 // Off the queue: its slot is free (shared invariant 5).
                 self.shared.release_slot();
+                self.shared.report.untracked_dropped();
                 self.shared.counters.others.count(Ending::Cancelled);
                 // Invariant 4.
                 unwind::drop_quietly(message);

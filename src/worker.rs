@@ -252,6 +252,7 @@ impl Worker {
         self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
         if self.shared.abort.load(Ordering::Acquire) {
+            self.shared.report.untracked_dropped();
             self.tally().count(Ending::Cancelled);
             unwind::drop_quietly(job);
             self.shared.check_idle();
@@ -312,7 +313,7 @@ fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
         // A `shutdown_now` that swept running tokens just before this start
         // missed this job: cancel its token here instead.
         if shared.abort.load(Ordering::SeqCst) {
-            shared.interrupt(job);
+            shared.interrupt_for_shutdown(job);
         }
         return true;
     }

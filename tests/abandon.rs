@@ -224,7 +224,11 @@ fn a_stuck_job_joined_inline_takes_its_outer_job_with_it() {
         .unwrap();
     let child = child_rx.recv_timeout(common::PATIENCE).unwrap();
     assert_eq!(outer.wait(common::PATIENCE), Some(JobStatus::Abandoned));
-    assert_eq!(pool.status(child), Some(JobStatus::Abandoned));
+    // Both are abandoned in one step of the supervisor, one after the other.
+    assert_eq!(
+        pool.wait(child, common::PATIENCE),
+        Some(JobStatus::Abandoned)
+    );
     assert_eq!(pool.submit(|_| Ok(4)).unwrap().join().unwrap(), 4);
     drop(tx);
     assert!(common::eventually(|| pool.stats().stray_threads == 0));
@@ -235,4 +239,75 @@ fn a_stuck_job_joined_inline_takes_its_outer_job_with_it() {
         stats.submitted,
         stats.completed + stats.failed + stats.cancelled + stats.abandoned
     );
+}
+
+#[test]
+fn shutdown_now_reports_every_job_it_ended() {
+    let pool = Pool::builder()
+        .workers(3)
+        .thread_name("ab-report")
+        .abandon_after(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let started = move || started_tx.clone();
+    // Cooperative: returns `Err` once cancelled.
+    let tx = started();
+    let cooperative = pool
+        .submit(move |token| {
+            tx.send(()).unwrap();
+            token.sleep(common::PATIENCE)?;
+            Ok(())
+        })
+        .unwrap();
+    // Finishes anyway once cancelled: `Completed`.
+    let tx = started();
+    let finishes = pool
+        .submit(move |token| {
+            tx.send(()).unwrap();
+            let _ = token.sleep(common::PATIENCE);
+            Ok(())
+        })
+        .unwrap();
+    // Ignores its token: abandoned.
+    let (stuck_tx, stuck_rx) = mpsc::channel::<()>();
+    let tx = started();
+    let stuck = pool
+        .submit(move |_| {
+            tx.send(()).unwrap();
+            let _ = stuck_rx.recv_timeout(common::PATIENCE);
+            Ok(())
+        })
+        .unwrap();
+    for _ in 0..3 {
+        started_rx.recv_timeout(common::PATIENCE).unwrap();
+    }
+    let queued: Vec<_> = (0..2).map(|_| pool.submit(|_| Ok(())).unwrap()).collect();
+    for _ in 0..3 {
+        pool.execute(|| unreachable!("dropped by shutdown_now"))
+            .unwrap();
+    }
+
+    let report = pool.shutdown_now();
+
+    let mut cancelled = report.cancelled.clone();
+    cancelled.sort();
+    let mut expected: Vec<_> = queued.iter().map(|job| job.id()).collect();
+    expected.sort();
+    assert_eq!(cancelled, expected);
+    let mut interrupted = report.interrupted.clone();
+    interrupted.sort_by_key(|(id, _)| *id);
+    let mut expected = vec![
+        (cooperative.id(), JobStatus::Cancelled),
+        (finishes.id(), JobStatus::Completed),
+        (stuck.id(), JobStatus::Abandoned),
+    ];
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(interrupted, expected);
+    assert_eq!(report.abandoned, vec![stuck.id()]);
+    assert_eq!(report.untracked_dropped, 3);
+    assert_eq!(report.stray_threads, 1);
+    assert!(report.joined(), "{report:?}");
+    drop(stuck_tx);
+    assert!(common::no_threads_named("ab-report"));
 }

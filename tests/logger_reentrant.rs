@@ -75,7 +75,7 @@ fn a_logger_that_blocks_or_calls_back_into_the_pool() {
     started_rx.recv_timeout(common::PATIENCE).unwrap();
     let queued = pool.submit(|_| Ok(())).unwrap();
     let inner = Arc::clone(&pool);
-    on_message("shutting down", move || inner.shutdown_now());
+    on_message("shutting down", move || drop(inner.shutdown_now()));
     let outer = Arc::clone(&pool);
     let shutdown = spawn(move || outer.shutdown());
     assert!(
@@ -121,7 +121,7 @@ fn a_logger_that_blocks_or_calls_back_into_the_pool() {
     }
     // A time-bounded shutdown says it could not join every thread.
     let timed = Arc::clone(&pool);
-    assert!(!timed.shutdown_timeout(Duration::from_millis(50)));
+    assert!(!timed.shutdown_timeout(Duration::from_millis(50)).joined());
     release_tx.send(()).unwrap();
     for caller in callers {
         assert!(caller.recv_timeout(common::PATIENCE).is_ok());

@@ -61,7 +61,7 @@ fn submitting_after_shutdown_is_refused() {
     // Shutting down again, in any mode, is harmless.
     pool.shutdown();
     pool.shutdown_now();
-    assert!(pool.shutdown_timeout(Duration::from_millis(1)));
+    assert!(pool.shutdown_timeout(Duration::from_millis(1)).joined());
     assert_eq!(pool.stats().submitted, 0);
 }
 
@@ -130,7 +130,7 @@ fn shutdown_timeout_escalates_and_reports_stragglers() {
         })
         .unwrap();
     started_rx.recv_timeout(common::PATIENCE).unwrap();
-    assert!(pool.shutdown_timeout(Duration::from_millis(50)));
+    assert!(pool.shutdown_timeout(Duration::from_millis(50)).joined());
     assert_eq!(job.status(), JobStatus::Cancelled);
 
     // A job that ignores its token: shutdown_timeout gives up and says so.
@@ -149,7 +149,7 @@ fn shutdown_timeout_escalates_and_reports_stragglers() {
         })
         .unwrap();
     started_rx.recv_timeout(common::PATIENCE).unwrap();
-    assert!(!pool.shutdown_timeout(Duration::from_millis(20)));
+    assert!(!pool.shutdown_timeout(Duration::from_millis(20)).joined());
     // Dropping the pool now does not wait for the straggler...
     drop(pool);
     // ...which finishes on its own, and then its threads are gone.

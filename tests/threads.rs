@@ -34,7 +34,7 @@ fn no_thread_is_left_behind() {
         assert!(common::thread_names().len() >= baseline + 4);
         match round {
             0 => pool.shutdown(),
-            1 => pool.shutdown_now(),
+            1 => drop(pool.shutdown_now()),
             _ => drop(pool),
         }
         // Awaited, not read once: see `common::no_threads_named`.
