@@ -129,7 +129,7 @@ impl FromStr for JobId {
 
 /// Where a tracked job is in its life.
 ///
-/// `Pending -> Running -> Completed | Failed | Cancelled`, or
+/// `Pending -> Running -> Completed | Failed | Cancelled | Abandoned`, or
 /// `Pending -> Cancelled`. The first terminal state wins; a terminal status
 /// never changes.
 ///

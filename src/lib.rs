@@ -98,7 +98,7 @@
 //!
 //! # Job status
 //!
-//! `Pending -> Running -> Completed | Failed | Cancelled`, or
+//! `Pending -> Running -> Completed | Failed | Cancelled | Abandoned`, or
 //! `Pending -> Cancelled`; the first terminal state wins. [`Pool::status`],
 //! [`Pool::info`] and [`Pool::wait`] look a job up by id. Finished records
 //! are kept up to [`retain_finished`](Builder::retain_finished) (oldest
@@ -113,13 +113,30 @@
 //!   (it ends `Cancelled` without running) and every running job's token,
 //!   then join;
 //! * [`Pool::shutdown_timeout`]: graceful for a while, then as
-//!   `shutdown_now`; reports whether every thread exited.
+//!   `shutdown_now`.
+//!
+//! `shutdown_now` and `shutdown_timeout` return a [`ShutdownReport`]: the
+//! tracked jobs cancelled without running, those interrupted and how each
+//! ended, those abandoned, the untracked jobs dropped, and whether every
+//! thread was joined.
 //!
 //! A job submitted after shutdown began gets [`SubmitError::Shutdown`].
 //! Shutting down (or dropping) the pool from inside one of its own jobs
 //! does not deadlock: it starts the shutdown and returns. Any other caller
 //! returns only once every thread of the pool has exited, however many
 //! call at once.
+//!
+//! # Stuck jobs
+//!
+//! Cancellation is cooperative, so a job that never checks its token (or
+//! is blocked where it cannot) would keep its worker for good. With
+//! [`Builder::abandon_after`] (or [`JobOptions::abandon_after`]), a job
+//! that has not returned `grace` after the pool cancelled its token (by
+//! id, deadline or `shutdown_now`) ends [`JobStatus::Abandoned`]; its
+//! thread is detached and a replacement starts under the same name. At
+//! most [`Builder::max_stray_threads`] detached threads are kept; a
+//! detached thread whose job returns drops the value and exits.
+//! [`PoolStats::abandoned`] and [`PoolStats::stray_threads`] count them.
 //!
 //! # Jobs that wait for jobs
 //!
