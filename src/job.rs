@@ -380,8 +380,9 @@ pub(crate) trait Tracked: Send + Sync + RefUnwindSafe {
     /// Never unwinds: user panics are caught (invariant 4).
     fn run(&self, token: &CancelToken) -> Outcome;
 
-    /// Drops the closure without running it (invariant 1).
-    fn discard(&self);
+    /// Drops the closure without running it (invariant 1). Returns whether
+    /// there was one to drop (it had neither run nor been dropped before).
+    fn discard(&self) -> bool;
 
     /// Stores the result for a job whose worker died under it.
     fn lose(&self, message: &str);
@@ -474,8 +475,9 @@ where
         Outcome { status, panicked }
     }
 
-    fn discard(&self) {
+    fn discard(&self) -> bool {
         let job = lock(&self.job).take();
+        let had = job.is_some();
         if let Some(message) = unwind::drop_quietly(job) {
             // Runs on the supervisor and in the worker's drop guard too.
             log_quietly!(log::warn!(
@@ -483,6 +485,7 @@ where
                 self.record.id
             ));
         }
+        had
     }
 
     fn lose(&self, message: &str) {
@@ -696,7 +699,7 @@ impl<T> JobHandle<T> {
             None => match self.cell.record().cancel() {
                 CancelStep::Cancelled(notify) => {
                     notify.send(self.cell.record());
-                    self.cell.discard();
+                    let _ = self.cell.discard();
                     CancelOutcome::Cancelled
                 }
                 CancelStep::Running => {
@@ -710,6 +713,10 @@ impl<T> JobHandle<T> {
 
     /// Blocks until the job is terminal or `timeout` passes; returns the
     /// terminal status, or `None` on timeout.
+    ///
+    /// On a worker of the job's own pool, a job still pending is run right
+    /// there first (see [`join`](Self::join)), to completion: the timeout
+    /// then applies only to a job already running elsewhere.
     ///
     /// # Examples
     ///

@@ -386,6 +386,10 @@ impl Pool {
     /// Blocks until the tracked job `id` is terminal and returns its status,
     /// or returns `None` when `timeout` passes first or the id is unknown.
     ///
+    /// On one of this pool's workers, a job still pending is run right there
+    /// first, to completion (as [`JobHandle::join`] does), so the timeout
+    /// applies only to a job already running elsewhere.
+    ///
     /// # Examples
     ///
     /// ```

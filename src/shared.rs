@@ -31,13 +31,17 @@
 //! 5. Bounded queue: a job takes a slot ([`Slots`]) before it enters the
 //!    registry or the queue, so a job can be cancelled by id only while it
 //!    holds one. The slot is released exactly once, by
-//!    [`Shared::release_slot`]: for an untracked job when it is taken off
-//!    the queue (by a worker, or by the supervisor draining the queue); for
-//!    a tracked job when its record leaves `Pending`, by whoever wins that
-//!    transition (`Record::start` on a worker, `Record::cancel` in
-//!    [`Shared::cancel`] for a cancel by id, a deadline or a shutdown). So
-//!    cancelling a queued job frees its slot at once, and a worker that
-//!    later dequeues it releases nothing.
+//!    [`Shared::release_slot`], when the queue stops holding the job's
+//!    closure: for an untracked job when it is taken off the queue (by a
+//!    worker, or by the supervisor draining the queue); for a tracked job
+//!    when a worker starts it (the closure is taken to run, at most once) or
+//!    when its closure is dropped unrun ([`Shared::discard`]; the closure
+//!    goes once). So a cancel by id frees its slot at once (its canceller
+//!    drops the closure); a job cancelled by its deadline or by
+//!    `shutdown_now`'s sweep, which leave the closure to the worker that
+//!    dequeues it (worker invariant 6), keeps its slot until then: the
+//!    capacity bounds the closures the queue holds, so a bounded queue
+//!    bounds memory even when every worker is stuck.
 //! 6. A thread of the pool never waits for a slot (it could be waiting for
 //!    itself): a blocking submission from one refuses with
 //!    [`SubmitError::QueueFull`] instead.
@@ -230,9 +234,17 @@ impl Shared {
         let outcome = self.cancel_keeping_closure(job);
         if outcome == CancelOutcome::Cancelled {
             // User `Drop` of the closure: no lock held here.
-            job.discard();
+            self.discard(job);
         }
         outcome
+    }
+
+    /// Drops a tracked job's closure unrun, if it still has one, and gives
+    /// its queue slot back (invariant 5).
+    pub(crate) fn discard(&self, job: &Arc<dyn Tracked>) {
+        if job.discard() {
+            self.release_slot();
+        }
     }
 
     /// As [`cancel`](Self::cancel), but a pending job keeps its closure
@@ -242,8 +254,7 @@ impl Shared {
         let record = job.record();
         match record.cancel() {
             CancelStep::Cancelled(notify) => {
-                // This thread won `Pending -> Cancelled` (invariant 5).
-                self.release_slot();
+                // The slot is given back with the closure (invariant 5).
                 if self.is_aborting() {
                     self.report.cancelled(record.id);
                 }
@@ -409,18 +420,21 @@ impl Shared {
         phase.aborted |= aborting;
         // The logger is user code: never under `phase` (invariant 4).
         drop(phase);
-        if closing {
-            log_quietly!(log::info!(
-                "pool {}: shutting down ({mode:?})",
-                self.config.thread_name
-            ));
-        }
         if aborting {
+            // Before logging: a logger that calls back into the pool (a
+            // nested shutdown waits for the threads) must find every running
+            // token already cancelled.
             for job in self.registry.running() {
                 self.interrupt_for_shutdown(&job);
             }
             // The supervisor cancels whatever is still queued.
             let _ = self.events.send(Event::Abort);
+        }
+        if closing {
+            log_quietly!(log::info!(
+                "pool {}: shutting down ({mode:?})",
+                self.config.thread_name
+            ));
         }
     }
 
@@ -619,16 +633,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(expiring.wait(PATIENCE), Some(JobStatus::Cancelled));
-        assert_eq!(slots(&pool).occupied(), 2);
-        pool.try_execute(|| ()).unwrap();
+        // The timer leaves the closure to the worker that dequeues it, and
+        // the slot with it: the capacity bounds the closures queued.
         assert_eq!(slots(&pool).occupied(), 3);
+        assert_eq!(pool.try_execute(|| ()), Err(SubmitError::QueueFull));
         pool.shared.begin_shutdown(super::Mode::Now);
         release.send(()).unwrap();
         assert!(pool.shared.wait_done(crate::sync::deadline_after(PATIENCE)));
         assert_eq!(slots(&pool).occupied(), 0);
         let stats = pool.stats();
-        assert_eq!((stats.submitted, stats.completed), (6, 1));
-        assert_eq!(stats.cancelled, 5);
+        assert_eq!((stats.submitted, stats.completed), (5, 1));
+        assert_eq!(stats.cancelled, 4);
     }
 
     /// Invariant 5 by repetition: submitters (blocking and not, tracked and

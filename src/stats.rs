@@ -47,10 +47,11 @@ pub struct PoolStats {
     pub alive: usize,
     /// Workers running a job right now.
     pub busy: usize,
-    /// Entries in the queue: jobs waiting for a worker, and jobs cancelled
-    /// while queued that no worker has taken off yet (it skips them). A
-    /// cancelled job gives its slot of a bounded queue back at once, so
-    /// this can exceed [`queue_capacity`](crate::Builder::queue_capacity).
+    /// Entries in the queue: jobs waiting for a worker, and entries of jobs
+    /// that ended while queued (cancelled, or run inline by a job that
+    /// joined them) that no worker has taken off yet (it skips them). Those
+    /// hold no slot of a bounded queue once their closure is gone, so this
+    /// can exceed [`queue_capacity`](crate::Builder::queue_capacity).
     pub queued: usize,
     /// Jobs accepted.
     pub submitted: u64,

@@ -180,14 +180,15 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
     let shared = Arc::clone(&supervisor.shared);
     supervisor.run_resilient();
     drop(supervisor);
+    // The last log line comes before "done": a slow logger must not keep a
+    // thread running after the pool said it was done (and make a
+    // `shutdown_timeout` caller wait past its timeout to join it).
+    if failure.is_none() {
+        log_quietly!(log::info!("pool {} stopped", shared.config.thread_name));
+    }
     drop(done);
-    match failure {
-        Some(error) => {
-            let _ = ready.send(Err(error));
-        }
-        None => {
-            log_quietly!(log::info!("pool {} stopped", shared.config.thread_name));
-        }
+    if let Some(error) = failure {
+        let _ = ready.send(Err(error));
     }
 }
 
@@ -655,12 +656,13 @@ impl Supervisor {
         while let Ok(message) = self.shared.jobs_rx.try_recv() {
             count += 1;
             if let Some(job) = message.tracked() {
-                // Releases its slot if it was still pending.
+                // Drops its closure and frees its slot if it was still
+                // pending.
                 self.shared.cancel(job);
                 // Cancelled earlier by the timer or `shutdown_now`'s sweep,
-                // which left the closure (worker invariant 6).
+                // which left the closure (worker invariant 6) and its slot.
                 if !job.record().was_started() {
-                    job.discard();
+                    self.shared.discard(job);
                 }
             } else {
                 // Off the queue: its slot is free (shared invariant 5).

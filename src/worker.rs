@@ -320,9 +320,10 @@ fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
     // Not this worker's to run: cancelled while queued, or run inline by a
     // worker that joined it. The timer and `shutdown_now`'s sweep leave a
     // cancelled job's closure in place (invariant 6): drop it here, on a
-    // worker, unless a worker took it to run. (Dropping twice is a no-op.)
+    // worker, unless a worker took it to run, and free its slot (shared
+    // invariant 5). (Dropping twice is a no-op.)
     if !record.was_started() {
-        job.discard();
+        shared.discard(job);
     }
     false
 }
@@ -391,7 +392,10 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
     if job.record().status() != JobStatus::Pending || !claim(shared, job, index) {
         return;
     }
-    run_claimed(shared, job, index).log(job, &shared.names[index]);
+    let ended = run_claimed(shared, job, index);
+    // Contained: a panicking logger here would unwind into the job that
+    // joined this one and change its outcome.
+    log_quietly!(ended.log(job, &shared.names[index]));
 }
 
 impl Drop for Worker {
@@ -424,7 +428,8 @@ impl Drop for Worker {
                 job.lose(&message);
                 // Invariant 1 of `job`: a job that will never run drops its
                 // closure (contained) now, not whenever its record goes.
-                job.discard();
+                // It started, so its slot was freed then: no release here.
+                let _ = job.discard();
                 self.shared.finish(
                     &*job,
                     JobStatus::Failed(message.clone()),

@@ -3,9 +3,11 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
-use harbor_pool::{CancelOutcome, JobStatus, Pool, SubmitError};
+use harbor_pool::{CancelOutcome, JobOptions, JobStatus, Pool, SubmitError};
 
 /// A one-worker pool with queue capacity 2, its worker blocked until the
 /// returned sender is used.
@@ -235,4 +237,49 @@ fn a_submitter_blocked_on_a_full_queue_is_released_by_a_cancel() {
     release.send(()).unwrap();
     assert_eq!(pool.wait(id, common::PATIENCE), Some(JobStatus::Completed));
     thread.join().unwrap();
+}
+
+#[test]
+fn a_bounded_queue_bounds_the_closures_it_holds_even_when_deadlines_expire() {
+    // Every worker is stuck; a submitter keeps queueing jobs whose deadlines
+    // pass at once. The timer cancels them but leaves each closure to the
+    // worker that will dequeue it, so each keeps its slot until then: the
+    // queue never holds more closures than its capacity.
+    struct Live(Arc<AtomicUsize>);
+    impl Drop for Live {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let pool = Pool::builder()
+        .workers(1)
+        .queue_capacity(2)
+        .build()
+        .unwrap();
+    let release = common::block_worker(&pool);
+    let live = Arc::new(AtomicUsize::new(0));
+    let mut refused = 0;
+    for _ in 0..200 {
+        live.fetch_add(1, Ordering::SeqCst);
+        let held = Live(Arc::clone(&live));
+        let options = JobOptions::new().timeout(Duration::from_millis(1));
+        match pool.try_submit_with(options, move |_| {
+            let _held = &held;
+            Ok(())
+        }) {
+            Ok(job) => assert_eq!(job.wait(common::PATIENCE), Some(JobStatus::Cancelled)),
+            Err(SubmitError::QueueFull) => refused += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            live.load(Ordering::SeqCst) <= 2,
+            "{} closures queued",
+            live.load(Ordering::SeqCst)
+        );
+    }
+    assert_eq!(refused, 198);
+    drop(release);
+    common::join(&pool);
+    assert!(common::eventually(|| live.load(Ordering::SeqCst) == 0));
+    assert!(pool.try_execute(|| ()).is_ok());
 }

@@ -146,4 +146,33 @@ fn a_panicking_logger_cannot_strand_a_job() {
     }
     trigger_on(None);
     assert!(common::no_threads_named("log-unwind"));
+
+    // A job joins a pending child on a one-worker pool, which runs it
+    // inline; the logger fails as the child's end is logged. That must not
+    // unwind into the parent and change its outcome.
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .thread_name("log-inline")
+            .build()
+            .unwrap(),
+    );
+    let inner = Arc::clone(&pool);
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let parent = pool
+        .submit(move |_| {
+            go_rx.recv_timeout(common::PATIENCE).unwrap();
+            let child = inner.submit(|_| Ok(5))?;
+            Ok(child.join()? + 1)
+        })
+        .unwrap();
+    trigger_on(Some("ended completed"));
+    go_tx.send(()).unwrap();
+    match parent.join_timeout(common::PATIENCE) {
+        Ok(result) => assert_eq!(result.unwrap(), 6),
+        Err(_) => panic!("the parent never ended"),
+    }
+    trigger_on(None);
+    drop(pool);
+    assert!(common::no_threads_named("log-inline"));
 }

@@ -109,7 +109,7 @@ fn a_logger_that_blocks_or_calls_back_into_the_pool() {
             spawn(move || pool.shutdown())
         })
         .collect();
-    // The supervisor's last log call, after it marked the pool done.
+    // The supervisor's last log call, before it marks the pool done.
     blocked_rx.recv_timeout(common::PATIENCE).unwrap();
     // Every caller is still waiting: before the fix, all but the one that
     // joined returned at once.
@@ -128,4 +128,60 @@ fn a_logger_that_blocks_or_calls_back_into_the_pool() {
     }
     drop(pool);
     assert!(common::no_threads_named("log-block"));
+
+    // 3. `shutdown_now` logs that it began; the logger starts a (graceful)
+    //    shutdown of the same pool, which waits for the threads. The running
+    //    job's token must already be cancelled by then, or both wait for the
+    //    job to end on its own.
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .thread_name("log-now")
+            .build()
+            .unwrap(),
+    );
+    let (started_tx, started_rx) = mpsc::channel();
+    let running = pool
+        .submit(move |token| {
+            started_tx.send(()).unwrap();
+            token.sleep(common::PATIENCE)?;
+            Ok(())
+        })
+        .unwrap();
+    started_rx.recv_timeout(common::PATIENCE).unwrap();
+    let inner = Arc::clone(&pool);
+    on_message("shutting down (Now)", move || inner.shutdown());
+    let outer = Arc::clone(&pool);
+    let stopped = spawn(move || outer.shutdown_now());
+    // Well before the job would end by itself (PATIENCE).
+    assert!(
+        stopped.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "shutdown_now waited for a job whose token it had not cancelled yet"
+    );
+    assert_eq!(running.status(), JobStatus::Cancelled);
+    drop(pool);
+    assert!(common::no_threads_named("log-now"));
+
+    // 4. The supervisor's last log line is slow: a `shutdown_timeout` that
+    //    joins the supervisor still returns within about twice its timeout,
+    //    saying it could not join every thread.
+    let pool = Pool::builder()
+        .workers(1)
+        .thread_name("log-slow")
+        .build()
+        .unwrap();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    on_message("pool log-slow stopped", move || {
+        let _ = release_rx.recv_timeout(common::PATIENCE);
+    });
+    let pool = Arc::new(pool);
+    let timed = Arc::clone(&pool);
+    let report = spawn(move || timed.shutdown_timeout(Duration::from_millis(100)));
+    match report.recv_timeout(Duration::from_secs(10)) {
+        Ok(report) => assert!(!report.joined(), "{report:?}"),
+        Err(_) => panic!("shutdown_timeout(100 ms) waited for a slow logger"),
+    }
+    release_tx.send(()).unwrap();
+    drop(pool);
+    assert!(common::no_threads_named("log-slow"));
 }
