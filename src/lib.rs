@@ -178,7 +178,7 @@ mod unwind;
 mod worker;
 
 pub use crate::builder::{Builder, DEFAULT_RETAIN_FINISHED};
-pub use crate::cancel::{CancelToken, Cancelled};
+pub use crate::cancel::{CancelRegistration, CancelToken, Cancelled, WaitForCancel};
 pub use crate::error::{BoxError, BuildError, JobError, JobResult, ParseJobIdError, SubmitError};
 pub use crate::job::{CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus};
 pub use crate::pool::Pool;
