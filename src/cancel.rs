@@ -20,23 +20,23 @@
 //!    unset (checked under the mutex, as in invariant 2); otherwise the
 //!    registering thread runs the callback itself, or the future completes.
 //!    The first canceller sets the flag and then, under the mutex, takes
-//!    entries out until it finds none. So every entry is either taken by
-//!    the canceller or handled at once by its registrant, never both and
-//!    never neither; once the canceller found the list empty it stays empty.
+//!    every entry at once. So every entry is either taken by the canceller
+//!    or handled at once by its registrant, never both and never neither;
+//!    and the list stays empty from then on.
 //! 4. No user code runs under the mutex: not a callback, not a waker's
 //!    `wake`, `clone` or `drop`, not the `drop` of a callback's captures.
-//!    The canceller takes one entry per lock, releases the lock, then runs
-//!    it under `catch_unwind` ([`crate::unwind`]). So a callback may cancel,
+//!    The canceller releases the lock, then runs what it took, each entry
+//!    under `catch_unwind` ([`crate::unwind`]). So a callback may cancel,
 //!    register, drop registrations or poll futures of its own token.
-//! 5. The canceller takes entries in registration order. Dropping a
-//!    registration removes its entry under the mutex if the canceller has
-//!    not taken it: that callback never runs. Otherwise it was taken, so the
-//!    flag was set before the drop took the mutex, and the callback runs
-//!    (or ran) on the cancelling thread; `drop` does not wait for it. So a
-//!    drop that returns before a cancel begins, or after which the flag is
-//!    still unset, means the callback never runs; and dropping a
-//!    registration inside its own callback, or while holding a lock the
-//!    callback takes, cannot deadlock.
+//! 5. The canceller runs what it took in registration order, every entry
+//!    of it. Dropping a registration removes its entry under the mutex if
+//!    the canceller has not taken it: that callback never runs. Otherwise
+//!    it was taken, so the flag was set before the drop took the mutex, and
+//!    the callback runs (or ran) on the cancelling thread; `drop` does not
+//!    wait for it. So a drop that returns before a cancel begins, or after
+//!    which the flag is still unset, means the callback never runs; and
+//!    dropping a registration inside its own callback, or while holding a
+//!    lock the callback takes, cannot deadlock.
 //!
 //! Lock order: the token's mutex is a leaf; nothing else is locked while it
 //! is held. [`TokenState::cancel`] runs user code (invariant 4), so the pool
@@ -50,7 +50,6 @@
 //! [`CancelRegistration`] holds such a clone, so the state its entry lives
 //! in outlives it.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::mem;
@@ -126,9 +125,9 @@ pub(crate) struct TokenState {
 #[derive(Default)]
 struct Entries {
     next_key: u64,
-    /// In registration order (invariant 5). `VecDeque::new` allocates
-    /// nothing, so a token without entries costs no allocation.
-    list: VecDeque<(u64, Entry)>,
+    /// In registration order (invariant 5). Empty, it has allocated
+    /// nothing: a token without entries costs no allocation.
+    list: Vec<(u64, Entry)>,
 }
 
 /// One thing to run on cancel.
@@ -144,7 +143,7 @@ impl Entries {
     fn push(&mut self, entry: Entry) -> u64 {
         let key = self.next_key;
         self.next_key += 1;
-        self.list.push_back((key, entry));
+        self.list.push((key, entry));
         key
     }
 
@@ -157,7 +156,7 @@ impl Entries {
 
     fn remove(&mut self, key: u64) -> Option<Entry> {
         let at = self.list.iter().position(|(k, _)| *k == key)?;
-        self.list.remove(at).map(|(_, entry)| entry)
+        Some(self.list.remove(at).1)
     }
 }
 
@@ -196,18 +195,17 @@ impl TokenState {
         if self.cancelled.swap(true, Ordering::SeqCst) {
             return; // invariant 1: the first canceller did all the rest
         }
-        let mut entries = lock(&self.lock);
-        self.wake.notify_all();
-        // Ends: no entry is added once the flag is set (invariant 3), and
-        // each pass takes one.
-        while let Some((_, entry)) = entries.list.pop_front() {
-            // Invariant 4: the entry runs with the lock released.
-            drop(entries);
+        let taken = {
+            let mut entries = lock(&self.lock);
+            self.wake.notify_all();
+            // Every entry, at once; none is added from now on (invariant 3).
+            mem::take(&mut entries.list)
+        };
+        // Invariant 4: the entries run with the lock released, in
+        // registration order (invariant 5).
+        for (_, entry) in taken {
             entry.fire();
-            entries = lock(&self.lock);
         }
-        // The list stays empty (invariant 3): give its buffer back.
-        entries.list = VecDeque::new();
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -610,8 +608,9 @@ impl fmt::Debug for WaitForCancel {
 /// * a cancel that begins after the drop returned never runs the callback;
 ///   nor does any cancel if [`is_cancelled`](CancelToken::is_cancelled) is
 ///   still `false` after the drop;
-/// * if a cancel had already begun, the callback runs (or ran) on the
-///   cancelling thread, and `drop` **does not wait** for it to finish. So
+/// * if a cancel had already begun, it took the callback with every other
+///   one registered by then, and runs it (or ran it) on the cancelling
+///   thread; `drop` **does not wait** for it to finish. So
 ///   dropping a registration inside its own callback, or while holding a
 ///   lock that the callback takes, cannot deadlock, and a callback running
 ///   on the pool's supervisor (a deadline) never holds up a job's drop.
