@@ -28,8 +28,9 @@
 //!    The canceller releases the lock, then runs what it took, each entry
 //!    under `catch_unwind` ([`crate::unwind`]). So a callback may cancel,
 //!    register, drop registrations or poll futures of its own token.
-//! 5. The canceller runs what it took in registration order, every entry
-//!    of it. Dropping a registration removes its entry under the mutex if
+//! 5. Wake order: the canceller notifies the sleepers (under the mutex),
+//!    then runs what it took in registration order, every entry of it,
+//!    before `cancel` returns. Dropping a registration removes its entry under the mutex if
 //!    the canceller has not taken it: that callback never runs. Otherwise
 //!    it was taken, so the flag was set before the drop took the mutex, and
 //!    the callback runs (or ran) on the cancelling thread; `drop` does not
@@ -42,6 +43,8 @@
 //! is held. [`TokenState::cancel`] runs user code (invariant 4), so the pool
 //! calls it with none of its own locks held (see "Lock order" in
 //! `docs/design.md`).
+//!
+//! See "Cancelling a token" in `docs/design.md` for a diagram.
 //!
 //! A tracked job's token state lives in the job's record; its
 //! [`CancelToken`] holds the job's cell. A clone the job keeps beyond its
@@ -71,7 +74,9 @@ use crate::sync::{Condvar, Mutex, deadline_after, lock, wait_until};
 /// on [`Pool::shutdown_now`](crate::Pool::shutdown_now). A job notices by
 /// calling [`check`](Self::check) (or [`is_cancelled`](Self::is_cancelled))
 /// between steps, or by waiting with [`sleep`](Self::sleep), which returns
-/// early when the token is cancelled.
+/// early when the token is cancelled. Async code awaits
+/// [`cancelled`](Self::cancelled); a job blocked in I/O registers an
+/// [`on_cancel`](Self::on_cancel) callback that unblocks it.
 ///
 /// Clones share one flag. Tokens also work outside any pool.
 ///
@@ -167,7 +172,9 @@ impl Entry {
         match self {
             Entry::Waker(waker) => {
                 if let Err(message) = crate::unwind::catch(move || waker.wake()) {
-                    log_quietly!(log::warn!("a waker panicked when woken by a cancel: {message}"));
+                    log_quietly!(log::warn!(
+                        "a waker panicked when woken by a cancel: {message}"
+                    ));
                 }
             }
             Entry::Callback(callback) => run_callback(callback),

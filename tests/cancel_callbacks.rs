@@ -95,7 +95,10 @@ fn callbacks_run_on_the_cancelling_thread_in_registration_order() {
             token.on_cancel(move || seen.lock().unwrap().push((i, thread::current().id())))
         })
         .collect();
-    assert!(seen.lock().unwrap().is_empty(), "nothing runs before a cancel");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing runs before a cancel"
+    );
 
     let canceller = {
         let token = token.clone();
@@ -142,7 +145,11 @@ fn a_callback_registered_after_the_cancel_runs_at_once_on_the_registering_thread
         })
     };
     within_patience(move || token.cancel());
-    assert_eq!(seen_inside.load(Ordering::SeqCst), 1, "ran inside on_cancel");
+    assert_eq!(
+        seen_inside.load(Ordering::SeqCst),
+        1,
+        "ran inside on_cancel"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
@@ -297,12 +304,18 @@ fn a_registration_outlives_its_job_and_pool() {
     let pool = Pool::new(1).unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let callback = counting(&runs);
-    let job = pool.submit(move |token| Ok(token.on_cancel(callback))).unwrap();
+    let job = pool
+        .submit(move |token| Ok(token.on_cancel(callback)))
+        .unwrap();
     let registration = job.join().unwrap();
     pool.shutdown();
     drop(pool);
     drop(registration);
-    assert_eq!(runs.load(Ordering::SeqCst), 0, "a completed job's token is never cancelled");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "a completed job's token is never cancelled"
+    );
 }
 
 /// A connected pair on 127.0.0.1: the stream a job reads from, and its peer,
