@@ -96,6 +96,46 @@
 //! ([`JobOptions::timeout`] with [`Pool::submit_with`]) cancel the same way,
 //! driven by one timer for all jobs.
 //!
+//! Two more ways to notice a cancel, for jobs that cannot poll a flag:
+//!
+//! * [`CancelToken::cancelled`] returns a future ([`WaitForCancel`]) that
+//!   completes when the token is cancelled, so async code can `select!` on
+//!   it. It works on any executor; the crate depends on none.
+//! * [`CancelToken::on_cancel`] registers a callback that runs once, on the
+//!   cancelling thread (at once if the token is cancelled already), for
+//!   unblocking a job stuck in blocking I/O: shut its socket down and its
+//!   `read` returns. Dropping the returned [`CancelRegistration`]
+//!   unregisters it.
+//!
+//! ```
+//! use harbor_pool::{CancelOutcome, JobStatus, Pool};
+//! use std::io::Read;
+//! use std::net::{Shutdown, TcpListener, TcpStream};
+//! use std::time::Duration;
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let mut stream = TcpStream::connect(listener.local_addr()?)?;
+//! let (_peer, _) = listener.accept()?; // never writes: the read blocks
+//!
+//! let pool = Pool::new(1)?;
+//! let (registered_tx, registered_rx) = std::sync::mpsc::channel();
+//! let job = pool.submit(move |token| {
+//!     let socket = stream.try_clone()?;
+//!     let _unblock = token.on_cancel(move || {
+//!         let _ = socket.shutdown(Shutdown::Both);
+//!     });
+//!     registered_tx.send(())?;
+//!     let mut buf = [0_u8; 64];
+//!     let read = stream.read(&mut buf)?; // returns 0 once shut down
+//!     token.check()?;
+//!     Ok(read)
+//! })?;
+//! registered_rx.recv_timeout(Duration::from_secs(30))?;
+//! assert_eq!(pool.cancel(job.id()), CancelOutcome::Requested);
+//! assert_eq!(job.wait(Duration::from_secs(30)), Some(JobStatus::Cancelled));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Job status
 //!
 //! `Pending -> Running -> Completed | Failed | Cancelled | Abandoned`, or
@@ -196,7 +236,7 @@ mod unwind;
 mod worker;
 
 pub use crate::builder::{Builder, DEFAULT_RETAIN_FINISHED};
-pub use crate::cancel::{CancelToken, Cancelled};
+pub use crate::cancel::{CancelRegistration, CancelToken, Cancelled, WaitForCancel};
 pub use crate::error::{BoxError, BuildError, JobError, JobResult, ParseJobIdError, SubmitError};
 pub use crate::job::{CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus};
 pub use crate::pool::Pool;
@@ -229,6 +269,8 @@ mod tests {
         assert_send_sync::<JobStatus>();
         assert_send_sync::<JobInfo>();
         assert_send_sync::<CancelToken>();
+        assert_send_sync::<WaitForCancel>();
+        assert_send_sync::<CancelRegistration>();
         assert_send_sync::<JobError>();
         assert_send_sync::<SubmitError>();
         assert_send_sync::<BuildError>();
@@ -244,6 +286,8 @@ mod tests {
         assert_unwind_safe::<Pool>();
         assert_unwind_safe::<JobHandle<u64>>();
         assert_unwind_safe::<CancelToken>();
+        assert_unwind_safe::<WaitForCancel>();
+        assert_unwind_safe::<CancelRegistration>();
         assert_unwind_safe::<JobId>();
         assert_unwind_safe::<JobStatus>();
         assert_unwind_safe::<PoolStats>();

@@ -6,7 +6,8 @@
 //!
 //! Invariants:
 //!
-//! 1. The timer runs no job code (only the logger). Firing a deadline cancels a pending job's
+//! 1. The timer runs no job code (only the logger, and the `on_cancel`
+//!    callbacks and `cancelled()` wakers of a running job it cancels). Firing a deadline cancels a pending job's
 //!    record without dropping its closure (the worker that dequeues the job
 //!    drops it, worker invariant 6), and only cancels a running job's token.
 //!    So a slow or panicking `Drop` in a job's captures never delays another
