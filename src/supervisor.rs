@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::BuildError;
+use crate::events;
 use crate::job::Tracked;
 use crate::shared::{Mode, Shared};
 use crate::stats::Ending;
@@ -357,7 +358,7 @@ impl Supervisor {
             if let Err(payload) = handle.join() {
                 let message = unwind::message(&*payload);
                 unwind::dispose(payload);
-                log_quietly!(log::error!("worker {name} died: {message}"));
+                log_quietly!(events::worker_died(&name, &message));
             }
         }
         if !self.stopping {
@@ -431,7 +432,7 @@ impl Supervisor {
                     .counters
                     .restarts
                     .fetch_add(1, Ordering::Relaxed);
-                log_quietly!(log::info!("respawned worker {name}"));
+                log_quietly!(events::restarted(&name));
             }
             Err(error) => {
                 let delay = self.next_backoff();
