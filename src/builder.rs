@@ -445,7 +445,7 @@ impl Builder {
     ///     .unwrap();
     /// job.wait(std::time::Duration::from_secs(30));
     /// let panic = pool.info(job.id()).unwrap().panic.unwrap();
-    /// assert!(panic.location.unwrap().file.ends_with(".rs")); // any payload has a location
+    /// assert!(panic.location.as_ref().unwrap().file.ends_with(".rs")); // any payload has one
     /// ```
     pub fn capture_panics(mut self, capture: CapturePanics) -> Self {
         self.config.forensics.capture = capture;

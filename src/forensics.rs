@@ -59,7 +59,7 @@ use crate::unwind;
 /// let job = pool.submit(|_| -> harbor_pool::JobResult<()> { panic!("boom") }).unwrap();
 /// job.wait(std::time::Duration::from_secs(30));
 /// let panic = pool.info(job.id()).unwrap().panic.unwrap();
-/// assert_eq!(panic.location.unwrap().line, line);
+/// assert_eq!(panic.location.as_ref().unwrap().line, line);
 /// assert!(panic.backtrace.is_none());
 /// assert_eq!(CapturePanics::default(), CapturePanics::Off);
 /// ```
