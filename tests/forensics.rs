@@ -60,7 +60,7 @@ fn install_counting_hook() -> usize {
             default(info);
         }
     });
-    let address = hook_address(&hook);
+    let address = hook_address(&*hook);
     panic::set_hook(hook);
     address
 }
@@ -68,13 +68,14 @@ fn install_counting_hook() -> usize {
 /// The address of the hook installed now (put back at once).
 fn current_hook_address() -> usize {
     let hook = panic::take_hook();
-    let address = hook_address(&hook);
+    let address = hook_address(&*hook);
     panic::set_hook(hook);
     address
 }
 
-fn hook_address(hook: &Box<dyn Fn(&PanicHookInfo<'_>) + Send + Sync>) -> usize {
-    &**hook as *const (dyn Fn(&PanicHookInfo<'_>) + Send + Sync) as *const () as usize
+/// Where a hook's closure lives: the box's data, not the box.
+fn hook_address(hook: &(dyn Fn(&PanicHookInfo<'_>) + Send + Sync)) -> usize {
+    hook as *const (dyn Fn(&PanicHookInfo<'_>) + Send + Sync) as *const () as usize
 }
 
 fn pool(name: &str, capture: CapturePanics, quiet: bool) -> Pool {
