@@ -15,8 +15,14 @@
 //! (`tracing::subscriber::set_global_default`), not one set with
 //! `with_default` on the submitting thread.
 //!
+//! A tracked job holds its span only until a worker takes it to run the job
+//! ([`SpanSlot::take`]) or the job is discarded unrun, so the finished
+//! records kept for status queries keep no span open.
+//!
 //! Every function here runs the user's logger or subscriber: call them after
-//! the bookkeeping they report, with no lock held.
+//! the bookkeeping they report, with no lock held. Entering and leaving a
+//! span runs the subscriber too; a panic there ends the worker's thread,
+//! as a panicking logger does, and the drop guard fails its job.
 
 use crate::forensics::JobPanic;
 use crate::job::{JobId, JobStatus};
@@ -24,7 +30,7 @@ use crate::job::{JobId, JobStatus};
 /// The span that was current when a job was submitted, entered around its
 /// run on the worker.
 #[cfg(feature = "tracing")]
-pub(crate) struct Span(std::panic::AssertUnwindSafe<tracing::Span>);
+pub(crate) struct Span(tracing::Span);
 
 /// Nothing: without the `tracing` feature a job carries no span.
 #[cfg(not(feature = "tracing"))]
@@ -42,9 +48,7 @@ impl Span {
     /// The current span, on the submitting thread.
     #[cfg(feature = "tracing")]
     pub(crate) fn current() -> Self {
-        // AssertUnwindSafe: a span is only entered and exited; a panic
-        // between the two leaves nothing of ours half updated.
-        Span(std::panic::AssertUnwindSafe(tracing::Span::current()))
+        Span(tracing::Span::current())
     }
 
     /// Nothing to capture without the `tracing` feature.
@@ -63,6 +67,43 @@ impl Span {
     #[cfg(not(feature = "tracing"))]
     pub(crate) fn enter(&self) -> Entered<'_> {
         Entered(std::marker::PhantomData)
+    }
+}
+
+/// A tracked job's [`Span`], until the worker that runs the job takes it.
+#[cfg(feature = "tracing")]
+pub(crate) struct SpanSlot(std::sync::Mutex<Option<Span>>);
+
+/// Nothing: without the `tracing` feature a job carries no span.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct SpanSlot;
+
+impl SpanSlot {
+    /// Holds the current span, on the submitting thread.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn current() -> Self {
+        SpanSlot(std::sync::Mutex::new(Some(Span::current())))
+    }
+
+    /// Nothing to hold without the `tracing` feature.
+    #[cfg(not(feature = "tracing"))]
+    pub(crate) fn current() -> Self {
+        SpanSlot
+    }
+
+    /// Takes the span out (a disabled span once taken): called by the one
+    /// worker that runs the job, or when the job is discarded unrun.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn take(&self) -> Span {
+        crate::sync::lock(&self.0)
+            .take()
+            .unwrap_or(Span(tracing::Span::none()))
+    }
+
+    /// Nothing to take without the `tracing` feature.
+    #[cfg(not(feature = "tracing"))]
+    pub(crate) fn take(&self) -> Span {
+        Span
     }
 }
 

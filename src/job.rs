@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use crate::cancel::CancelToken;
 use crate::error::{JobError, JobResult, ParseJobIdError};
-use crate::events::Span;
+use crate::events::{Span, SpanSlot};
 use crate::forensics::JobPanic;
 use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
@@ -374,9 +374,9 @@ pub(crate) struct Outcome {
 pub(crate) trait Tracked: Send + Sync + RefUnwindSafe {
     fn record(&self) -> &Record;
 
-    /// The span current where the job was submitted (empty without the
-    /// `tracing` feature).
-    fn span(&self) -> &Span;
+    /// Takes the span current where the job was submitted (nothing
+    /// without the `tracing` feature), for the worker that runs it.
+    fn take_span(&self) -> Span;
 
     /// Runs the job on the current (worker) thread, after `Record::start`,
     /// handing it `token` (made by [`CancelToken::for_job`] from this job).
@@ -398,7 +398,8 @@ trait Slot<T>: Tracked {
 
 pub(crate) struct JobCell<F, T> {
     record: Record,
-    span: Span,
+    /// Until a worker takes it to run the job, or the job is discarded.
+    span: SpanSlot,
     job: Mutex<Option<F>>,
     slot: Mutex<SlotState<T>>,
 }
@@ -439,8 +440,8 @@ where
         &self.record
     }
 
-    fn span(&self) -> &Span {
-        &self.span
+    fn take_span(&self) -> Span {
+        self.span.take()
     }
 
     fn run(&self, token: &CancelToken) -> Outcome {
@@ -480,7 +481,8 @@ where
 
     fn discard(&self) {
         let job = lock(&self.job).take();
-        if let Some(message) = unwind::drop_quietly(job) {
+        // Never to run: its span goes too (closing it runs the subscriber).
+        if let Some(message) = unwind::drop_quietly((job, self.span.take())) {
             // Runs on the supervisor and in the worker's drop guard too.
             log_quietly!(log::warn!(
                 "dropping cancelled job {} panicked: {message}",
@@ -530,7 +532,7 @@ where
 {
     let cell = Arc::new(JobCell {
         record: Record::new(id, timeout),
-        span: Span::current(),
+        span: SpanSlot::current(),
         job: Mutex::new(Some(job)),
         slot: Mutex::new(SlotState {
             result: None,

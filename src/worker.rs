@@ -13,8 +13,9 @@
 //!    or stop hook, a panicking logger, a bug), [`Worker`]'s `Drop` runs on
 //!    it: the job it was running (if any) ends `Failed` with a message naming
 //!    the worker, and the supervisor receives [`Event::Exited`]. Logging
-//!    after a job ran comes after its bookkeeping, so a panicking logger
-//!    there cannot change how the job ended.
+//!    (and the `on_panic` callback) after a job ran comes after its
+//!    bookkeeping, so a panicking logger there cannot change how the job
+//!    ended.
 //! 3. Each worker writes only its own [`Tally`], so no
 //!    two threads contend on a counter line while running jobs. (A job run
 //!    inline, invariant 7, is counted in the tally of the worker whose
@@ -257,7 +258,8 @@ impl Worker {
         // Before anything that could end the thread (even a log call: a
         // logger may panic), so the drop guard finishes the job (invariant 2).
         self.current = Current::Tracked(Arc::clone(&job));
-        let _span = job.span().enter();
+        let span = job.take_span();
+        let _span = span.enter();
         self.tally().busy.store(true, Ordering::Relaxed);
         let ended = run_claimed(&self.shared, &job, self.index);
         self.tally().busy.store(false, Ordering::Relaxed);
@@ -371,7 +373,8 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
     if job.record().status() != JobStatus::Pending || !claim(shared, &**job, index) {
         return;
     }
-    let _span = job.span().enter();
+    let span = job.take_span();
+    let _span = span.enter();
     run_claimed(shared, job, index).report(shared, job);
 }
 

@@ -28,6 +28,8 @@ struct SpanData {
     name: &'static str,
     fields: HashMap<String, String>,
     metadata: &'static Metadata<'static>,
+    /// Handles to it still alive; 0 once closed.
+    refs: usize,
 }
 
 /// An event as it was emitted: its fields (the message under "message"),
@@ -115,6 +117,7 @@ impl Subscriber for Global {
             name: attributes.metadata().name(),
             fields,
             metadata: attributes.metadata(),
+            refs: 1,
         };
         lock(&RECORDER.spans).insert(id, data);
         Id::from_u64(id)
@@ -127,6 +130,24 @@ impl Subscriber for Global {
     }
 
     fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn clone_span(&self, span: &Id) -> Id {
+        if let Some(data) = lock(&RECORDER.spans).get_mut(&span.into_u64()) {
+            data.refs += 1;
+        }
+        span.clone()
+    }
+
+    fn try_close(&self, span: Id) -> bool {
+        let mut spans = lock(&RECORDER.spans);
+        match spans.get_mut(&span.into_u64()) {
+            Some(data) => {
+                data.refs = data.refs.saturating_sub(1);
+                data.refs == 0
+            }
+            None => false,
+        }
+    }
 
     fn event(&self, event: &Event<'_>) {
         let mut fields = HashMap::new();
@@ -174,6 +195,15 @@ fn install() {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether every span named `name` whose field `field` is `value` is
+/// closed (no handle to it is left).
+fn closed(name: &str, field: &str, value: &str) -> bool {
+    lock(&RECORDER.spans)
+        .values()
+        .filter(|s| s.name == name && s.fields.get(field).map(String::as_str) == Some(value))
+        .all(|s| s.refs == 0)
 }
 
 /// Every event recorded so far with `job_id` equal to `id`.
@@ -235,7 +265,9 @@ fn jobs_and_their_events_carry_the_submitting_span() {
     // The events after a job's status turned terminal come a moment later.
     common::join(&pool);
     assert!(common::eventually(|| {
-        events_of(&ok_id).len() == 3 && events_of(&failing_id).len() == 3
+        [&ok_id, &failing_id, &other_id]
+            .iter()
+            .all(|id| events_of(id).len() == 3)
     }));
 
     let inside = events_saying("inside the job");
@@ -273,6 +305,11 @@ fn jobs_and_their_events_carry_the_submitting_span() {
     }
     let failed = &events_of(&failing_id)[2];
     assert_eq!(failed.field("location"), None, "not captured by default");
+
+    // The finished jobs' records are retained, but hold their spans no
+    // longer: the request's span is closed.
+    assert!(pool.info(ok_id.parse().unwrap()).is_some());
+    assert!(common::eventually(|| closed("request", "request_id", "7")));
 
     let events = events_of(&other_id);
     assert_eq!(events.len(), 3);
