@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::BuildError;
+use crate::forensics::{self, CapturePanics, PanicCallback, PanicReport, Settings};
 use crate::pool::Pool;
 
 /// A hook run on a worker thread with the worker's index.
@@ -27,6 +28,10 @@ pub(crate) struct Config {
     pub(crate) abandon_after: Option<Duration>,
     /// `None`: as many as `workers`.
     pub(crate) max_stray_threads: Option<usize>,
+    /// What the workers' capture slots record, and whether job panics reach
+    /// the previous panic hook (`forensics.rs`).
+    pub(crate) forensics: Settings,
+    pub(crate) on_panic: Option<PanicCallback>,
 }
 
 /// The default number of finished job records kept for status queries.
@@ -50,6 +55,9 @@ pub const DEFAULT_RETAIN_FINISHED: usize = 10_000;
 /// | [`restart_backoff`](Self::restart_backoff) | 100 ms, doubling up to 10 s | `0 < initial <= max <=` [`MAX_RESTART_BACKOFF`](Self::MAX_RESTART_BACKOFF) (1 h) |
 /// | [`abandon_after`](Self::abandon_after) | off | any grace |
 /// | [`max_stray_threads`](Self::max_stray_threads) | as many as `workers` | 0 to [`MAX_WORKERS`](Self::MAX_WORKERS) |
+/// | [`capture_panics`](Self::capture_panics) | [`CapturePanics::Off`] | any |
+/// | [`quiet_panics`](Self::quiet_panics) | `false` | any |
+/// | [`on_panic`](Self::on_panic) | none | any callback |
 ///
 /// # Examples
 ///
@@ -176,6 +184,8 @@ impl Builder {
                 on_thread_stop: None,
                 abandon_after: None,
                 max_stray_threads: None,
+                forensics: Settings::default(),
+                on_panic: None,
             },
         }
     }
@@ -403,6 +413,124 @@ impl Builder {
         self
     }
 
+    /// What the pool records about a job's panic beyond its message and
+    /// worker: nothing ([`CapturePanics::Off`], the default), where it
+    /// panicked ([`CapturePanics::Location`]), or that and a backtrace
+    /// ([`CapturePanics::LocationAndBacktrace`]). It shows in
+    /// [`JobInfo::panic`](crate::JobInfo::panic), in the pool's log line for
+    /// the panic, and in [`on_panic`](Self::on_panic)'s report.
+    ///
+    /// Capturing needs a panic hook, which [`build`](Self::build) installs
+    /// the first time a pool asks for one, once per process. That hook
+    /// chains to the hook installed before it (the default one, which
+    /// prints panics, or yours): every panic it is not told to silence
+    /// reaches that hook unchanged. It records only panics of jobs running
+    /// on the workers of a pool whose settings ask for it, with that pool's
+    /// settings: another pool in the same process, with other settings or
+    /// `Off`, behaves as if the hook were not there. Install your own hook
+    /// before building such a pool; a hook set afterwards with
+    /// [`std::panic::set_hook`] replaces the pool's, and capturing stops
+    /// (unless it chains to the hook it got from [`std::panic::take_hook`]).
+    ///
+    /// The location (and backtrace) is that of the last panic raised while
+    /// the job ran whose message is the job's panic message, so a panic the
+    /// job caught itself before panicking again is not mistaken for the
+    /// one that ended it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{CapturePanics, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .capture_panics(CapturePanics::Location)
+    ///     .build()
+    ///     .unwrap();
+    /// let job = pool
+    ///     .submit(|_| -> harbor_pool::JobResult<()> { std::panic::panic_any(17_u32) })
+    ///     .unwrap();
+    /// job.wait(std::time::Duration::from_secs(30));
+    /// let panic = pool.info(job.id()).unwrap().panic.unwrap();
+    /// assert!(panic.location.as_ref().unwrap().file.ends_with(".rs")); // any payload has one
+    /// ```
+    pub fn capture_panics(mut self, capture: CapturePanics) -> Self {
+        self.config.forensics.capture = capture;
+        self
+    }
+
+    /// Keeps this pool's job panics from the panic hook installed before
+    /// the pool's (the default hook prints every panic to stderr, with
+    /// `thread '...' panicked at ...`): the pool's own `log` warning (job
+    /// id, worker, location when captured, message) is then their only
+    /// report. Like [`capture_panics`](Self::capture_panics), this installs
+    /// the pool's panic hook (once per process), which silences only panics
+    /// raised while a job of this pool runs on one of its workers (also a
+    /// panic the job catches itself). Panics anywhere else, including a
+    /// worker's start hook and the [`on_panic`](Self::on_panic) callback,
+    /// still reach the previous hook. Default `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobStatus, Pool};
+    ///
+    /// let pool = Pool::builder().workers(1).quiet_panics(true).build().unwrap();
+    /// let job = pool.submit(|_| -> harbor_pool::JobResult<()> { panic!("not on stderr") }).unwrap();
+    /// assert_eq!(
+    ///     job.wait(std::time::Duration::from_secs(30)),
+    ///     Some(JobStatus::Failed("not on stderr".into()))
+    /// );
+    /// ```
+    pub fn quiet_panics(mut self, quiet: bool) -> Self {
+        self.config.forensics.quiet = quiet;
+        self
+    }
+
+    /// Calls `callback` for every job that panics, tracked or untracked
+    /// ([`Pool::execute`]), with a [`PanicReport`]: the job's id when it
+    /// has one, the worker, the message, and the location and backtrace when
+    /// [`capture_panics`](Self::capture_panics) captured them. For alerting
+    /// and metrics.
+    ///
+    /// It runs on the worker that ran the job, after the job's bookkeeping
+    /// (its status is already terminal and counted, its waiters woken) and
+    /// before the pool logs the panic, with no lock of the pool held. A slow
+    /// callback delays only that worker's next job. A panic in the callback
+    /// is caught and logged; it reaches the process's panic hook like any
+    /// panic outside a job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::Pool;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let panics = Arc::new(AtomicUsize::new(0));
+    /// let seen = Arc::clone(&panics);
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .on_panic(move |report| {
+    ///         assert_eq!(report.panic.message, "boom");
+    ///         seen.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// pool.execute(|| panic!("boom")).unwrap();
+    /// let job = pool.submit(|_| -> harbor_pool::JobResult<()> { panic!("boom") }).unwrap();
+    /// let _ = job.join();
+    /// pool.shutdown(); // joins the worker: its callbacks are over
+    /// assert_eq!(panics.load(Ordering::SeqCst), 2);
+    /// ```
+    pub fn on_panic<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(&PanicReport) + Send + Sync + 'static,
+    {
+        self.config.on_panic = Some(Arc::new(callback));
+        self
+    }
+
     /// Starts a pool without validating the settings: lets the unit tests
     /// check that the machinery itself survives values `build` refuses.
     #[cfg(test)]
@@ -538,6 +666,9 @@ impl Builder {
                 max: Self::MAX_WORKERS,
             });
         }
+        if config.forensics.needs_hook() {
+            forensics::install();
+        }
         Pool::start(config)
     }
 }
@@ -557,6 +688,9 @@ impl fmt::Debug for Builder {
             .field("on_thread_stop", &c.on_thread_stop.is_some())
             .field("abandon_after", &c.abandon_after)
             .field("max_stray_threads", &c.max_stray_threads)
+            .field("capture_panics", &c.forensics.capture)
+            .field("quiet_panics", &c.forensics.quiet)
+            .field("on_panic", &c.on_panic.is_some())
             .finish()
     }
 }

@@ -35,6 +35,8 @@ use uuid::Uuid;
 
 use crate::cancel::CancelToken;
 use crate::error::{JobError, JobResult, ParseJobIdError};
+use crate::events::{Span, SpanSlot};
+use crate::forensics::JobPanic;
 use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
 use crate::sync::{deadline_after, lock};
@@ -362,6 +364,31 @@ pub struct JobInfo {
     pub worker: Option<String>,
     /// The timeout it was submitted with, if any.
     pub timeout: Option<Duration>,
+    /// If it panicked: the message and the worker thread, and where it
+    /// panicked (and a backtrace) as
+    /// [`Builder::capture_panics`](crate::Builder::capture_panics) asks.
+    /// Set before the status turns `Failed`, so a snapshot that shows the
+    /// failure shows this too. `None` for a job that did not panic,
+    /// including one whose worker died under it.
+    ///
+    /// ```
+    /// use harbor_pool::{CapturePanics, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .capture_panics(CapturePanics::LocationAndBacktrace)
+    ///     .build()
+    ///     .unwrap();
+    /// let bad = pool.submit(|_| -> harbor_pool::JobResult<()> { panic!("boom") }).unwrap();
+    /// let good = pool.submit(|_| Ok(())).unwrap();
+    /// good.wait(std::time::Duration::from_secs(30));
+    /// bad.wait(std::time::Duration::from_secs(30));
+    /// assert_eq!(pool.info(good.id()).unwrap().panic, None);
+    /// let panic = pool.info(bad.id()).unwrap().panic.unwrap();
+    /// assert_eq!(panic.message, "boom");
+    /// assert!(panic.location.is_some() && panic.backtrace.is_some());
+    /// ```
+    pub panic: Option<Arc<JobPanic>>,
 }
 
 /// How a worker's run of a tracked job ended.
@@ -374,6 +401,10 @@ pub(crate) struct Outcome {
 /// `RefUnwindSafe` so that a [`CancelToken`] holding a job stays unwind-safe.
 pub(crate) trait Tracked: Send + Sync + RefUnwindSafe {
     fn record(&self) -> &Record;
+
+    /// Takes the span current where the job was submitted (nothing
+    /// without the `tracing` feature), for the worker that runs it.
+    fn take_span(&self) -> Span;
 
     /// Runs the job on the current (worker) thread, after `Record::start`,
     /// handing it `token` (made by [`CancelToken::for_job`] from this job).
@@ -400,6 +431,8 @@ trait Slot<T>: Tracked {
 
 pub(crate) struct JobCell<F, T> {
     record: Record,
+    /// Until a worker takes it to run the job, or the job is discarded.
+    span: SpanSlot,
     job: Mutex<Option<F>>,
     slot: Mutex<SlotState<T>>,
 }
@@ -440,6 +473,10 @@ where
         &self.record
     }
 
+    fn take_span(&self) -> Span {
+        self.span.take()
+    }
+
     fn run(&self, token: &CancelToken) -> Outcome {
         let Some(job) = lock(&self.job).take() else {
             // Unreachable: only a started job runs, and a started job was not
@@ -478,7 +515,8 @@ where
     fn discard(&self) -> bool {
         let job = lock(&self.job).take();
         let had = job.is_some();
-        if let Some(message) = unwind::drop_quietly(job) {
+        // Never to run: its span goes too (closing it runs the subscriber).
+        if let Some(message) = unwind::drop_quietly((job, self.span.take())) {
             // Runs on the supervisor and in the worker's drop guard too.
             log_quietly!(log::warn!(
                 "dropping cancelled job {} panicked: {message}",
@@ -526,7 +564,8 @@ where
     }
 }
 
-/// Builds the shared cell for a new tracked job.
+/// Builds the shared cell for a new tracked job, on the submitting thread
+/// (it captures that thread's current span).
 pub(crate) fn new_cell<F, T>(
     id: JobId,
     options: JobOptions,
@@ -538,6 +577,7 @@ where
 {
     let cell = Arc::new(JobCell {
         record: Record::new(id, options.timeout, options.abandon_after),
+        span: SpanSlot::current(),
         job: Mutex::new(Some(job)),
         slot: Mutex::new(SlotState {
             result: None,
@@ -575,8 +615,9 @@ impl<T> JobHandleParts<T> {
 
 /// A unit of work on the queue.
 pub(crate) enum Message {
-    /// An untracked job from [`Pool::execute`](crate::Pool::execute).
-    Run(Box<dyn FnOnce() + Send + 'static>),
+    /// An untracked job from [`Pool::execute`](crate::Pool::execute), and
+    /// the span current where it was submitted.
+    Run(Box<dyn FnOnce() + Send + 'static>, Span),
     /// A tracked job.
     Track(Arc<dyn Tracked>),
     /// Test seam: a tracked job whose worker thread dies while running it,
@@ -589,7 +630,7 @@ impl Message {
     /// The tracked job inside, if any.
     pub(crate) fn tracked(&self) -> Option<&Arc<dyn Tracked>> {
         match self {
-            Message::Run(_) => None,
+            Message::Run(..) => None,
             Message::Track(job) => Some(job),
             #[cfg(test)]
             Message::Poison(job) => Some(job),

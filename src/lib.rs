@@ -84,6 +84,46 @@
 //! The pool cannot catch anything when the program is built with
 //! `panic = "abort"`: the first panic ends the process, as with any pool.
 //!
+//! # Panic forensics
+//!
+//! A tracked job that panicked keeps a [`JobPanic`] in [`JobInfo::panic`]:
+//! the message and the worker thread, and, if
+//! [`capture_panics`](Builder::capture_panics) asks, the file, line and
+//! column where it panicked ([`CapturePanics::Location`]) and a backtrace
+//! ([`CapturePanics::LocationAndBacktrace`]).
+//! [`on_panic`](Builder::on_panic) is called with a [`PanicReport`] for
+//! every job that panics, tracked or not, for alerting and metrics.
+//! [`quiet_panics`](Builder::quiet_panics) keeps job panics away from the
+//! panic hook installed before the pool's (which by default prints them),
+//! so the pool's `log` warning is their one report.
+//!
+//! ```
+//! use harbor_pool::{CapturePanics, Pool};
+//! use std::sync::{Arc, Mutex};
+//!
+//! let alerts = Arc::new(Mutex::new(Vec::new()));
+//! let sink = Arc::clone(&alerts);
+//! let pool = Pool::builder()
+//!     .workers(1)
+//!     .capture_panics(CapturePanics::Location)
+//!     .quiet_panics(true)
+//!     .on_panic(move |report| sink.lock().unwrap().push(report.panic.message.clone()))
+//!     .build()?;
+//! let job = pool.submit(|_| -> harbor_pool::JobResult<()> { panic!("bad input") })?;
+//! let _ = job.wait(std::time::Duration::from_secs(30));
+//! let panic = pool.info(job.id()).unwrap().panic.unwrap();
+//! assert_eq!(panic.location.as_ref().unwrap().line, line!() - 3);
+//! pool.shutdown(); // joins the worker: the callback has run
+//! assert_eq!(*alerts.lock().unwrap(), ["bad input"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Capturing and silencing need a panic hook. The first pool that asks
+//! installs one, once per process; it chains to the hook that was there
+//! before and acts only on jobs of pools that asked, each with its own
+//! settings. Other panics, and every panic in a process whose pools all
+//! leave these settings off, reach the previous hook unchanged.
+//!
 //! # Cancellation
 //!
 //! A tracked job receives a `&CancelToken`. [`Pool::cancel`] (or
@@ -198,8 +238,18 @@
 //! | debug, trace | worker and job lifecycle, cancellations, deadlines |
 //!
 //! Panics also reach the process's panic hook, which by default prints them
-//! to stderr; install your own hook with [`std::panic::set_hook`] to change
-//! that.
+//! to stderr; [`quiet_panics`](Builder::quiet_panics) keeps a pool's job
+//! panics from it (see "Panic forensics"), or install your own hook with
+//! [`std::panic::set_hook`].
+//!
+//! With the `tracing` cargo feature (off by default), the pool's job and
+//! worker lifecycle events (submitted, started, ended, panicked, worker
+//! died, respawned) are `tracing` events with `job_id` and `worker` fields,
+//! and a job runs, and its events are emitted, inside the span that was
+//! current where it was submitted. Worker threads emit to the global
+//! default subscriber. With no subscriber set, the events still reach `log`
+//! (through `tracing`'s `log` feature). Without the feature the crate does
+//! not depend on `tracing` at all.
 //!
 //! The design (state machine, shutdown protocol, lock order) is described in
 //! `docs/design.md` in the repository.
@@ -221,6 +271,8 @@ mod builder;
 mod cancel;
 pub mod compat;
 mod error;
+mod events;
+mod forensics;
 mod idle;
 mod job;
 mod pool;
@@ -238,6 +290,7 @@ mod worker;
 pub use crate::builder::{Builder, DEFAULT_RETAIN_FINISHED};
 pub use crate::cancel::{CancelRegistration, CancelToken, Cancelled, WaitForCancel};
 pub use crate::error::{BoxError, BuildError, JobError, JobResult, ParseJobIdError, SubmitError};
+pub use crate::forensics::{CapturePanics, JobPanic, PanicLocation, PanicReport};
 pub use crate::job::{CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus};
 pub use crate::pool::Pool;
 pub use crate::report::ShutdownReport;
@@ -275,6 +328,10 @@ mod tests {
         assert_send_sync::<SubmitError>();
         assert_send_sync::<BuildError>();
         assert_send_sync::<PoolStats>();
+        assert_send_sync::<CapturePanics>();
+        assert_send_sync::<JobPanic>();
+        assert_send_sync::<PanicLocation>();
+        assert_send_sync::<PanicReport>();
     }
 
     fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::builder::{Builder, Config};
 use crate::cancel::CancelToken;
 use crate::error::{BuildError, JobResult, SubmitError};
+use crate::events::{self, Span};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
 use crate::report::ShutdownReport;
 use crate::shared::{Mode, Shared};
@@ -284,7 +285,7 @@ impl Pool {
         // The handle exists before the (user) logger runs: dropping it, if
         // the logger panics, detaches the job as usual.
         let handle = parts.into_handle(Arc::downgrade(&self.shared), self.shared.id);
-        log::trace!("job {id} submitted");
+        events::submitted(id);
         Ok(handle)
     }
 
@@ -322,7 +323,8 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared.accept(Message::Run(Box::new(job)), true)
+        self.shared
+            .accept(Message::Run(Box::new(job), Span::current()), true)
     }
 
     /// Like [`execute`](Self::execute), but never blocks.
@@ -344,7 +346,8 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared.accept(Message::Run(Box::new(job)), false)
+        self.shared
+            .accept(Message::Run(Box::new(job), Span::current()), false)
     }
 
     /// The status of the tracked job `id`, or `None` if the pool does not

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cancel::TokenState;
+use crate::forensics::JobPanic;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
 use crate::sync::{lock, wait_until};
 
@@ -73,6 +74,8 @@ struct State {
     finished_at: Option<SystemTime>,
     /// Index of the worker that started it (names live in the pool).
     worker: Option<usize>,
+    /// What its worker knows of its panic; set before it turns terminal.
+    panic: Option<Arc<JobPanic>>,
     /// Threads blocked in [`Record::wait`]; `finish` skips the notify
     /// (a syscall) when there are none.
     waiters: usize,
@@ -113,6 +116,7 @@ impl Record {
                 started_at: None,
                 finished_at: None,
                 worker: None,
+                panic: None,
                 waiters: 0,
                 returned: false,
             }),
@@ -145,6 +149,13 @@ impl Record {
         state.status = status;
         state.finished_at = Some(SystemTime::now());
         Some(Notify(state.waiters > 0))
+    }
+
+    /// Keeps what is known of the job's panic, for [`info`](Self::info).
+    /// Called by the job's worker before [`finish`](Self::finish), so a
+    /// snapshot showing the failure shows the panic too.
+    pub(crate) fn set_panic(&self, panic: Arc<JobPanic>) {
+        lock(&self.state).panic = Some(panic);
     }
 
     /// `Pending -> Cancelled`; reports what it found otherwise (invariant 2).
@@ -216,6 +227,7 @@ impl Record {
                 .and_then(|i| names.get(i))
                 .map(|n| n.to_string()),
             timeout: self.timeout,
+            panic: state.panic.clone(),
         }
     }
 

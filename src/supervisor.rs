@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::BuildError;
+use crate::events;
 use crate::job::Tracked;
 use crate::shared::{Mode, Shared};
 use crate::stats::Ending;
@@ -400,7 +401,7 @@ impl Supervisor {
             if let Err(payload) = handle.join() {
                 let message = unwind::message(&*payload);
                 unwind::dispose(payload);
-                log_quietly!(log::error!("worker {name} died: {message}"));
+                log_quietly!(events::worker_died(&name, &message));
             }
         }
         if !self.stopping {
@@ -474,7 +475,7 @@ impl Supervisor {
                     .counters
                     .restarts
                     .fetch_add(1, Ordering::Relaxed);
-                log_quietly!(log::info!("respawned worker {name}"));
+                log_quietly!(events::restarted(&name));
             }
             Err(error) => {
                 let delay = self.next_backoff();

@@ -13,8 +13,9 @@
 //!    or stop hook, a panicking logger, a bug), [`Worker`]'s `Drop` runs on
 //!    it: the job it was running (if any) ends `Failed` with a message naming
 //!    the worker, and the supervisor receives [`Event::Exited`]. Logging
-//!    after a job ran comes after its bookkeeping, so a panicking logger
-//!    there cannot change how the job ended.
+//!    (and the `on_panic` callback) after a job ran comes after its
+//!    bookkeeping, so a panicking logger there cannot change how the job
+//!    ended.
 //! 3. Each worker writes only its own [`Tally`], so no
 //!    two threads contend on a counter line while running jobs. (A job run
 //!    inline, invariant 7, is counted in the tally of the worker whose
@@ -51,6 +52,8 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TryRecvError, select};
 
 use crate::cancel::CancelToken;
+use crate::events::{self, Span};
+use crate::forensics::{self, Armed, JobPanic};
 use crate::job::{JobStatus, Message, Tracked};
 use crate::shared::Shared;
 use crate::stats::{Ending, Tally};
@@ -235,7 +238,7 @@ impl Worker {
 
     fn process(&mut self, message: Message) {
         match message {
-            Message::Run(job) => self.run_untracked(job),
+            Message::Run(job, span) => self.run_untracked(job, &span),
             Message::Track(job) => self.run_tracked(job),
             #[cfg(test)]
             Message::Poison(job) => {
@@ -247,7 +250,7 @@ impl Worker {
         }
     }
 
-    fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>) {
+    fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>, span: &Span) {
         // Off the queue: its slot is free (shared invariant 5).
         self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
@@ -260,7 +263,11 @@ impl Worker {
         }
         self.tally().busy.store(true, Ordering::Relaxed);
         self.current = Current::Untracked;
+        let _span = span.enter();
+        // The capture slot is armed for the job alone (forensics invariant 2).
+        let armed = forensics::arm(self.shared.config.forensics);
         let result = unwind::catch(job);
+        let caught = armed.and_then(Armed::disarm);
         self.tally().busy.store(false, Ordering::Relaxed);
         let ending = match result {
             Ok(()) => Ending::Completed,
@@ -269,10 +276,12 @@ impl Worker {
         self.tally().count(ending);
         self.current = Current::Idle;
         self.shared.check_idle();
-        // Logged after the bookkeeping, so a panicking logger (it would end
-        // this thread) cannot leave the job uncounted.
+        // Reported after the bookkeeping, so a panicking logger (it would
+        // end this thread) cannot leave the job uncounted.
         if let Err(message) = result {
-            log::warn!("untracked job panicked on {}: {message}", self.name());
+            let panic = Arc::new(JobPanic::new(message, self.name(), caught));
+            forensics::notify(self.shared.config.on_panic.as_ref(), None, &panic);
+            events::panicked(None, &panic);
         }
     }
 
@@ -283,6 +292,8 @@ impl Worker {
         // Before anything that could end the thread (even a log call: a
         // logger may panic), so the drop guard finishes the job (invariant 2).
         self.current = Current::Tracked(Arc::clone(&job));
+        let span = job.take_span();
+        let _span = span.enter();
         self.tally().busy.store(true, Ordering::Relaxed);
         let ended = run_claimed(&self.shared, &job, self.index);
         // A stray must not clear its replacement's flag.
@@ -290,7 +301,7 @@ impl Worker {
             self.tally().busy.store(false, Ordering::Relaxed);
         }
         self.current = Current::Idle;
-        ended.log(&job, self.name());
+        ended.report(&self.shared, &job);
     }
 }
 
@@ -328,22 +339,25 @@ fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
     false
 }
 
-/// How a tracked job ended, kept to log it after the bookkeeping.
+/// How a tracked job ended, kept to report it after the bookkeeping.
 struct Ended {
     status: JobStatus,
-    panicked: bool,
+    worker: usize,
+    /// `Some` if it panicked.
+    panic: Option<Arc<JobPanic>>,
 }
 
 impl Ended {
-    /// Logged once the job is terminal (the logger is user code too, even
-    /// `log_enabled!`), like `run_untracked`.
-    fn log(self, job: &Arc<dyn Tracked>, worker: &str) {
+    /// Reported once the job is terminal (the `on_panic` callback and the
+    /// logger are user code, even `log_enabled!`), like `run_untracked`.
+    fn report(self, shared: &Shared, job: &Arc<dyn Tracked>) {
         let id = job.record().id;
-        match self.status {
-            JobStatus::Failed(message) if self.panicked => {
-                log::warn!("job {id} panicked on {worker}: {message}");
+        match self.panic {
+            Some(panic) => {
+                forensics::notify(shared.config.on_panic.as_ref(), Some(id), &panic);
+                events::panicked(Some(id), &panic);
             }
-            status => log::debug!("job {id} ended {status} on {worker}"),
+            None => events::ended(id, &self.status, &shared.names[self.worker]),
         }
     }
 }
@@ -353,13 +367,26 @@ impl Ended {
 /// only log call is contained.
 fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
     let name = &shared.names[index];
-    log_quietly!(log::debug!("job {} started on {name}", job.record().id));
+    log_quietly!(events::started(job.record().id, name));
+    // The capture slot is armed for the job alone (forensics invariant 2).
+    let armed = forensics::arm(shared.config.forensics);
     // The token's state lives in the job's record: no allocation.
     let outcome = job.run(&CancelToken::for_job(Arc::clone(job)));
-    // Kept for the log; no allocation unless the job failed.
+    let caught = armed.and_then(Armed::disarm);
+    let panic = match &outcome.status {
+        JobStatus::Failed(message) if outcome.panicked => {
+            let panic = Arc::new(JobPanic::new(message.clone(), name, caught));
+            // Before the record turns terminal (registry `set_panic`).
+            job.record().set_panic(Arc::clone(&panic));
+            Some(panic)
+        }
+        _ => None,
+    };
+    // Kept for the report; no allocation unless the job failed.
     let ended = Ended {
         status: outcome.status.clone(),
-        panicked: outcome.panicked,
+        worker: index,
+        panic,
     };
     shared.finish(
         &**job,
@@ -392,10 +419,12 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
     if job.record().status() != JobStatus::Pending || !claim(shared, job, index) {
         return;
     }
+    let span = job.take_span();
+    let _span = span.enter();
     let ended = run_claimed(shared, job, index);
     // Contained: a panicking logger here would unwind into the job that
     // joined this one and change its outcome.
-    log_quietly!(ended.log(job, &shared.names[index]));
+    log_quietly!(ended.report(shared, job));
 }
 
 impl Drop for Worker {
@@ -436,15 +465,15 @@ impl Drop for Worker {
                     false,
                     self.tally(),
                 );
-                Some(message)
+                Some((Some(job.record().id), message))
             }
             Current::Tracked(_) | Current::Idle => None,
             Current::Untracked => {
                 self.tally().count(Ending::Failed);
                 self.shared.check_idle();
-                Some(format!(
-                    "worker {} died while running an untracked job",
-                    self.name()
+                Some((
+                    None,
+                    format!("worker {} died while running an untracked job", self.name()),
                 ))
             }
         };
@@ -460,9 +489,9 @@ impl Drop for Worker {
             generation: self.generation,
             died,
         });
-        if let Some(message) = lost {
+        if let Some((id, message)) = lost {
             // Contained: this may run during unwinding.
-            log_quietly!(log::error!("{message}"));
+            log_quietly!(events::job_lost(self.name(), id, &message));
         }
     }
 }
