@@ -529,21 +529,13 @@ impl Supervisor {
             .into_iter()
             .filter(|other| other.record().worker_index() == Some(index))
             .collect();
-        let mut abandoned = 0;
-        for other in &on_thread {
-            if self.shared.abandon(other) {
-                abandoned += 1;
-            }
-        }
-        if abandoned == 0 {
+        if on_thread.is_empty() {
             return;
         }
-        log_quietly!(log::error!(
-            "job {} did not return within its grace after being cancelled; \
-             abandoned it ({abandoned} job(s) on {})",
-            job.record().id,
-            self.shared.names[index]
-        ));
+        // Detach first, then mark: whoever sees a job `Abandoned` also sees
+        // its replacement started and the stray counted. (If the job returns
+        // in between, it keeps its real outcome and its detached thread just
+        // exits.)
         let cap = self
             .shared
             .config
@@ -556,10 +548,22 @@ impl Supervisor {
                 self.strays.len(),
                 self.shared.names[index]
             ));
-            self.held.push_back((index, on_thread));
-            return;
+            self.held.push_back((index, on_thread.clone()));
+        } else {
+            self.detach(index, &on_thread);
         }
-        self.detach(index, &on_thread);
+        let abandoned = on_thread
+            .iter()
+            .filter(|other| self.shared.abandon(other))
+            .count();
+        if abandoned > 0 {
+            log_quietly!(log::error!(
+                "job {} did not return within its grace after being cancelled; \
+                 abandoned it ({abandoned} job(s) on {})",
+                job.record().id,
+                self.shared.names[index]
+            ));
+        }
     }
 
     /// Detaches position `index`'s thread if it is still inside one of

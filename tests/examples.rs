@@ -109,6 +109,26 @@ fn shutdown() {
     );
 }
 
+#[test]
+fn misbehaving() {
+    let out = run_example("misbehaving");
+    assert_lines(
+        &out,
+        &[
+            "after its 100 ms deadline and 200 ms grace: Some(Abandoned)",
+            "the pool still serves jobs (42); 2 workers alive, 1 stray thread",
+            "at examples/misbehaving.rs:",
+            ": index out of range",
+            "cancel by id: requested",
+            "the job ended Some(Cancelled)",
+            "ended abandoned",
+            "ended cancelled",
+            "untracked jobs dropped: 1, stray threads left: 1, every other thread joined: true",
+        ],
+    );
+    assert!(!out.contains("never printed"), "{out}");
+}
+
 /// Asserts that `out` contains every one of `lines`.
 fn assert_lines(out: &str, lines: &[&str]) {
     for line in lines {
