@@ -62,6 +62,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("  after its 100 ms deadline and 200 ms grace: {status:?}");
     assert_eq!(status, Some(JobStatus::Abandoned));
     let served = pool.submit(|_| Ok(21 * 2))?.join()?;
+    // The replacement is started before the job is marked abandoned; await
+    // its start hook (bounded), which no event announces.
+    let until = Instant::now() + TIMEOUT;
+    while pool.stats().alive < 2 {
+        assert!(Instant::now() < until, "the replacement did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let stats = pool.stats();
     println!(
         "  the pool still serves jobs ({served}); {} workers alive, {} stray thread",
