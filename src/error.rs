@@ -107,7 +107,8 @@ pub enum SubmitError {
 }
 
 /// Why a tracked job produced no value, as reported by
-/// [`JobHandle::join`](crate::JobHandle::join).
+/// [`JobHandle::join`](crate::JobHandle::join) (and by awaiting the
+/// handle).
 ///
 /// # Examples
 ///
@@ -137,6 +138,10 @@ pub enum JobError {
     /// handling), so the job's outcome is unknown.
     #[error("{0}")]
     WorkerDied(String),
+    /// The handle already handed its result out: it was polled to
+    /// completion as a future, then polled again or joined.
+    #[error("job result already taken")]
+    ResultTaken,
 }
 
 /// A string that is not a job id (a hyphenated UUID).

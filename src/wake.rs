@@ -1,0 +1,230 @@
+//! [`Wakers`]: the futures waiting for one job, keyed so that each can
+//! replace or withdraw its own waker.
+//!
+//! A record keeps its `Wakers` under its state lock (`registry.rs`), next to
+//! the count of threads blocked on its condvar. This module only stores
+//! wakers; it never clones, wakes or drops one on behalf of the record while
+//! a lock is held: callers move wakers in and out here, under the lock, and
+//! clone, wake or drop them after unlocking (a waker is user code).
+//!
+//! Invariants:
+//!
+//! 1. A key names one occupied entry from [`insert`](Wakers::insert) until
+//!    [`remove`](Wakers::remove) with that key, or until the whole set is
+//!    taken (`std::mem::take`). Only the future that got the key uses it, so
+//!    no future can withdraw or replace another's waker.
+//! 2. A vacant entry is on the free list and reused by the next `insert`, so
+//!    the set holds at most as many entries as futures were registered at
+//!    once; when the last one leaves, the entries are cleared. Futures that
+//!    come and go against a long-running job never accumulate.
+//! 3. An empty set owns no allocation: a job nobody awaits costs nothing
+//!    here beyond the set's own few words.
+
+use std::fmt;
+use std::task::Waker;
+
+/// The end of the free list.
+const NONE: usize = usize::MAX;
+
+/// The wakers of the futures awaiting one job: a small slab.
+pub(crate) struct Wakers {
+    entries: Vec<Entry>,
+    /// Index of the first vacant entry, or [`NONE`] (invariant 2).
+    free: usize,
+    /// Occupied entries.
+    len: usize,
+}
+
+enum Entry {
+    Occupied(Waker),
+    /// Vacant; the index of the next vacant entry, or [`NONE`].
+    Vacant(usize),
+}
+
+impl Wakers {
+    /// Stores `waker`; returns its key (invariant 1).
+    pub(crate) fn insert(&mut self, waker: Waker) -> usize {
+        self.len += 1;
+        match self.entries.get_mut(self.free) {
+            Some(entry) => {
+                let key = self.free;
+                let Entry::Vacant(next) = std::mem::replace(entry, Entry::Occupied(waker)) else {
+                    unreachable!("the free list holds vacant entries only")
+                };
+                self.free = next;
+                key
+            }
+            None => {
+                self.entries.push(Entry::Occupied(waker));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    /// The waker stored under `key`, if any.
+    pub(crate) fn get(&self, key: usize) -> Option<&Waker> {
+        match self.entries.get(key) {
+            Some(Entry::Occupied(waker)) => Some(waker),
+            _ => None,
+        }
+    }
+
+    /// Replaces the waker under `key` with `waker` and returns the old one;
+    /// gives `waker` back if `key` holds none.
+    pub(crate) fn replace(&mut self, key: usize, waker: Waker) -> Result<Waker, Waker> {
+        match self.entries.get_mut(key) {
+            Some(Entry::Occupied(old)) => Ok(std::mem::replace(old, waker)),
+            _ => Err(waker),
+        }
+    }
+
+    /// Takes the waker under `key` out, leaving the entry vacant (or
+    /// clearing the set if it was the last, invariant 2). `None` for a key
+    /// that holds none, such as one whose set was taken since.
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Waker> {
+        let entry = self.entries.get_mut(key)?;
+        if matches!(entry, Entry::Vacant(_)) {
+            return None;
+        }
+        let Entry::Occupied(waker) = std::mem::replace(entry, Entry::Vacant(self.free)) else {
+            unreachable!("checked above")
+        };
+        self.free = key;
+        self.len -= 1;
+        if self.len == 0 {
+            // Keeps the capacity: a job awaited again and again reuses it.
+            self.entries.clear();
+            self.free = NONE;
+        }
+        Some(waker)
+    }
+
+    /// How many wakers are stored.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` when no waker is stored.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every stored waker, consuming the set.
+    pub(crate) fn into_wakers(self) -> impl Iterator<Item = Waker> {
+        self.entries.into_iter().filter_map(|entry| match entry {
+            Entry::Occupied(waker) => Some(waker),
+            Entry::Vacant(_) => None,
+        })
+    }
+}
+
+impl Default for Wakers {
+    /// An empty set; allocates nothing (invariant 3).
+    fn default() -> Self {
+        Wakers {
+            entries: Vec::new(),
+            free: NONE,
+            len: 0,
+        }
+    }
+}
+
+impl fmt::Debug for Wakers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wakers").field("len", &self.len).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// A waker that counts its wakes.
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Counter>, Waker) {
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        (Arc::clone(&counter), Waker::from(counter))
+    }
+
+    #[test]
+    fn empty_set_owns_nothing() {
+        let wakers = Wakers::default();
+        assert!(wakers.is_empty());
+        assert_eq!(wakers.entries.capacity(), 0);
+        assert_eq!(wakers.into_wakers().count(), 0);
+    }
+
+    #[test]
+    fn keys_are_reused_and_the_last_removal_clears() {
+        let mut wakers = Wakers::default();
+        let (_, waker) = counter();
+        let a = wakers.insert(waker.clone());
+        let b = wakers.insert(waker.clone());
+        let c = wakers.insert(waker.clone());
+        assert_eq!((a, b, c), (0, 1, 2));
+        assert!(wakers.remove(b).is_some());
+        assert!(wakers.remove(b).is_none(), "a key is removed once");
+        assert!(wakers.get(b).is_none());
+        assert_eq!(wakers.insert(waker.clone()), b, "a vacant entry is reused");
+        for key in [a, b, c] {
+            assert!(wakers.remove(key).is_some());
+        }
+        assert!(wakers.is_empty());
+        assert!(wakers.entries.is_empty(), "the last removal clears");
+        assert_eq!(wakers.insert(waker), 0);
+    }
+
+    #[test]
+    fn churn_never_grows_the_set() {
+        let mut wakers = Wakers::default();
+        let (_, waker) = counter();
+        let kept = wakers.insert(waker.clone());
+        for _ in 0..10_000 {
+            let key = wakers.insert(waker.clone());
+            assert!(wakers.remove(key).is_some());
+        }
+        assert_eq!(wakers.entries.len(), 2);
+        assert_eq!(wakers.len(), 1);
+        assert!(wakers.get(kept).is_some());
+    }
+
+    #[test]
+    fn replace_swaps_only_an_occupied_entry() {
+        let mut wakers = Wakers::default();
+        let (first, old) = counter();
+        let (second, new) = counter();
+        let key = wakers.insert(old);
+        let previous = wakers.replace(key, new.clone()).ok().unwrap();
+        previous.wake();
+        assert_eq!(first.0.load(Ordering::SeqCst), 1);
+        assert!(wakers.replace(key + 1, new).is_err());
+        for waker in wakers.into_wakers() {
+            waker.wake();
+        }
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn into_wakers_skips_vacant_entries() {
+        let mut wakers = Wakers::default();
+        let (count, waker) = counter();
+        let keys: Vec<usize> = (0..5).map(|_| wakers.insert(waker.clone())).collect();
+        wakers.remove(keys[1]);
+        wakers.remove(keys[3]);
+        for waker in wakers.into_wakers() {
+            waker.wake();
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 3);
+    }
+}
