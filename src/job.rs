@@ -852,7 +852,7 @@ impl<T> Future for JobHandle<T> {
 impl<T> Drop for JobHandle<T> {
     fn drop(&mut self) {
         // Invariant 6: no waker is left behind.
-        if let Some(key) = self.waker.take() {
+        if let Some(key) = self.waker {
             self.cell.record().unregister(key);
         }
         // Invariant 3: nobody can take a result any more.

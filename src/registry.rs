@@ -304,20 +304,28 @@ impl Notify {
     /// A waker is user code: each wake runs under `catch_unwind`, so a
     /// panicking one cannot stop the others or the caller's bookkeeping
     /// (this runs on workers, the supervisor and in a worker's drop guard).
+    #[inline]
     pub(crate) fn send(self, record: &Record) {
         if self.waiters {
             record.done.notify_all();
         }
-        if self.wakers.is_empty() {
-            return;
+        if !self.wakers.is_empty() {
+            wake_all(self.wakers, record);
         }
-        for waker in self.wakers.into_wakers() {
-            if let Err(message) = crate::unwind::catch(|| waker.wake()) {
-                log_quietly!(log::warn!(
-                    "a waker of job {} panicked: {message}",
-                    record.id
-                ));
-            }
+    }
+}
+
+/// Wakes every waker in `wakers`, each under `catch_unwind`
+/// ([`Notify::send`]). Out of line: most jobs are awaited by nobody.
+#[cold]
+#[inline(never)]
+fn wake_all(wakers: Wakers, record: &Record) {
+    for waker in wakers.into_wakers() {
+        if let Err(message) = crate::unwind::catch(|| waker.wake()) {
+            log_quietly!(log::warn!(
+                "a waker of job {} panicked: {message}",
+                record.id
+            ));
         }
     }
 }

@@ -17,8 +17,9 @@
 //!    the set holds at most as many entries as futures were registered at
 //!    once; when the last one leaves, the entries are cleared. Futures that
 //!    come and go against a long-running job never accumulate.
-//! 3. An empty set owns no allocation: a job nobody awaits costs nothing
-//!    here beyond the set's own few words.
+//! 3. A set nobody registered in owns no allocation and is one word (a
+//!    null pointer): a job nobody awaits costs a word in its record and
+//!    the move of that word when it ends.
 
 use std::fmt;
 use std::task::Waker;
@@ -26,8 +27,13 @@ use std::task::Waker;
 /// The end of the free list.
 const NONE: usize = usize::MAX;
 
-/// The wakers of the futures awaiting one job: a small slab.
-pub(crate) struct Wakers {
+/// The wakers of the futures awaiting one job: a small slab, allocated on
+/// the first registration (invariant 3), so that the set is one word in
+/// every record and taking it at the terminal transition moves one word.
+#[derive(Default)]
+pub(crate) struct Wakers(Option<Box<Slab>>);
+
+struct Slab {
     entries: Vec<Entry>,
     /// Index of the first vacant entry, or [`NONE`] (invariant 2).
     free: usize,
@@ -44,26 +50,37 @@ enum Entry {
 impl Wakers {
     /// Stores `waker`; returns its key (invariant 1).
     pub(crate) fn insert(&mut self, waker: Waker) -> usize {
-        self.len += 1;
-        match self.entries.get_mut(self.free) {
+        let slab = self.0.get_or_insert_with(|| {
+            Box::new(Slab {
+                entries: Vec::new(),
+                free: NONE,
+                len: 0,
+            })
+        });
+        slab.len += 1;
+        match slab.entries.get_mut(slab.free) {
             Some(entry) => {
-                let key = self.free;
+                let key = slab.free;
                 let Entry::Vacant(next) = std::mem::replace(entry, Entry::Occupied(waker)) else {
                     unreachable!("the free list holds vacant entries only")
                 };
-                self.free = next;
+                slab.free = next;
                 key
             }
             None => {
-                self.entries.push(Entry::Occupied(waker));
-                self.entries.len() - 1
+                slab.entries.push(Entry::Occupied(waker));
+                slab.entries.len() - 1
             }
         }
     }
 
+    fn entry(&mut self, key: usize) -> Option<&mut Entry> {
+        self.0.as_mut()?.entries.get_mut(key)
+    }
+
     /// The waker stored under `key`, if any.
     pub(crate) fn get(&self, key: usize) -> Option<&Waker> {
-        match self.entries.get(key) {
+        match self.0.as_ref()?.entries.get(key) {
             Some(Entry::Occupied(waker)) => Some(waker),
             _ => None,
         }
@@ -72,7 +89,7 @@ impl Wakers {
     /// Replaces the waker under `key` with `waker` and returns the old one;
     /// gives `waker` back if `key` holds none.
     pub(crate) fn replace(&mut self, key: usize, waker: Waker) -> Result<Waker, Waker> {
-        match self.entries.get_mut(key) {
+        match self.entry(key) {
             Some(Entry::Occupied(old)) => Ok(std::mem::replace(old, waker)),
             _ => Err(waker),
         }
@@ -82,19 +99,21 @@ impl Wakers {
     /// clearing the set if it was the last, invariant 2). `None` for a key
     /// that holds none, such as one whose set was taken since.
     pub(crate) fn remove(&mut self, key: usize) -> Option<Waker> {
-        let entry = self.entries.get_mut(key)?;
+        let slab = self.0.as_mut()?;
+        let entry = slab.entries.get_mut(key)?;
         if matches!(entry, Entry::Vacant(_)) {
             return None;
         }
-        let Entry::Occupied(waker) = std::mem::replace(entry, Entry::Vacant(self.free)) else {
+        let Entry::Occupied(waker) = std::mem::replace(entry, Entry::Vacant(slab.free)) else {
             unreachable!("checked above")
         };
-        self.free = key;
-        self.len -= 1;
-        if self.len == 0 {
-            // Keeps the capacity: a job awaited again and again reuses it.
-            self.entries.clear();
-            self.free = NONE;
+        slab.free = key;
+        slab.len -= 1;
+        if slab.len == 0 {
+            // Keeps the allocations: a job awaited again and again reuses
+            // them. The terminal transition takes them away.
+            slab.entries.clear();
+            slab.free = NONE;
         }
         Some(waker)
     }
@@ -102,37 +121,31 @@ impl Wakers {
     /// How many wakers are stored.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.0.as_ref().map_or(0, |slab| slab.len)
     }
 
     /// `true` when no waker is stored.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.as_ref().is_none_or(|slab| slab.len == 0)
     }
 
     /// Every stored waker, consuming the set.
     pub(crate) fn into_wakers(self) -> impl Iterator<Item = Waker> {
-        self.entries.into_iter().filter_map(|entry| match entry {
-            Entry::Occupied(waker) => Some(waker),
-            Entry::Vacant(_) => None,
-        })
-    }
-}
-
-impl Default for Wakers {
-    /// An empty set; allocates nothing (invariant 3).
-    fn default() -> Self {
-        Wakers {
-            entries: Vec::new(),
-            free: NONE,
-            len: 0,
-        }
+        self.0
+            .into_iter()
+            .flat_map(|slab| slab.entries)
+            .filter_map(|entry| match entry {
+                Entry::Occupied(waker) => Some(waker),
+                Entry::Vacant(_) => None,
+            })
     }
 }
 
 impl fmt::Debug for Wakers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Wakers").field("len", &self.len).finish()
+        let len = self.0.as_ref().map_or(0, |slab| slab.len);
+        f.debug_struct("Wakers").field("len", &len).finish()
     }
 }
 
@@ -161,7 +174,8 @@ mod tests {
     fn empty_set_owns_nothing() {
         let wakers = Wakers::default();
         assert!(wakers.is_empty());
-        assert_eq!(wakers.entries.capacity(), 0);
+        assert!(wakers.0.is_none());
+        assert_eq!(size_of::<Wakers>(), size_of::<usize>());
         assert_eq!(wakers.into_wakers().count(), 0);
     }
 
@@ -181,7 +195,10 @@ mod tests {
             assert!(wakers.remove(key).is_some());
         }
         assert!(wakers.is_empty());
-        assert!(wakers.entries.is_empty(), "the last removal clears");
+        assert!(
+            wakers.0.as_ref().unwrap().entries.is_empty(),
+            "the last removal clears"
+        );
         assert_eq!(wakers.insert(waker), 0);
     }
 
@@ -194,7 +211,7 @@ mod tests {
             let key = wakers.insert(waker.clone());
             assert!(wakers.remove(key).is_some());
         }
-        assert_eq!(wakers.entries.len(), 2);
+        assert_eq!(wakers.0.as_ref().unwrap().entries.len(), 2);
         assert_eq!(wakers.len(), 1);
         assert!(wakers.get(kept).is_some());
     }
