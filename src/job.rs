@@ -50,6 +50,7 @@ use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
 use crate::sync::{deadline_after, lock};
 use crate::unwind;
+use crate::wake::Key;
 use crate::worker;
 
 /// The id of a tracked job: a random (v4) UUID.
@@ -535,8 +536,7 @@ impl<T> JobHandleParts<T> {
             cell: self.cell,
             shared,
             pool,
-            waker: None,
-            taken: false,
+            awaiting: Awaiting::Idle,
         }
     }
 }
@@ -632,11 +632,20 @@ pub struct JobHandle<T> {
     /// The pool's id (`Shared::id`), to tell its workers without upgrading
     /// `shared`.
     pool: usize,
-    /// This handle's waker registration in the record, once polled
-    /// `Pending` (invariant 6).
-    waker: Option<usize>,
-    /// The result was handed out by a `Ready` poll (invariant 7).
-    taken: bool,
+    /// Where the handle is as a future (invariants 6 and 7).
+    awaiting: Awaiting,
+}
+
+/// A [`JobHandle`]'s state as a future.
+#[derive(Clone, Copy)]
+enum Awaiting {
+    /// No waker registered.
+    Idle,
+    /// Polled `Pending`: its waker is registered in the record under this
+    /// key (invariant 6).
+    Registered(Key),
+    /// A `Ready` poll handed the result out (invariant 7).
+    Taken,
 }
 
 // As for `Pool`, whose shared state (with the user's hooks) a handle
@@ -783,7 +792,7 @@ impl<T> JobHandle<T> {
     /// assert!(matches!(&err, JobError::Failed(e) if e.to_string() == "bad input"));
     /// ```
     pub fn join(self) -> Result<T, JobError> {
-        if self.taken {
+        if let Awaiting::Taken = self.awaiting {
             // Invariant 7: a `Ready` poll already handed it out.
             return Err(JobError::ResultTaken);
         }
@@ -833,15 +842,19 @@ impl<T> Future for JobHandle<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // `JobHandle` is `Unpin`: no field is pinned.
         let this = self.get_mut();
-        if this.taken {
+        let mut key = match this.awaiting {
             // Invariant 7: polled after `Ready`.
-            return Poll::Ready(Err(JobError::ResultTaken));
-        }
+            Awaiting::Taken => return Poll::Ready(Err(JobError::ResultTaken)),
+            Awaiting::Registered(key) => Some(key),
+            Awaiting::Idle => None,
+        };
         // Invariant 5: a pending job awaited on its own pool runs here.
         this.run_here_if_own_worker();
-        match this.cell.record().poll_terminal(cx, &mut this.waker) {
+        let polled = this.cell.record().poll_terminal(cx, &mut key);
+        this.awaiting = key.map_or(Awaiting::Idle, Awaiting::Registered);
+        match polled {
             Poll::Ready(status) => {
-                this.taken = true;
+                this.awaiting = Awaiting::Taken;
                 Poll::Ready(this.take_result(Some(status)))
             }
             Poll::Pending => Poll::Pending,
@@ -852,7 +865,7 @@ impl<T> Future for JobHandle<T> {
 impl<T> Drop for JobHandle<T> {
     fn drop(&mut self) {
         // Invariant 6: no waker is left behind.
-        if let Some(key) = self.waker {
+        if let Awaiting::Registered(key) = self.awaiting {
             self.cell.record().unregister(key);
         }
         // Invariant 3: nobody can take a result any more.
@@ -873,7 +886,7 @@ pub(crate) struct WaitStatus {
     /// The pool's id, as in [`JobHandle`].
     pool: usize,
     /// Its waker registration (invariant 6).
-    waker: Option<usize>,
+    waker: Option<Key>,
 }
 
 impl WaitStatus {
@@ -958,6 +971,13 @@ mod tests {
                 .parse::<JobId>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn awaiting_keeps_a_handle_small() {
+        // A cell, the pool's `Weak` and id (32 bytes before handles were
+        // futures), and its state as a future in one word.
+        assert_eq!(size_of::<JobHandle<u64>>(), 40);
     }
 
     #[test]

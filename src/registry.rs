@@ -46,7 +46,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cancel::TokenState;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
 use crate::sync::{lock, wait_until};
-use crate::wake::Wakers;
+use crate::wake::{Key, Wakers};
 
 /// A record's lock and condvar come from the loom facade, so its
 /// transitions can be modelled (`loom_tests` below); the map keeps std's.
@@ -228,7 +228,7 @@ impl Record {
     pub(crate) fn poll_terminal(
         &self,
         cx: &mut Context<'_>,
-        key: &mut Option<usize>,
+        key: &mut Option<Key>,
     ) -> Poll<JobStatus> {
         {
             let state = lock(&self.state);
@@ -281,7 +281,7 @@ impl Record {
     /// Withdraws the waker registered under `key` by
     /// [`poll_terminal`](Self::poll_terminal), if it is still there (the
     /// terminal transition takes them all). For a future's `Drop`.
-    pub(crate) fn unregister(&self, key: usize) {
+    pub(crate) fn unregister(&self, key: Key) {
         let removed = lock(&self.state).wakers.remove(key);
         // Dropped outside the lock (invariant 4).
         drop(removed);
@@ -309,24 +309,7 @@ impl Notify {
         if self.waiters {
             record.done.notify_all();
         }
-        if !self.wakers.is_empty() {
-            wake_all(self.wakers, record);
-        }
-    }
-}
-
-/// Wakes every waker in `wakers`, each under `catch_unwind`
-/// ([`Notify::send`]). Out of line: most jobs are awaited by nobody.
-#[cold]
-#[inline(never)]
-fn wake_all(wakers: Wakers, record: &Record) {
-    for waker in wakers.into_wakers() {
-        if let Err(message) = crate::unwind::catch(|| waker.wake()) {
-            log_quietly!(log::warn!(
-                "a waker of job {} panicked: {message}",
-                record.id
-            ));
-        }
+        self.wakers.wake_all(&record.id);
     }
 }
 
@@ -601,7 +584,7 @@ mod tests {
         Waker::from(Arc::clone(counted))
     }
 
-    fn poll(record: &Record, waker: &Waker, key: &mut Option<usize>) -> Poll<JobStatus> {
+    fn poll(record: &Record, waker: &Waker, key: &mut Option<Key>) -> Poll<JobStatus> {
         record.poll_terminal(&mut Context::from_waker(waker), key)
     }
 

@@ -25,7 +25,18 @@ use std::fmt;
 use std::task::Waker;
 
 /// The end of the free list.
-const NONE: usize = usize::MAX;
+const NONE: u32 = u32::MAX;
+
+/// A future's registration in a [`Wakers`]: the index of its entry. Four
+/// bytes, so that a `JobHandle` stays small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key(u32);
+
+impl Key {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// The wakers of the futures awaiting one job: a small slab, allocated on
 /// the first registration (invariant 3), so that the set is one word in
@@ -36,20 +47,20 @@ pub(crate) struct Wakers(Option<Box<Slab>>);
 struct Slab {
     entries: Vec<Entry>,
     /// Index of the first vacant entry, or [`NONE`] (invariant 2).
-    free: usize,
+    free: u32,
     /// Occupied entries.
-    len: usize,
+    len: u32,
 }
 
 enum Entry {
     Occupied(Waker),
     /// Vacant; the index of the next vacant entry, or [`NONE`].
-    Vacant(usize),
+    Vacant(u32),
 }
 
 impl Wakers {
     /// Stores `waker`; returns its key (invariant 1).
-    pub(crate) fn insert(&mut self, waker: Waker) -> usize {
+    pub(crate) fn insert(&mut self, waker: Waker) -> Key {
         let slab = self.0.get_or_insert_with(|| {
             Box::new(Slab {
                 entries: Vec::new(),
@@ -58,9 +69,9 @@ impl Wakers {
             })
         });
         slab.len += 1;
-        match slab.entries.get_mut(slab.free) {
+        match slab.entries.get_mut(slab.free as usize) {
             Some(entry) => {
-                let key = slab.free;
+                let key = Key(slab.free);
                 let Entry::Vacant(next) = std::mem::replace(entry, Entry::Occupied(waker)) else {
                     unreachable!("the free list holds vacant entries only")
                 };
@@ -68,19 +79,23 @@ impl Wakers {
                 key
             }
             None => {
+                // Fewer than `u32::MAX` futures can await one job at once:
+                // each holds a waker of 16 bytes here, so that many would
+                // take 64 GiB.
+                let key = Key(u32::try_from(slab.entries.len()).unwrap_or(NONE - 1));
                 slab.entries.push(Entry::Occupied(waker));
-                slab.entries.len() - 1
+                key
             }
         }
     }
 
-    fn entry(&mut self, key: usize) -> Option<&mut Entry> {
-        self.0.as_mut()?.entries.get_mut(key)
+    fn entry(&mut self, key: Key) -> Option<&mut Entry> {
+        self.0.as_mut()?.entries.get_mut(key.index())
     }
 
     /// The waker stored under `key`, if any.
-    pub(crate) fn get(&self, key: usize) -> Option<&Waker> {
-        match self.0.as_ref()?.entries.get(key) {
+    pub(crate) fn get(&self, key: Key) -> Option<&Waker> {
+        match self.0.as_ref()?.entries.get(key.index()) {
             Some(Entry::Occupied(waker)) => Some(waker),
             _ => None,
         }
@@ -88,7 +103,7 @@ impl Wakers {
 
     /// Replaces the waker under `key` with `waker` and returns the old one;
     /// gives `waker` back if `key` holds none.
-    pub(crate) fn replace(&mut self, key: usize, waker: Waker) -> Result<Waker, Waker> {
+    pub(crate) fn replace(&mut self, key: Key, waker: Waker) -> Result<Waker, Waker> {
         match self.entry(key) {
             Some(Entry::Occupied(old)) => Ok(std::mem::replace(old, waker)),
             _ => Err(waker),
@@ -98,16 +113,16 @@ impl Wakers {
     /// Takes the waker under `key` out, leaving the entry vacant (or
     /// clearing the set if it was the last, invariant 2). `None` for a key
     /// that holds none, such as one whose set was taken since.
-    pub(crate) fn remove(&mut self, key: usize) -> Option<Waker> {
+    pub(crate) fn remove(&mut self, key: Key) -> Option<Waker> {
         let slab = self.0.as_mut()?;
-        let entry = slab.entries.get_mut(key)?;
+        let entry = slab.entries.get_mut(key.index())?;
         if matches!(entry, Entry::Vacant(_)) {
             return None;
         }
         let Entry::Occupied(waker) = std::mem::replace(entry, Entry::Vacant(slab.free)) else {
             unreachable!("checked above")
         };
-        slab.free = key;
+        slab.free = key.0;
         slab.len -= 1;
         if slab.len == 0 {
             // Keeps the allocations: a job awaited again and again reuses
@@ -121,11 +136,11 @@ impl Wakers {
     /// How many wakers are stored.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |slab| slab.len)
+        self.0.as_ref().map_or(0, |slab| slab.len as usize)
     }
 
     /// `true` when no waker is stored.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.0.as_ref().is_none_or(|slab| slab.len == 0)
     }
@@ -140,11 +155,36 @@ impl Wakers {
                 Entry::Vacant(_) => None,
             })
     }
+
+    /// Wakes every stored waker, consuming the set, each under
+    /// `catch_unwind`: a waker is user code, and one that panics is logged
+    /// (naming job `job`) and cannot stop the others or the caller. Call it
+    /// with no lock held.
+    ///
+    /// A set nobody registered in costs a null check here; the rest is out
+    /// of line.
+    #[inline]
+    pub(crate) fn wake_all(self, job: &dyn fmt::Display) {
+        if self.0.is_some() {
+            wake_each(self, job);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn wake_each(wakers: Wakers, job: &dyn fmt::Display) {
+    for waker in wakers.into_wakers() {
+        if let Err(message) = crate::unwind::catch(|| waker.wake()) {
+            log_quietly!(log::warn!("a waker of job {job} panicked: {message}"));
+        }
+    }
 }
 
 impl fmt::Debug for Wakers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let len = self.0.as_ref().map_or(0, |slab| slab.len);
+
         f.debug_struct("Wakers").field("len", &len).finish()
     }
 }
@@ -186,7 +226,7 @@ mod tests {
         let a = wakers.insert(waker.clone());
         let b = wakers.insert(waker.clone());
         let c = wakers.insert(waker.clone());
-        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!((a, b, c), (Key(0), Key(1), Key(2)));
         assert!(wakers.remove(b).is_some());
         assert!(wakers.remove(b).is_none(), "a key is removed once");
         assert!(wakers.get(b).is_none());
@@ -199,7 +239,7 @@ mod tests {
             wakers.0.as_ref().unwrap().entries.is_empty(),
             "the last removal clears"
         );
-        assert_eq!(wakers.insert(waker), 0);
+        assert_eq!(wakers.insert(waker), Key(0));
     }
 
     #[test]
@@ -225,7 +265,7 @@ mod tests {
         let previous = wakers.replace(key, new.clone()).ok().unwrap();
         previous.wake();
         assert_eq!(first.0.load(Ordering::SeqCst), 1);
-        assert!(wakers.replace(key + 1, new).is_err());
+        assert!(wakers.replace(Key(key.0 + 1), new).is_err());
         for waker in wakers.into_wakers() {
             waker.wake();
         }
@@ -236,7 +276,7 @@ mod tests {
     fn into_wakers_skips_vacant_entries() {
         let mut wakers = Wakers::default();
         let (count, waker) = counter();
-        let keys: Vec<usize> = (0..5).map(|_| wakers.insert(waker.clone())).collect();
+        let keys: Vec<Key> = (0..5).map(|_| wakers.insert(waker.clone())).collect();
         wakers.remove(keys[1]);
         wakers.remove(keys[3]);
         for waker in wakers.into_wakers() {
