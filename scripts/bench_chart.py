@@ -2,7 +2,7 @@
 """Turn criterion's results into docs/benchmarks.svg and a Markdown table.
 
 Reads target/criterion/<group>/<function>/new/{estimates,benchmark}.json as
-written by `cargo bench --bench pools`, and writes:
+written by `cargo bench --bench pools` (and `--bench async`), and writes:
 
 * docs/benchmarks.svg: a grouped bar chart, one group per workload, one bar
   per pool, height = median time per job on a log scale (the naive
@@ -33,6 +33,7 @@ WORKLOADS = [
     ("w2_four_submitters", "2: 100k empty jobs,", "four submitters"),
     ("w3_panic_heavy", "3: panic-heavy,", "10% of jobs panic"),
     ("w5_tracking", "5: tracking overhead,", "submit+status+join"),
+    ("async_round_trip", "async round trip,", "submit + await, 64 in flight"),
 ]
 POOLS = [
     ("harbor_execute", "harbor execute (untracked)", "#1f5fa8"),
@@ -41,6 +42,8 @@ POOLS = [
     ("threadpool", "threadpool 1.8", "#e8812a"),
     ("rayon", "rayon 1.12 spawn", "#3a9a3a"),
     ("naive", "naive thread per job", "#8c8c8c"),
+    ("harbor_submit_await", "harbor submit + await", "#1f5fa8"),
+    ("tokio_spawn_blocking", "tokio spawn_blocking + await", "#b03a2e"),
 ]
 REFERENCE = "threadpool"
 
@@ -184,6 +187,15 @@ def targets(results):
             f"| (workload 5: submit + status + join vs execute, for reference) "
             f"| {full:,.0f} vs {ex:,.0f} ns per job: {full / ex:.2f}x | - |"
         )
+    aw, sb = per_job(results, "async_round_trip", "harbor_submit_await"), per_job(
+        results, "async_round_trip", "tokio_spawn_blocking"
+    )
+    if aw and sb:
+        row(
+            "async round trip at least 10x faster per job than spawn_blocking",
+            f"{aw:,.0f} vs {sb:,.0f} ns per job: {sb / aw:.1f}x",
+            sb / aw >= 10,
+        )
     return "\n".join(lines)
 
 
@@ -215,10 +227,17 @@ def chart(results, runs):
         f'<text x="{width / 2}" y="50" font-size="12.5" fill="#444" text-anchor="middle">'
         f"criterion medians{f' (median of {runs} runs)' if runs > 1 else ''}; "
         "pools sized to the machine's cores; log scale</text>",
-        f'<text x="{width / 2}" y="68" font-size="12.5" fill="#444" text-anchor="middle">'
-        "the naive pool runs 2,000 jobs per iteration instead of 100,000; "
-        "every bar is time per job</text>",
     ]
+    notes = []
+    if any((group, "naive") in results for group, _, _ in groups):
+        notes.append("the naive pool runs 2,000 jobs per iteration instead of 100,000")
+    if any(group == "async_round_trip" for group, _, _ in groups):
+        notes.append("the async round trip runs inside a tokio multi-thread runtime")
+    note = "; ".join(notes + ["every bar is time per job"])
+    out.append(
+        f'<text x="{width / 2}" y="68" font-size="12.5" fill="#444" text-anchor="middle">'
+        f"{note}</text>"
+    )
     # Grid lines and y-axis labels at every power of ten, faint ones at 2x and 5x.
     exponent = math.floor(math.log10(lo))
     while 10**exponent <= hi:

@@ -116,7 +116,8 @@ pub enum SubmitError {
 }
 
 /// Why a tracked job produced no value, as reported by
-/// [`JobHandle::join`](crate::JobHandle::join).
+/// [`JobHandle::join`](crate::JobHandle::join) (and by awaiting the
+/// handle).
 ///
 /// # Examples
 ///
@@ -151,6 +152,10 @@ pub enum JobError {
     /// value, if it ever returns one, is dropped.
     #[error("job was abandoned: it did not return within its grace after being cancelled")]
     Abandoned,
+    /// The handle already handed its result out: it was polled to
+    /// completion as a future, then polled again or joined.
+    #[error("job result already taken")]
+    ResultTaken,
 }
 
 /// A string that is not a job id (a hyphenated UUID).

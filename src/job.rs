@@ -20,15 +20,26 @@
 //!    `Display`) runs while a lock is held, and all of it runs under
 //!    `catch_unwind` on the worker.
 //! 5. A [`JobHandle`] waited on ([`join`](JobHandle::join),
-//!    [`wait`](JobHandle::wait), [`join_timeout`](JobHandle::join_timeout))
-//!    by one of its own pool's workers runs the job there if it is still
-//!    pending (worker invariant 7): submit-then-join inside a job never
-//!    deadlocks, however few workers the pool has.
+//!    [`wait`](JobHandle::wait), [`join_timeout`](JobHandle::join_timeout),
+//!    or polled as a future) by one of its own pool's workers runs the job
+//!    there if it is still pending (worker invariant 7): submit-then-join
+//!    inside a job never deadlocks, however few workers the pool has.
+//! 6. A future awaiting a job ([`JobHandle`] as a `Future`, or
+//!    [`WaitStatus`] from [`Pool::wait_async`](crate::Pool::wait_async))
+//!    holds at most one waker registration in the job's record and
+//!    withdraws it when dropped (registry invariant 6), so futures that
+//!    come and go leave nothing behind. Nothing polls: the thread that ends
+//!    the job wakes them.
+//! 7. A handle yields its result once, through `join` or a `Ready` poll;
+//!    afterwards polling and `join` return [`JobError::ResultTaken`].
 
 use std::fmt;
+use std::future::Future;
 use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
@@ -41,6 +52,7 @@ use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
 use crate::sync::{deadline_after, lock};
 use crate::unwind;
+use crate::wake::Key;
 use crate::worker;
 
 /// The id of a tracked job: a random (v4) UUID.
@@ -609,6 +621,7 @@ impl<T> JobHandleParts<T> {
             cell: self.cell,
             shared,
             pool,
+            awaiting: Awaiting::Idle,
         }
     }
 }
@@ -644,6 +657,38 @@ impl Message {
 /// queryable through the pool. [`join`](Self::join) works even after the
 /// pool forgot the job's record (retention) and after the pool was dropped.
 ///
+/// # Awaiting
+///
+/// `JobHandle<T>` is also a [`Future`] with the output of `join`,
+/// `Result<T, JobError>`, and is [`Unpin`], so `handle.await` works on any
+/// executor; no async runtime is needed by the pool. Nothing polls: the
+/// handle stores the task's [`Waker`](std::task::Waker) in the job's
+/// record, and the thread that ends the job (the worker, or whoever
+/// cancels it) wakes it. Awaiting costs no thread, unlike a `join` inside
+/// `spawn_blocking`.
+///
+/// * The handle may be polled, then [`join`](Self::join)ed or
+///   [`wait`](Self::wait)ed, and dropped at any point; dropping detaches as
+///   above and withdraws its waker. A handle in a `select!` that lost
+///   detaches the job too; keep `&mut handle` in the `select!` to go on
+///   awaiting it.
+/// * Polled again with a waker that wakes another task, it replaces the
+///   stored one; with one that wakes the same task ([`will_wake`]), it
+///   keeps it.
+/// * The result is yielded once: after a `Ready` poll, further polls and
+///   `join` return [`JobError::ResultTaken`] (never a panic).
+/// * The handle keeps working after the pool was dropped or forgot the
+///   job's record (retention), as `join` does.
+/// * Polled on one of its own pool's workers (a job awaiting a job it
+///   submitted, with a blocking executor such as `pollster`), a job still
+///   pending runs right there, as for `join`.
+///
+/// To add a timeout, wrap the handle in your runtime's timer (such as
+/// `tokio::time::timeout(d, &mut handle)`); on timeout the job keeps
+/// running and the handle can still be awaited, joined or cancelled.
+///
+/// [`will_wake`]: std::task::Waker::will_wake
+///
 /// # Examples
 ///
 /// ```
@@ -653,12 +698,40 @@ impl Message {
 /// let handle = pool.submit(|_| Ok(6 * 7)).unwrap();
 /// assert_eq!(handle.join().unwrap(), 42);
 /// ```
+///
+/// Awaited, here with the `pollster` executor (any executor works):
+///
+/// ```
+/// use harbor_pool::{JobError, Pool};
+///
+/// let pool = Pool::new(2).unwrap();
+/// let handle = pool.submit(|_| Ok(6 * 7)).unwrap();
+/// assert_eq!(pollster::block_on(handle).unwrap(), 42);
+///
+/// let failed = pool.submit(|_| -> harbor_pool::JobResult<()> { Err("bad input".into()) }).unwrap();
+/// let err = pollster::block_on(failed).unwrap_err();
+/// assert!(matches!(err, JobError::Failed(e) if e.to_string() == "bad input"));
+/// ```
 pub struct JobHandle<T> {
     cell: Arc<dyn Slot<T>>,
     shared: Weak<Shared>,
     /// The pool's id (`Shared::id`), to tell its workers without upgrading
     /// `shared`.
     pool: usize,
+    /// Where the handle is as a future (invariants 6 and 7).
+    awaiting: Awaiting,
+}
+
+/// A [`JobHandle`]'s state as a future.
+#[derive(Clone, Copy)]
+enum Awaiting {
+    /// No waker registered.
+    Idle,
+    /// Polled `Pending`: its waker is registered in the record under this
+    /// key (invariant 6).
+    Registered(Key),
+    /// A `Ready` poll handed the result out (invariant 7).
+    Taken,
 }
 
 // As for `Pool`, whose shared state (with the user's hooks) a handle
@@ -812,8 +885,17 @@ impl<T> JobHandle<T> {
     /// assert!(matches!(&err, JobError::Failed(e) if e.to_string() == "bad input"));
     /// ```
     pub fn join(self) -> Result<T, JobError> {
+        if let Awaiting::Taken = self.awaiting {
+            // Invariant 7: a `Ready` poll already handed it out.
+            return Err(JobError::ResultTaken);
+        }
         self.run_here_if_own_worker();
         let status = self.cell.record().wait(None);
+        self.take_result(status)
+    }
+
+    /// The result of a terminal job whose terminal status is `status`.
+    fn take_result(&self, status: Option<JobStatus>) -> Result<T, JobError> {
         match self.cell.take_result() {
             Some(result) => result,
             // Invariant 2: an empty slot means cancelled while pending.
@@ -846,10 +928,110 @@ impl<T> JobHandle<T> {
     }
 }
 
+/// Awaits the job: its value or why there is none, as
+/// [`join`](JobHandle::join) returns. See "Awaiting" on [`JobHandle`].
+impl<T> Future for JobHandle<T> {
+    type Output = Result<T, JobError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // `JobHandle` is `Unpin`: no field is pinned.
+        let this = self.get_mut();
+        let mut key = match this.awaiting {
+            // Invariant 7: polled after `Ready`.
+            Awaiting::Taken => return Poll::Ready(Err(JobError::ResultTaken)),
+            Awaiting::Registered(key) => Some(key),
+            Awaiting::Idle => None,
+        };
+        // Invariant 5: a pending job awaited on its own pool runs here.
+        this.run_here_if_own_worker();
+        let polled = this.cell.record().poll_terminal(cx, &mut key);
+        this.awaiting = key.map_or(Awaiting::Idle, Awaiting::Registered);
+        match polled {
+            Poll::Ready(status) => {
+                this.awaiting = Awaiting::Taken;
+                Poll::Ready(this.take_result(Some(status)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl<T> Drop for JobHandle<T> {
     fn drop(&mut self) {
+        // Invariant 6: no waker is left behind.
+        if let Awaiting::Registered(key) = self.awaiting {
+            self.cell.record().unregister(key);
+        }
         // Invariant 3: nobody can take a result any more.
         self.cell.detach();
+    }
+}
+
+/// The future of [`Pool::wait_async`](crate::Pool::wait_async): the job's
+/// terminal status, or `None` for an id the pool did not know.
+///
+/// It holds the job itself, not the pool's registry, so retention that
+/// forgets the record while it waits loses nothing, and it works after the
+/// pool was dropped. Polling again after `Ready` gives the same answer.
+pub(crate) struct WaitStatus {
+    /// `None`: the id was unknown.
+    job: Option<Arc<dyn Tracked>>,
+    shared: Weak<Shared>,
+    /// The pool's id, as in [`JobHandle`].
+    pool: usize,
+    /// Its waker registration (invariant 6).
+    waker: Option<Key>,
+}
+
+impl WaitStatus {
+    /// Awaits `job`, if known, of the pool `shared`.
+    pub(crate) fn new(job: Option<Arc<dyn Tracked>>, shared: &Arc<Shared>) -> Self {
+        // Only a known job may need the pool, to run it inline.
+        let weak = match job {
+            Some(_) => Arc::downgrade(shared),
+            None => Weak::new(),
+        };
+        WaitStatus {
+            job,
+            shared: weak,
+            pool: shared.id,
+            waker: None,
+        }
+    }
+}
+
+impl Future for WaitStatus {
+    type Output = Option<JobStatus>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(job) = &this.job else {
+            return Poll::Ready(None);
+        };
+        // Invariant 5, as `Pool::wait` does.
+        if worker::is_own_worker(this.pool)
+            && let Some(shared) = this.shared.upgrade()
+        {
+            worker::run_inline(&shared, job);
+        }
+        job.record().poll_terminal(cx, &mut this.waker).map(Some)
+    }
+}
+
+impl Drop for WaitStatus {
+    fn drop(&mut self) {
+        // Invariant 6.
+        if let (Some(job), Some(key)) = (&self.job, self.waker.take()) {
+            job.record().unregister(key);
+        }
+    }
+}
+
+impl fmt::Debug for WaitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitStatus")
+            .field("id", &self.job.as_ref().map(|job| job.record().id))
+            .finish()
     }
 }
 
@@ -888,6 +1070,13 @@ mod tests {
                 .parse::<JobId>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn awaiting_keeps_a_handle_small() {
+        // A cell, the pool's `Weak` and id (32 bytes before handles were
+        // futures), and its state as a future in one word.
+        assert_eq!(size_of::<JobHandle<u64>>(), 40);
     }
 
     #[test]

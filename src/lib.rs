@@ -13,6 +13,8 @@
 //!   queried and it can be cancelled;
 //! * every tracked job receives a [`CancelToken`] for cooperative
 //!   cancellation, and can be given a deadline;
+//! * async code awaits a job's [`JobHandle`] or its id
+//!   ([`Pool::wait_async`]) on any executor, without blocking a thread;
 //! * shutdown never loses a job silently and never leaves a thread behind.
 //!
 //! # Quick start
@@ -206,6 +208,40 @@
 //! returns only once every thread of the pool has exited, however many
 //! call at once.
 //!
+//! # Async
+//!
+//! A [`JobHandle<T>`](JobHandle) is a `Future<Output = Result<T, JobError>>`
+//! (and `Unpin`), and [`Pool::wait_async`] gives a future of a job's
+//! terminal status by id. They work on any executor; the pool depends on no
+//! async runtime. Nothing polls: the future stores its task's waker with
+//! the job, and the thread that ends the job wakes it. Add a timeout with
+//! your runtime's timer. Dropping an awaited handle detaches the job, as
+//! dropping any handle does.
+//!
+//! ```
+//! use harbor_pool::{JobStatus, Pool};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = Pool::new(2)?;
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let handle = pool.submit(|_| Ok(6 * 7))?;
+//!     let id = handle.id();
+//!     assert_eq!(handle.await?, 42); // no thread blocked while it runs
+//!
+//!     let status = tokio::time::timeout(Duration::from_secs(10), pool.wait_async(id)).await?;
+//!     assert_eq!(status, Some(JobStatus::Completed));
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A handle may be polled and then joined, and dropped at any point. After
+//! it was awaited to completion, awaiting or joining it again returns
+//! [`JobError::ResultTaken`].
+//!
 //! # Stuck jobs
 //!
 //! Cancellation is cooperative, so a job that never checks its token (or
@@ -285,6 +321,7 @@ mod supervisor;
 mod sync;
 mod timer;
 mod unwind;
+mod wake;
 mod worker;
 
 pub use crate::builder::{Builder, DEFAULT_RETAIN_FINISHED};

@@ -411,6 +411,39 @@ impl Pool {
         job.record().wait(deadline)
     }
 
+    /// Awaits the tracked job `id`: a future of its terminal status, or of
+    /// `None` at once if the pool does not know the id (never submitted
+    /// here, or forgotten under retention), as for [`wait`](Self::wait).
+    ///
+    /// The job is looked up when `wait_async` is called; the future then
+    /// holds the job itself, so retention forgetting the record meanwhile
+    /// loses nothing, and it works after the pool is dropped. Nothing
+    /// polls: the thread that ends the job wakes every future awaiting it,
+    /// however many. A dropped future withdraws its waker. There is no
+    /// timeout: add your runtime's (for example
+    /// `tokio::time::timeout(d, pool.wait_async(id))`). The future is
+    /// `'static`, `Send` and `Unpin`, and no async runtime is needed; any
+    /// executor works.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobId, JobStatus, Pool};
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let id = pool.submit(|_| Ok(())).unwrap().id(); // handle dropped: detached
+    /// assert_eq!(pollster::block_on(pool.wait_async(id)), Some(JobStatus::Completed));
+    ///
+    /// let unknown: JobId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap();
+    /// assert_eq!(pollster::block_on(pool.wait_async(unknown)), None);
+    /// ```
+    pub fn wait_async(
+        &self,
+        id: JobId,
+    ) -> impl Future<Output = Option<JobStatus>> + Send + Unpin + 'static + use<> {
+        job::WaitStatus::new(self.shared.registry.get(id), &self.shared)
+    }
+
     /// Cancels the tracked job `id`.
     ///
     /// * pending: it becomes `Cancelled` and never runs

@@ -34,10 +34,19 @@
 //!    ([`Record::detach_if_not_returned`]). So the detachment (the bump of
 //!    the worker's generation) either happens before the worker returns,
 //!    and the worker sees it as soon as it does, or not at all.
+//! 7. Wakers of futures awaiting a record (`wake.rs`) live under its state
+//!    lock. A future registers only while the record is not terminal (it
+//!    checks under that lock), and the terminal transition takes every
+//!    registered waker out under the same lock; so a future either sees the
+//!    terminal status or is woken by the transition, and none registers
+//!    after it. Wakers are woken by [`Notify::send`], after the lock is
+//!    released, and cloned and dropped only outside the lock: a waker is
+//!    user code (invariant 4).
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -46,6 +55,7 @@ use crate::cancel::TokenState;
 use crate::forensics::JobPanic;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
 use crate::sync::{lock, wait_until};
+use crate::wake::{Key, Wakers};
 
 /// A record's lock and condvar come from the loom facade, so its
 /// transitions can be modelled (`loom_tests` below); the map keeps std's.
@@ -81,6 +91,9 @@ struct State {
     waiters: usize,
     /// The worker that ran the job has returned from it (invariant 6).
     returned: bool,
+    /// Futures awaiting the record (invariant 6); empty, and allocating
+    /// nothing, unless someone awaits it.
+    wakers: Wakers,
 }
 
 /// What [`Record::cancel`] found.
@@ -96,7 +109,22 @@ pub(crate) enum CancelStep {
 /// A terminal transition that may still owe waiters a notification; the
 /// caller updates counters first, then calls [`Notify::send`].
 #[must_use]
-pub(crate) struct Notify(bool);
+pub(crate) struct Notify {
+    /// Whether threads were blocked in [`Record::wait`].
+    waiters: bool,
+    /// The wakers taken out of the record (invariant 6).
+    wakers: Wakers,
+}
+
+impl Notify {
+    /// Takes what `state`, now terminal, owes its waiters.
+    fn taken_from(state: &mut State) -> Notify {
+        Notify {
+            waiters: state.waiters > 0,
+            wakers: std::mem::take(&mut state.wakers),
+        }
+    }
+}
 
 impl Record {
     pub(crate) fn new(
@@ -119,6 +147,7 @@ impl Record {
                 panic: None,
                 waiters: 0,
                 returned: false,
+                wakers: Wakers::default(),
             }),
             done: DoneCondvar::new(),
         }
@@ -148,7 +177,7 @@ impl Record {
         }
         state.status = status;
         state.finished_at = Some(SystemTime::now());
-        Some(Notify(state.waiters > 0))
+        Some(Notify::taken_from(&mut state))
     }
 
     /// Keeps what is known of the job's panic, for [`info`](Self::info).
@@ -165,7 +194,7 @@ impl Record {
             JobStatus::Pending => {
                 state.status = JobStatus::Cancelled;
                 state.finished_at = Some(SystemTime::now());
-                CancelStep::Cancelled(Notify(state.waiters > 0))
+                CancelStep::Cancelled(Notify::taken_from(&mut state))
             }
             JobStatus::Running => CancelStep::Running,
             _ => CancelStep::Finished,
@@ -185,7 +214,7 @@ impl Record {
         }
         state.status = JobStatus::Abandoned;
         state.finished_at = Some(SystemTime::now());
-        Some(Notify(state.waiters > 0))
+        Some(Notify::taken_from(&mut state))
     }
 
     /// Runs `detach` if the worker running this job has not returned from
@@ -250,16 +279,99 @@ impl Record {
         state.waiters -= 1;
         result
     }
+
+    /// Polls for the terminal status on behalf of a future whose
+    /// registration is `key` (`None` until its first `Pending`): `Ready`
+    /// once terminal, else `Pending` with `cx`'s waker registered under
+    /// `key` (invariant 6). A waker that would wake the same task as the
+    /// one stored is not replaced (`Waker::will_wake`). `key` is `None`
+    /// again after `Ready`. The caller withdraws a registration it no
+    /// longer needs with [`unregister`](Self::unregister).
+    pub(crate) fn poll_terminal(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut Option<Key>,
+    ) -> Poll<JobStatus> {
+        {
+            let state = lock(&self.state);
+            if state.status.is_terminal() {
+                // The transition took our waker, if any (invariant 6).
+                *key = None;
+                return Poll::Ready(state.status.clone());
+            }
+            if let Some(stored) = *key
+                && state
+                    .wakers
+                    .get(stored)
+                    .is_some_and(|waker| waker.will_wake(cx.waker()))
+            {
+                return Poll::Pending;
+            }
+        }
+        // Cloned outside the lock: a waker is user code (invariant 4).
+        let fresh = cx.waker().clone();
+        let mut state = lock(&self.state);
+        if state.status.is_terminal() {
+            // It ended while we cloned: nobody will wake `fresh`.
+            *key = None;
+            let status = state.status.clone();
+            drop(state);
+            drop(fresh);
+            return Poll::Ready(status);
+        }
+        let replaced = match *key {
+            Some(stored) => match state.wakers.replace(stored, fresh) {
+                Ok(old) => Some(old),
+                // A key with nothing under it cannot happen before the
+                // record is terminal (wake.rs invariant 1); register anew.
+                Err(fresh) => {
+                    *key = Some(state.wakers.insert(fresh));
+                    None
+                }
+            },
+            None => {
+                *key = Some(state.wakers.insert(fresh));
+                None
+            }
+        };
+        drop(state);
+        // The replaced waker is dropped outside the lock (invariant 4).
+        drop(replaced);
+        Poll::Pending
+    }
+
+    /// Withdraws the waker registered under `key` by
+    /// [`poll_terminal`](Self::poll_terminal), if it is still there (the
+    /// terminal transition takes them all). For a future's `Drop`.
+    pub(crate) fn unregister(&self, key: Key) {
+        let removed = lock(&self.state).wakers.remove(key);
+        // Dropped outside the lock (invariant 4).
+        drop(removed);
+    }
+
+    /// How many futures have a waker registered.
+    #[cfg(test)]
+    pub(crate) fn registered_wakers(&self) -> usize {
+        lock(&self.state).wakers.len()
+    }
 }
 
 impl Notify {
-    /// Wakes the record's waiters if there were any when it became terminal.
-    /// The status was changed under the lock, so a waiter either saw it or is
-    /// already waiting: notifying after unlocking loses nothing.
+    /// Wakes the record's waiters if there were any when it became terminal:
+    /// blocked threads first, then futures. The status was changed under the
+    /// lock, so a waiter either saw it or is already waiting, and a future
+    /// either saw it or had its waker taken (invariant 6): notifying after
+    /// unlocking loses nothing.
+    ///
+    /// A waker is user code: each wake runs under `catch_unwind`, so a
+    /// panicking one cannot stop the others or the caller's bookkeeping
+    /// (this runs on workers, the supervisor and in a worker's drop guard).
+    #[inline]
     pub(crate) fn send(self, record: &Record) {
-        if self.0 {
+        if self.waiters {
             record.done.notify_all();
         }
+        self.wakers.wake_all(&record.id);
     }
 }
 
@@ -469,6 +581,7 @@ mod tests {
     use super::*;
     use crate::job::test_job;
     use std::cell::Cell;
+    use std::task::Waker;
 
     thread_local! {
         /// Shrinks done by this thread (each test runs on its own thread).
@@ -503,6 +616,130 @@ mod tests {
         assert_eq!(record.wait(Some(soon)), None);
         let _ = record.finish(JobStatus::Cancelled);
         assert_eq!(record.wait(Some(soon)), Some(JobStatus::Cancelled));
+    }
+
+    /// A waker that counts its wakes; its live clones are its `Arc`'s
+    /// strong count less the test's own reference.
+    #[derive(Default)]
+    struct Counted {
+        wakes: AtomicUsize,
+        panics: bool,
+    }
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            assert!(!self.panics, "waker panics");
+        }
+    }
+
+    /// Wakers over `counted` alive now.
+    fn live(counted: &Arc<Counted>) -> usize {
+        Arc::strong_count(counted) - 1
+    }
+
+    fn counted_waker(counted: &Arc<Counted>) -> Waker {
+        Waker::from(Arc::clone(counted))
+    }
+
+    fn poll(record: &Record, waker: &Waker, key: &mut Option<Key>) -> Poll<JobStatus> {
+        record.poll_terminal(&mut Context::from_waker(waker), key)
+    }
+
+    #[test]
+    fn a_poll_registers_once_and_replaces_only_another_task() {
+        let record = Record::new(JobId::new(), None, None);
+        let (a, b) = (Arc::default(), Arc::default());
+        let (waker_a, waker_b) = (counted_waker(&a), counted_waker(&b));
+        let mut key = None;
+        assert!(poll(&record, &waker_a, &mut key).is_pending());
+        assert_eq!(record.registered_wakers(), 1);
+        // The same task again: nothing stored anew.
+        let stored = key;
+        assert!(poll(&record, &waker_a, &mut key).is_pending());
+        assert!(poll(&record, &waker_a.clone(), &mut key).is_pending());
+        assert_eq!((key, record.registered_wakers()), (stored, 1));
+        // Another task: it replaces the first, which is dropped.
+        assert!(poll(&record, &waker_b, &mut key).is_pending());
+        assert_eq!((key, record.registered_wakers()), (stored, 1));
+        drop(waker_a);
+        assert_eq!(live(&a), 0, "the replaced waker was dropped");
+        assert!(record.start(0));
+        record.finish(JobStatus::Completed).unwrap().send(&record);
+        assert_eq!(a.wakes.load(Ordering::SeqCst), 0);
+        assert_eq!(b.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(record.registered_wakers(), 0);
+        assert_eq!(
+            poll(&record, &waker_b, &mut key),
+            Poll::Ready(JobStatus::Completed)
+        );
+        assert_eq!(key, None);
+        drop(waker_b);
+        assert_eq!(live(&b), 0);
+    }
+
+    #[test]
+    fn unregister_withdraws_and_leaves_others() {
+        let record = Record::new(JobId::new(), None, None);
+        let counted = Arc::default();
+        let waker = counted_waker(&counted);
+        let mut keys = [None, None];
+        for key in &mut keys {
+            assert!(poll(&record, &waker, key).is_pending());
+        }
+        assert_eq!(record.registered_wakers(), 2);
+        record.unregister(keys[0].unwrap());
+        record.unregister(keys[0].unwrap()); // twice: no effect
+        assert_eq!(record.registered_wakers(), 1);
+        let CancelStep::Cancelled(notify) = record.cancel() else {
+            panic!("pending")
+        };
+        // Unregistering after the transition took the wakers finds nothing.
+        record.unregister(keys[1].unwrap());
+        drop(waker);
+        assert_eq!(live(&counted), 1, "the transition holds the last waker");
+        notify.send(&record);
+        assert_eq!(counted.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(live(&counted), 0);
+    }
+
+    #[test]
+    fn a_panicking_waker_does_not_stop_the_others() {
+        let record = Record::new(JobId::new(), None, None);
+        let bad = Arc::new(Counted {
+            panics: true,
+            ..Counted::default()
+        });
+        let good = Arc::default();
+        let (mut bad_key, mut good_key) = (None, None);
+        assert!(poll(&record, &counted_waker(&bad), &mut bad_key).is_pending());
+        assert!(poll(&record, &counted_waker(&good), &mut good_key).is_pending());
+        let CancelStep::Cancelled(notify) = record.cancel() else {
+            panic!("pending")
+        };
+        notify.send(&record);
+        assert_eq!(bad.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(good.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!((live(&bad), live(&good)), (0, 0));
+    }
+
+    #[test]
+    fn many_short_lived_polls_leave_nothing_registered() {
+        let record = Record::new(JobId::new(), None, None);
+        assert!(record.start(0));
+        let counted = Arc::default();
+        for _ in 0..10_000 {
+            let waker = counted_waker(&counted);
+            let mut key = None;
+            assert!(poll(&record, &waker, &mut key).is_pending());
+            record.unregister(key.unwrap());
+        }
+        assert_eq!(record.registered_wakers(), 0);
+        assert_eq!(live(&counted), 0);
     }
 
     #[test]
@@ -706,6 +943,61 @@ mod loom_tests {
                 .expect("the worker that started it finishes it")
                 .send(&record);
             assert_eq!(waiter.join().unwrap(), Some(JobStatus::Completed));
+        });
+    }
+
+    /// Finish vs a future's poll: the future sees the terminal status or
+    /// its waker is taken and woken by the finish (invariant 6); none is
+    /// left registered. A lost wake-up shows as loom's deadlock report.
+    #[test]
+    fn loom_finish_vs_poll() {
+        model(|| {
+            let record = record();
+            assert!(record.start(0));
+            let finisher = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || {
+                    record
+                        .finish(JobStatus::Completed)
+                        .expect("the worker that started it finishes it")
+                        .send(&record);
+                })
+            };
+            let mut key = None;
+            let status = loom::future::block_on(std::future::poll_fn(|cx| {
+                record.poll_terminal(cx, &mut key)
+            }));
+            assert_eq!(status, JobStatus::Completed);
+            assert_eq!(key, None);
+            finisher.join().unwrap();
+            assert_eq!(record.registered_wakers(), 0);
+        });
+    }
+
+    /// Cancel vs a future that polls once and is dropped: whichever comes
+    /// first, no waker stays registered and nothing panics.
+    #[test]
+    fn loom_cancel_vs_dropped_future() {
+        model(|| {
+            let record = record();
+            let canceller = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || match record.cancel() {
+                    CancelStep::Cancelled(notify) => notify.send(&record),
+                    _ => panic!("only this thread ends it"),
+                })
+            };
+            let waker = std::task::Waker::noop();
+            let mut key = None;
+            let polled = record.poll_terminal(&mut std::task::Context::from_waker(waker), &mut key);
+            if let Some(key) = key {
+                assert!(polled.is_pending());
+                record.unregister(key);
+            } else {
+                assert_eq!(polled, std::task::Poll::Ready(JobStatus::Cancelled));
+            }
+            canceller.join().unwrap();
+            assert_eq!(record.registered_wakers(), 0);
         });
     }
 
