@@ -35,6 +35,8 @@ use uuid::Uuid;
 
 use crate::cancel::CancelToken;
 use crate::error::{JobError, JobResult, ParseJobIdError};
+use crate::metrics::Tick;
+use crate::progress::Progress;
 use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
 use crate::sync::{deadline_after, lock};
@@ -334,6 +336,10 @@ pub struct JobInfo {
     pub worker: Option<String>,
     /// The timeout it was submitted with, if any.
     pub timeout: Option<Duration>,
+    /// The latest progress the job reported through its token
+    /// ([`CancelToken::set_progress`], [`CancelToken::set_progress_message`]),
+    /// or `None` if it reported none. Kept once the job has ended.
+    pub progress: Option<Progress>,
 }
 
 /// How a worker's run of a tracked job ended.
@@ -530,8 +536,9 @@ impl<T> JobHandleParts<T> {
 
 /// A unit of work on the queue.
 pub(crate) enum Message {
-    /// An untracked job from [`Pool::execute`](crate::Pool::execute).
-    Run(Box<dyn FnOnce() + Send + 'static>),
+    /// An untracked job from [`Pool::execute`](crate::Pool::execute), and
+    /// when it was submitted (for the queue wait histogram).
+    Run(Box<dyn FnOnce() + Send + 'static>, Tick),
     /// A tracked job.
     Track(Arc<dyn Tracked>),
     /// Test seam: a tracked job whose worker thread dies while running it,
@@ -544,7 +551,7 @@ impl Message {
     /// The tracked job inside, if any.
     pub(crate) fn tracked(&self) -> Option<&Arc<dyn Tracked>> {
         match self {
-            Message::Run(_) => None,
+            Message::Run(..) => None,
             Message::Track(job) => Some(job),
             #[cfg(test)]
             Message::Poison(job) => Some(job),
@@ -608,6 +615,39 @@ impl<T> JobHandle<T> {
     /// ```
     pub fn status(&self) -> JobStatus {
         self.cell.record().status()
+    }
+
+    /// The latest progress the job reported through its token, or `None`
+    /// if it reported none yet. Kept once the job has ended; works after
+    /// the pool forgot the record, as [`join`](Self::join) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::Pool;
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let (reported_tx, reported_rx) = mpsc::channel();
+    /// let (go_tx, go_rx) = mpsc::channel::<()>();
+    /// let handle = pool
+    ///     .submit(move |token| {
+    ///         token.set_progress(1, Some(2));
+    ///         reported_tx.send(()).unwrap();
+    ///         let _ = go_rx.recv_timeout(Duration::from_secs(30));
+    ///         token.set_progress(2, Some(2));
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// reported_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    /// assert_eq!(handle.progress().unwrap().done, 1);
+    /// go_tx.send(()).unwrap();
+    /// handle.wait(Duration::from_secs(30));
+    /// assert_eq!(handle.progress().unwrap().done, 2);
+    /// ```
+    pub fn progress(&self) -> Option<Progress> {
+        self.cell.record().progress()
     }
 
     /// `true` once the job is in a terminal state (join will not block).

@@ -12,6 +12,7 @@ use crate::builder::{Builder, Config};
 use crate::cancel::CancelToken;
 use crate::error::{BuildError, JobResult, SubmitError};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
+use crate::metrics::{self, PoolMetrics};
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
 use crate::supervisor::{self, Event};
@@ -317,7 +318,8 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared.accept(Message::Run(Box::new(job)), true)
+        self.shared
+            .accept(Message::Run(Box::new(job), metrics::now()), true)
     }
 
     /// Like [`execute`](Self::execute), but never blocks.
@@ -339,7 +341,8 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared.accept(Message::Run(Box::new(job)), false)
+        self.shared
+            .accept(Message::Run(Box::new(job), metrics::now()), false)
     }
 
     /// The status of the tracked job `id`, or `None` if the pool does not
@@ -435,6 +438,32 @@ impl Pool {
     /// ```
     pub fn stats(&self) -> PoolStats {
         self.shared.counters.snapshot(self.shared.jobs_rx.len())
+    }
+
+    /// Latency histograms of every job, tracked and untracked: how long
+    /// jobs waited in the queue and how long they ran (see [`PoolMetrics`]
+    /// for which jobs count). Each worker records into its own histograms
+    /// without locks; this adds them up. Exact once [`join`](Self::join)
+    /// returns; approximate while jobs run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::Pool;
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::new(2).unwrap();
+    /// for _ in 0..100 {
+    ///     pool.execute(|| ()).unwrap();
+    /// }
+    /// pool.join();
+    /// let metrics = pool.metrics();
+    /// assert_eq!(metrics.run_time.count(), 100);
+    /// let p99 = metrics.queue_wait.quantile(0.99).unwrap();
+    /// assert!(p99 < Duration::from_secs(60));
+    /// ```
+    pub fn metrics(&self) -> PoolMetrics {
+        self.shared.counters.latency.snapshot()
     }
 
     /// Blocks until no accepted job is pending or running. The pool stays

@@ -25,6 +25,9 @@
 //!    when full, so after growing it must lose half its records before it
 //!    shrinks, and after shrinking it must double before it grows: a steady
 //!    load never reallocates back and forth.
+//! 6. A record's progress numbers are written and read without its lock
+//!    (a sequence lock, `progress.rs`); its progress message lives in its
+//!    state, under the state lock, and no other lock is taken for it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -36,6 +39,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::cancel::TokenState;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
+use crate::metrics::{self, Tick};
+use crate::progress::{self, Progress, ProgressCell};
 use crate::sync::{lock, wait_until};
 
 /// A record's lock and condvar come from the loom facade, so its
@@ -49,8 +54,13 @@ pub(crate) struct Record {
     /// The state of the job's [`CancelToken`](crate::CancelToken)s.
     pub(crate) cancel: TokenState,
     pub(crate) submitted_at: SystemTime,
+    /// When it was submitted, on the latency histograms' clock.
+    pub(crate) submitted: Tick,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
+    /// The numbers of the job's progress, set without a lock
+    /// (`progress.rs`); its message is in `state`.
+    pub(crate) progress: ProgressCell,
     state: StateLock,
     /// Signalled when the record becomes terminal, only if someone waits.
     done: DoneCondvar,
@@ -65,6 +75,8 @@ struct State {
     /// Threads blocked in [`Record::wait`]; `finish` skips the notify
     /// (a syscall) when there are none.
     waiters: usize,
+    /// The job's last progress message, capped (`progress::cap_message`).
+    message: Option<Box<str>>,
 }
 
 /// What [`Record::cancel`] found.
@@ -88,14 +100,17 @@ impl Record {
             id,
             cancel: TokenState::default(),
             submitted_at: SystemTime::now(),
+            submitted: metrics::now(),
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
+            progress: ProgressCell::default(),
             state: StateLock::new(State {
                 status: JobStatus::Pending,
                 started_at: None,
                 finished_at: None,
                 worker: None,
                 waiters: 0,
+                message: None,
             }),
             done: DoneCondvar::new(),
         }
@@ -153,7 +168,38 @@ impl Record {
         lock(&self.state).status.is_terminal()
     }
 
+    /// Sets the progress message (`CancelToken::set_progress_message`);
+    /// an empty one clears it. The previous one is freed after unlocking.
+    pub(crate) fn set_progress_message(&self, message: String) {
+        let message = (!message.is_empty()).then(|| progress::cap_message(message));
+        let previous = std::mem::replace(&mut lock(&self.state).message, message);
+        drop(previous);
+    }
+
+    /// The job's latest progress, or `None` if it never reported any.
+    pub(crate) fn progress(&self) -> Option<Progress> {
+        let message = lock(&self.state).message.as_deref().map(str::to_owned);
+        Self::progress_with(self.progress.get(), message)
+    }
+
+    fn progress_with(
+        numbers: Option<(u64, Option<u64>)>,
+        message: Option<String>,
+    ) -> Option<Progress> {
+        if numbers.is_none() && message.is_none() {
+            return None;
+        }
+        let (done, total) = numbers.unwrap_or((0, None));
+        Some(Progress {
+            done,
+            total,
+            message,
+        })
+    }
+
     pub(crate) fn info(&self, names: &[Arc<str>]) -> JobInfo {
+        // Lock-free, so outside the state lock.
+        let numbers = self.progress.get();
         let state = lock(&self.state);
         JobInfo {
             id: self.id,
@@ -166,6 +212,7 @@ impl Record {
                 .and_then(|i| names.get(i))
                 .map(|n| n.to_string()),
             timeout: self.timeout,
+            progress: Self::progress_with(numbers, state.message.as_deref().map(str::to_owned)),
         }
     }
 

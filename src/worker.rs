@@ -15,10 +15,10 @@
 //!    the worker, and the supervisor receives [`Event::Exited`]. Logging
 //!    after a job ran comes after its bookkeeping, so a panicking logger
 //!    there cannot change how the job ended.
-//! 3. Each worker writes only its own [`Tally`], so no
-//!    two threads contend on a counter line while running jobs. (A job run
-//!    inline, invariant 7, is counted in the tally of the worker whose
-//!    thread ran it.)
+//! 3. Each worker writes only its own [`Tally`] and latency histograms, so
+//!    no two threads contend on a counter line while running jobs. (A job
+//!    run inline, invariant 7, is counted in the tally and histograms of the
+//!    worker whose thread ran it.)
 //! 4. A worker's thread stays marked as one of its pool's threads until it
 //!    is gone, also while its thread-locals are destroyed: a `Pool` dropped
 //!    by a thread-local destructor there must not wait for the supervisor,
@@ -45,6 +45,7 @@ use crossbeam_channel::{Sender, TryRecvError, select};
 
 use crate::cancel::CancelToken;
 use crate::job::{JobStatus, Message, Tracked};
+use crate::metrics::{self, Tick};
 use crate::shared::Shared;
 use crate::stats::{Ending, Tally};
 use crate::supervisor::Event;
@@ -202,7 +203,7 @@ impl Worker {
 
     fn process(&mut self, message: Message) {
         match message {
-            Message::Run(job) => self.run_untracked(job),
+            Message::Run(job, submitted) => self.run_untracked(job, submitted),
             Message::Track(job) => self.run_tracked(job),
             #[cfg(test)]
             Message::Poison(job) => {
@@ -214,7 +215,7 @@ impl Worker {
         }
     }
 
-    fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>) {
+    fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>, submitted: Tick) {
         // Off the queue: its slot is free (shared invariant 5).
         self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
@@ -226,12 +227,17 @@ impl Worker {
         }
         self.tally().busy.store(true, Ordering::Relaxed);
         self.current = Current::Untracked;
+        let started = metrics::now();
         let result = unwind::catch(job);
+        let returned = metrics::now();
         self.tally().busy.store(false, Ordering::Relaxed);
         let ending = match result {
             Ok(()) => Ending::Completed,
             Err(_) => Ending::Panicked,
         };
+        // Before counting it (metrics invariant 2).
+        let latency = self.shared.counters.latency.worker(self.index);
+        latency.record(submitted, started, returned);
         self.tally().count(ending);
         self.current = Current::Idle;
         self.shared.check_idle();
@@ -317,7 +323,13 @@ fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
     let name = &shared.names[index];
     log_quietly!(log::debug!("job {} started on {name}", job.record().id));
     // The token's state lives in the job's record: no allocation.
+    let started = metrics::now();
     let outcome = job.run(&CancelToken::for_job(Arc::clone(job)));
+    let returned = metrics::now();
+    // Before the record turns terminal and the job is counted (metrics
+    // invariant 2); on this worker's thread, inline or not (invariant 3).
+    let latency = shared.counters.latency.worker(index);
+    latency.record(job.record().submitted, started, returned);
     // Kept for the log; no allocation unless the job failed.
     let ended = Ended {
         status: outcome.status.clone(),
