@@ -82,7 +82,7 @@ fn bucket(nanos: u64) -> usize {
 /// Render it in the Prometheus text format (buckets there are cumulative):
 ///
 /// ```
-/// use harbor_pool::Pool;
+/// use harbor_pool::{Histogram, Pool};
 ///
 /// let pool = Pool::new(2).unwrap();
 /// for _ in 0..10 {
@@ -93,7 +93,7 @@ fn bucket(nanos: u64) -> usize {
 ///
 /// let mut text = String::new();
 /// let mut cumulative = 0;
-/// for (bound, count) in run_time.upper_bounds().iter().zip(run_time.counts()) {
+/// for (bound, count) in Histogram::upper_bounds().iter().zip(run_time.counts()) {
 ///     cumulative += count;
 ///     text += &format!("job_run_seconds_bucket{{le=\"{}\"}} {cumulative}\n", bound.as_secs_f64());
 /// }
