@@ -8,6 +8,10 @@
 //! registration order. A token nobody awaits or registers a callback with
 //! has an empty list, which allocates nothing.
 //!
+//! A job reports progress through its token too
+//! ([`CancelToken::set_progress`]); that lives in the job's record as well
+//! (`progress.rs`, `registry.rs`), not in the token's state.
+//!
 //! Invariants:
 //!
 //! 1. The flag only ever goes from "not cancelled" to "cancelled", and only
@@ -529,6 +533,94 @@ impl CancelToken {
                 entry.fire();
                 CancelRegistration { entry: None }
             }
+        }
+    }
+
+    /// Reports the job's progress: `done` units of work out of `total`
+    /// (if the job knows it). The latest report shows in
+    /// [`Pool::info`](crate::Pool::info) and
+    /// [`JobHandle::progress`](crate::JobHandle::progress), and stays there
+    /// once the job ends.
+    ///
+    /// Cheap enough for a hot loop: no lock, no allocation, no system call,
+    /// one atomic read-modify-write and three stores into the job's record. A reader
+    /// never sees `done` from one call with `total` from another. Clones of
+    /// the token on several threads may report at once: each report is
+    /// applied whole, one at a time, and the last applied stays (a report
+    /// arriving while another is half-written waits for its few stores).
+    ///
+    /// The numbers are set apart from the message
+    /// ([`set_progress_message`](Self::set_progress_message)) so that the
+    /// hot path never takes a `String`: a message would cost an allocation
+    /// and a lock on every call.
+    ///
+    /// A token made with [`CancelToken::new`] belongs to no job: progress
+    /// reported on it is ignored, since nothing can read it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobStatus, Pool};
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let handle = pool
+    ///     .submit(|token| {
+    ///         let items = 1_000;
+    ///         for done in 1..=items {
+    ///             token.check()?;
+    ///             token.set_progress(done, Some(items));
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// let id = handle.id();
+    /// assert_eq!(pool.wait(id, Duration::from_secs(10)), Some(JobStatus::Completed));
+    /// let progress = pool.info(id).unwrap().progress.unwrap();
+    /// assert_eq!((progress.done, progress.total), (1_000, Some(1_000)));
+    ///
+    /// // Outside a pool, nothing to report to.
+    /// harbor_pool::CancelToken::new().set_progress(1, None);
+    /// ```
+    pub fn set_progress(&self, done: u64, total: Option<u64>) {
+        if let Source::Job(job) = &self.source {
+            job.record().progress.set(done, total);
+        }
+    }
+
+    /// Sets the job's progress message (an empty one clears it), shown with
+    /// its progress numbers in [`Pool::info`](crate::Pool::info) and
+    /// [`JobHandle::progress`](crate::JobHandle::progress).
+    ///
+    /// Meant for occasional use (a phase, a file name): it takes the job's
+    /// record lock briefly. A message longer than
+    /// [`Progress::MAX_MESSAGE_BYTES`](crate::Progress::MAX_MESSAGE_BYTES)
+    /// is cut at a character boundary at or below it, so a record never
+    /// holds more. A report is not worth failing a job for, so this never
+    /// errs. As for [`set_progress`](Self::set_progress), it is ignored on a
+    /// token made with [`CancelToken::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::Pool;
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let handle = pool
+    ///     .submit(|token| {
+    ///         token.set_progress_message("downloading");
+    ///         token.set_progress_message(format!("parsing {}", "a.csv"));
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// handle.wait(std::time::Duration::from_secs(10));
+    /// let progress = handle.progress().unwrap();
+    /// assert_eq!(progress.message.as_deref(), Some("parsing a.csv"));
+    /// assert_eq!((progress.done, progress.total), (0, None)); // no numbers set
+    /// ```
+    pub fn set_progress_message(&self, message: impl Into<String>) {
+        if let Source::Job(job) = &self.source {
+            job.record().set_progress_message(message.into());
         }
     }
 

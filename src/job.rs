@@ -48,6 +48,8 @@ use crate::cancel::CancelToken;
 use crate::error::{JobError, JobResult, ParseJobIdError};
 use crate::events::{Span, SpanSlot};
 use crate::forensics::JobPanic;
+use crate::metrics::Tick;
+use crate::progress::Progress;
 use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
 use crate::sync::{deadline_after, lock};
@@ -401,6 +403,10 @@ pub struct JobInfo {
     /// assert!(panic.location.is_some() && panic.backtrace.is_some());
     /// ```
     pub panic: Option<Arc<JobPanic>>,
+    /// The latest progress the job reported through its token
+    /// ([`CancelToken::set_progress`], [`CancelToken::set_progress_message`]),
+    /// or `None` if it reported none. Kept once the job has ended.
+    pub progress: Option<Progress>,
 }
 
 /// How a worker's run of a tracked job ended.
@@ -629,8 +635,9 @@ impl<T> JobHandleParts<T> {
 /// A unit of work on the queue.
 pub(crate) enum Message {
     /// An untracked job from [`Pool::execute`](crate::Pool::execute), and
-    /// the span current where it was submitted.
-    Run(Box<dyn FnOnce() + Send + 'static>, Span),
+    /// the span current where it was submitted, and when it was submitted
+    /// (for the queue wait histogram).
+    Run(Box<dyn FnOnce() + Send + 'static>, Span, Tick),
     /// A tracked job.
     Track(Arc<dyn Tracked>),
     /// Test seam: a tracked job whose worker thread dies while running it,
@@ -767,6 +774,39 @@ impl<T> JobHandle<T> {
     /// ```
     pub fn status(&self) -> JobStatus {
         self.cell.record().status()
+    }
+
+    /// The latest progress the job reported through its token, or `None`
+    /// if it reported none yet. Kept once the job has ended; works after
+    /// the pool forgot the record, as [`join`](Self::join) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::Pool;
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let (reported_tx, reported_rx) = mpsc::channel();
+    /// let (go_tx, go_rx) = mpsc::channel::<()>();
+    /// let handle = pool
+    ///     .submit(move |token| {
+    ///         token.set_progress(1, Some(2));
+    ///         reported_tx.send(()).unwrap();
+    ///         let _ = go_rx.recv_timeout(Duration::from_secs(30));
+    ///         token.set_progress(2, Some(2));
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// reported_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    /// assert_eq!(handle.progress().unwrap().done, 1);
+    /// go_tx.send(()).unwrap();
+    /// handle.wait(Duration::from_secs(30));
+    /// assert_eq!(handle.progress().unwrap().done, 2);
+    /// ```
+    pub fn progress(&self) -> Option<Progress> {
+        self.cell.record().progress()
     }
 
     /// `true` once the job is in a terminal state (join will not block).

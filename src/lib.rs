@@ -15,6 +15,8 @@
 //!   cancellation, and can be given a deadline;
 //! * async code awaits a job's [`JobHandle`] or its id
 //!   ([`Pool::wait_async`]) on any executor, without blocking a thread;
+//! * a tracked job can report its [`Progress`] through its token, readable
+//!   by id; [`Pool::metrics`] gives latency histograms of every job;
 //! * shutdown never loses a job silently and never leaves a thread behind.
 //!
 //! # Quick start
@@ -254,6 +256,40 @@
 //! detached thread whose job returns drops the value and exits.
 //! [`PoolStats::abandoned`] and [`PoolStats::stray_threads`] count them.
 //!
+//! # Progress and metrics
+//!
+//! A job calls [`CancelToken::set_progress`] (lock-free and
+//! allocation-free, so a hot loop may call it on every step) and, now and
+//! then, [`CancelToken::set_progress_message`]; [`Pool::info`] and
+//! [`JobHandle::progress`] return the latest [`Progress`], which stays in
+//! the finished record.
+//!
+//! [`Pool::metrics`] returns [`PoolMetrics`]: a queue wait and a run time
+//! [`Histogram`] over every job, tracked or not, with fixed log-scale
+//! buckets from 1 µs to 134 s, bucket counts, sum and count (what a
+//! Prometheus histogram needs) and [`Histogram::quantile`]. Each worker
+//! records into its own histograms without locks.
+//!
+//! ```
+//! use harbor_pool::Pool;
+//!
+//! let pool = Pool::new(2)?;
+//! let handle = pool.submit(|token| {
+//!     token.set_progress_message("counting");
+//!     for step in 1..=100 {
+//!         token.set_progress(step, Some(100));
+//!     }
+//!     Ok(())
+//! })?;
+//! let id = handle.id();
+//! handle.join()?;
+//! let progress = pool.info(id).unwrap().progress.unwrap();
+//! assert_eq!((progress.done, progress.message.as_deref()), (100, Some("counting")));
+//! pool.join();
+//! assert_eq!(pool.metrics().run_time.count(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Jobs that wait for jobs
 //!
 //! A job may submit to its own pool and wait for the result
@@ -311,7 +347,9 @@ mod events;
 mod forensics;
 mod idle;
 mod job;
+mod metrics;
 mod pool;
+mod progress;
 mod registry;
 mod report;
 mod shared;
@@ -329,7 +367,9 @@ pub use crate::cancel::{CancelRegistration, CancelToken, Cancelled, WaitForCance
 pub use crate::error::{BoxError, BuildError, JobError, JobResult, ParseJobIdError, SubmitError};
 pub use crate::forensics::{CapturePanics, JobPanic, PanicLocation, PanicReport};
 pub use crate::job::{CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus};
+pub use crate::metrics::{Histogram, PoolMetrics};
 pub use crate::pool::Pool;
+pub use crate::progress::Progress;
 pub use crate::report::ShutdownReport;
 pub use crate::stats::PoolStats;
 
@@ -369,6 +409,9 @@ mod tests {
         assert_send_sync::<JobPanic>();
         assert_send_sync::<PanicLocation>();
         assert_send_sync::<PanicReport>();
+        assert_send_sync::<PoolMetrics>();
+        assert_send_sync::<Histogram>();
+        assert_send_sync::<Progress>();
     }
 
     fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
@@ -385,6 +428,8 @@ mod tests {
         assert_unwind_safe::<JobId>();
         assert_unwind_safe::<JobStatus>();
         assert_unwind_safe::<PoolStats>();
+        assert_unwind_safe::<PoolMetrics>();
+        assert_unwind_safe::<Progress>();
     }
 }
 

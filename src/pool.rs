@@ -13,6 +13,7 @@ use crate::cancel::CancelToken;
 use crate::error::{BuildError, JobResult, SubmitError};
 use crate::events::{self, Span};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
+use crate::metrics::{self, PoolMetrics};
 use crate::report::ShutdownReport;
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
@@ -323,8 +324,10 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared
-            .accept(Message::Run(Box::new(job), Span::current()), true)
+        self.shared.accept(
+            Message::Run(Box::new(job), Span::current(), metrics::now()),
+            true,
+        )
     }
 
     /// Like [`execute`](Self::execute), but never blocks.
@@ -346,8 +349,10 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared
-            .accept(Message::Run(Box::new(job), Span::current()), false)
+        self.shared.accept(
+            Message::Run(Box::new(job), Span::current(), metrics::now()),
+            false,
+        )
     }
 
     /// The status of the tracked job `id`, or `None` if the pool does not
@@ -480,6 +485,32 @@ impl Pool {
     /// ```
     pub fn stats(&self) -> PoolStats {
         self.shared.counters.snapshot(self.shared.jobs_rx.len())
+    }
+
+    /// Latency histograms of every job, tracked and untracked: how long
+    /// jobs waited in the queue and how long they ran (see [`PoolMetrics`]
+    /// for which jobs count). Each worker records into its own histograms
+    /// without locks; this adds them up. Exact once [`join`](Self::join)
+    /// returns; approximate while jobs run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::Pool;
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::new(2).unwrap();
+    /// for _ in 0..100 {
+    ///     pool.execute(|| ()).unwrap();
+    /// }
+    /// pool.join();
+    /// let metrics = pool.metrics();
+    /// assert_eq!(metrics.run_time.count(), 100);
+    /// let p99 = metrics.queue_wait.quantile(0.99).unwrap();
+    /// assert!(p99 < Duration::from_secs(60));
+    /// ```
+    pub fn metrics(&self) -> PoolMetrics {
+        self.shared.counters.latency.snapshot()
     }
 
     /// Blocks until no accepted job is pending or running. The pool stays

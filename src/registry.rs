@@ -42,6 +42,10 @@
 //!    after it. Wakers are woken by [`Notify::send`], after the lock is
 //!    released, and cloned and dropped only outside the lock: a waker is
 //!    user code (invariant 4).
+//! 8. A record's progress numbers are written and read without its lock
+//!    (a sequence lock, `progress.rs`); its progress message lives in its
+//!    state, under the state lock, and no other lock is taken for it.
+
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +58,8 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cancel::TokenState;
 use crate::forensics::JobPanic;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
+use crate::metrics::{self, Tick};
+use crate::progress::{self, Progress, ProgressCell};
 use crate::sync::{lock, wait_until};
 use crate::wake::{Key, Wakers};
 
@@ -68,11 +74,16 @@ pub(crate) struct Record {
     /// The state of the job's [`CancelToken`](crate::CancelToken)s.
     pub(crate) cancel: TokenState,
     pub(crate) submitted_at: SystemTime,
+    /// When it was submitted, on the latency histograms' clock.
+    pub(crate) submitted: Tick,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
     /// How long the job may keep running once the pool cancelled its
     /// token, before it is abandoned (`None`: never).
     pub(crate) abandon_after: Option<Duration>,
+    /// The numbers of the job's progress, set without a lock
+    /// (`progress.rs`); its message is in `state`.
+    pub(crate) progress: ProgressCell,
     state: StateLock,
     /// Signalled when the record becomes terminal, only if someone waits.
     done: DoneCondvar,
@@ -94,6 +105,8 @@ struct State {
     /// Futures awaiting the record (invariant 6); empty, and allocating
     /// nothing, unless someone awaits it.
     wakers: Wakers,
+    /// The job's last progress message, capped (`progress::cap_message`).
+    message: Option<Box<str>>,
 }
 
 /// What [`Record::cancel`] found.
@@ -137,8 +150,10 @@ impl Record {
             abandon_after,
             cancel: TokenState::default(),
             submitted_at: SystemTime::now(),
+            submitted: metrics::now(),
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
+            progress: ProgressCell::default(),
             state: StateLock::new(State {
                 status: JobStatus::Pending,
                 started_at: None,
@@ -148,6 +163,7 @@ impl Record {
                 waiters: 0,
                 returned: false,
                 wakers: Wakers::default(),
+                message: None,
             }),
             done: DoneCondvar::new(),
         }
@@ -243,7 +259,38 @@ impl Record {
         lock(&self.state).status.is_terminal()
     }
 
+    /// Sets the progress message (`CancelToken::set_progress_message`);
+    /// an empty one clears it. The previous one is freed after unlocking.
+    pub(crate) fn set_progress_message(&self, message: String) {
+        let message = (!message.is_empty()).then(|| progress::cap_message(message));
+        let previous = std::mem::replace(&mut lock(&self.state).message, message);
+        drop(previous);
+    }
+
+    /// The job's latest progress, or `None` if it never reported any.
+    pub(crate) fn progress(&self) -> Option<Progress> {
+        let message = lock(&self.state).message.as_deref().map(str::to_owned);
+        Self::progress_with(self.progress.get(), message)
+    }
+
+    fn progress_with(
+        numbers: Option<(u64, Option<u64>)>,
+        message: Option<String>,
+    ) -> Option<Progress> {
+        if numbers.is_none() && message.is_none() {
+            return None;
+        }
+        let (done, total) = numbers.unwrap_or((0, None));
+        Some(Progress {
+            done,
+            total,
+            message,
+        })
+    }
+
     pub(crate) fn info(&self, names: &[Arc<str>]) -> JobInfo {
+        // Lock-free, so outside the state lock.
+        let numbers = self.progress.get();
         let state = lock(&self.state);
         JobInfo {
             id: self.id,
@@ -257,6 +304,7 @@ impl Record {
                 .map(|n| n.to_string()),
             timeout: self.timeout,
             panic: state.panic.clone(),
+            progress: Self::progress_with(numbers, state.message.as_deref().map(str::to_owned)),
         }
     }
 

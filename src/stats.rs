@@ -1,4 +1,5 @@
-//! Counters behind [`PoolStats`].
+//! Counters behind [`PoolStats`]. (The latency histograms behind
+//! `Pool::metrics` sit beside them, per worker, in `metrics.rs`.)
 //!
 //! Workers count their own jobs in a [`Tally`] of their own (one cache line
 //! each), so finishing a job touches no line another worker writes. Jobs
@@ -19,6 +20,7 @@ use std::sync::atomic::{
 };
 
 use crate::job::JobStatus;
+use crate::metrics::Latency;
 
 /// A snapshot of a pool's counters.
 ///
@@ -149,6 +151,8 @@ pub(crate) struct Counters {
     pub(crate) others: Tally,
     /// Indexed by worker index; a respawned worker keeps its tally.
     pub(crate) workers: Box<[Tally]>,
+    /// Queue wait and run time histograms, per worker (`metrics.rs`).
+    pub(crate) latency: Latency,
 }
 
 impl Counters {
@@ -160,6 +164,7 @@ impl Counters {
             strays: AtomicUsize::new(0),
             others: Tally::default(),
             workers: (0..workers).map(|_| Tally::default()).collect(),
+            latency: Latency::new(workers),
         }
     }
 

@@ -5,7 +5,7 @@
 //!
 //! The rooms whose protocols are checked with [loom] (the idle gate in
 //! `idle.rs`, a job's `Record` in `registry.rs`, a token's `TokenState` in
-//! `cancel.rs`) take their `Mutex`, `Condvar` and atomics from here rather
+//! `cancel.rs`, a job's `ProgressCell` in `progress.rs`) take their `Mutex`, `Condvar` and atomics from here rather
 //! than from `std::sync`. A normal build re-exports std's types, so this
 //! costs nothing. A test build with `RUSTFLAGS="--cfg loom"` re-exports
 //! loom's instead, and the `loom_tests` beside each room explore every
@@ -41,10 +41,10 @@ pub(crate) use loom::sync::{Condvar, Mutex};
 /// Atomics for the modelled rooms (std's, or loom's under `cfg(loom)`).
 pub(crate) mod atomic {
     #[cfg(not(all(test, loom)))]
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
     #[cfg(all(test, loom))]
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 }
 
 /// Orders a `SeqCst` read-modify-write before a later `SeqCst` load of

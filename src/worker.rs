@@ -16,10 +16,10 @@
 //!    (and the `on_panic` callback) after a job ran comes after its
 //!    bookkeeping, so a panicking logger there cannot change how the job
 //!    ended.
-//! 3. Each worker writes only its own [`Tally`], so no
-//!    two threads contend on a counter line while running jobs. (A job run
-//!    inline, invariant 7, is counted in the tally of the worker whose
-//!    thread ran it.)
+//! 3. Each worker writes only its own [`Tally`] and latency histograms, so
+//!    no two threads contend on a counter line while running jobs. (A job
+//!    run inline, invariant 7, is counted in the tally and histograms of the
+//!    worker whose thread ran it.)
 //! 4. A worker's thread stays marked as one of its pool's threads until it
 //!    is gone, also while its thread-locals are destroyed: a `Pool` dropped
 //!    by a thread-local destructor there must not wait for the supervisor,
@@ -55,6 +55,7 @@ use crate::cancel::CancelToken;
 use crate::events::{self, Span};
 use crate::forensics::{self, Armed, JobPanic};
 use crate::job::{JobStatus, Message, Tracked};
+use crate::metrics::{self, Tick};
 use crate::shared::Shared;
 use crate::stats::{Ending, Tally};
 use crate::supervisor::Event;
@@ -238,7 +239,7 @@ impl Worker {
 
     fn process(&mut self, message: Message) {
         match message {
-            Message::Run(job, span) => self.run_untracked(job, &span),
+            Message::Run(job, span, submitted) => self.run_untracked(job, &span, submitted),
             Message::Track(job) => self.run_tracked(job),
             #[cfg(test)]
             Message::Poison(job) => {
@@ -250,7 +251,7 @@ impl Worker {
         }
     }
 
-    fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>, span: &Span) {
+    fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>, span: &Span, submitted: Tick) {
         // Off the queue: its slot is free (shared invariant 5).
         self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
@@ -266,13 +267,18 @@ impl Worker {
         let _span = span.enter();
         // The capture slot is armed for the job alone (forensics invariant 2).
         let armed = forensics::arm(self.shared.config.forensics);
+        let started = metrics::now();
         let result = unwind::catch(job);
+        let returned = metrics::now();
         let caught = armed.and_then(Armed::disarm);
         self.tally().busy.store(false, Ordering::Relaxed);
         let ending = match result {
             Ok(()) => Ending::Completed,
             Err(_) => Ending::Panicked,
         };
+        // Before counting it (metrics invariant 2).
+        let latency = self.shared.counters.latency.worker(self.index);
+        latency.record(submitted, started, returned);
         self.tally().count(ending);
         self.current = Current::Idle;
         self.shared.check_idle();
@@ -371,7 +377,13 @@ fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
     // The capture slot is armed for the job alone (forensics invariant 2).
     let armed = forensics::arm(shared.config.forensics);
     // The token's state lives in the job's record: no allocation.
+    let started = metrics::now();
     let outcome = job.run(&CancelToken::for_job(Arc::clone(job)));
+    let returned = metrics::now();
+    // Before the record turns terminal and the job is counted (metrics
+    // invariant 2); on this worker's thread, inline or not (invariant 3).
+    let latency = shared.counters.latency.worker(index);
+    latency.record(job.record().submitted, started, returned);
     let caught = armed.and_then(Armed::disarm);
     let panic = match &outcome.status {
         JobStatus::Failed(message) if outcome.panicked => {
