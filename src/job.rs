@@ -35,6 +35,8 @@ use uuid::Uuid;
 
 use crate::cancel::CancelToken;
 use crate::error::{JobError, JobResult, ParseJobIdError};
+#[cfg(test)]
+use crate::metrics::NOT_READ;
 use crate::metrics::Tick;
 use crate::progress::Progress;
 use crate::registry::{CancelStep, Record};
@@ -491,14 +493,17 @@ where
 pub(crate) fn new_cell<F, T>(
     id: JobId,
     timeout: Option<Duration>,
+    submitted: Tick,
     job: F,
 ) -> (Arc<dyn Tracked>, JobHandleParts<T>)
 where
     F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     T: Send + 'static,
 {
+    let mut record = Record::new(id, timeout);
+    record.submitted = submitted;
     let cell = Arc::new(JobCell {
-        record: Record::new(id, timeout),
+        record,
         job: Mutex::new(Some(job)),
         slot: Mutex::new(SlotState {
             result: None,
@@ -514,7 +519,7 @@ pub(crate) fn test_cell<T: Send + 'static>(
     job: impl FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     shared: &Arc<Shared>,
 ) -> (Arc<dyn Tracked>, JobHandle<T>) {
-    let (cell, parts) = new_cell(JobId::new(), None, job);
+    let (cell, parts) = new_cell(JobId::new(), None, NOT_READ, job);
     (cell, parts.into_handle(Arc::downgrade(shared), shared.id))
 }
 
@@ -810,7 +815,7 @@ impl<T> fmt::Debug for JobHandle<T> {
 
 #[cfg(test)]
 pub(crate) fn test_job() -> Arc<dyn Tracked> {
-    new_cell(JobId::new(), None, |_: &CancelToken| Ok(())).0
+    new_cell(JobId::new(), None, NOT_READ, |_: &CancelToken| Ok(())).0
 }
 
 #[cfg(test)]
@@ -833,7 +838,9 @@ mod tests {
 
     #[test]
     fn detached_slot_drops_results_at_once() {
-        let (cell, parts) = new_cell(JobId::new(), None, |_: &CancelToken| Ok(vec![1_u8; 16]));
+        let (cell, parts) = new_cell(JobId::new(), None, NOT_READ, |_: &CancelToken| {
+            Ok(vec![1_u8; 16])
+        });
         let handle = parts.into_handle(Weak::new(), 0);
         let typed = Arc::clone(&handle.cell);
         drop(handle);

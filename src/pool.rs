@@ -12,7 +12,7 @@ use crate::builder::{Builder, Config};
 use crate::cancel::CancelToken;
 use crate::error::{BuildError, JobResult, SubmitError};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
-use crate::metrics::{self, PoolMetrics};
+use crate::metrics::PoolMetrics;
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
 use crate::supervisor::{self, Event};
@@ -270,7 +270,8 @@ impl Pool {
         T: Send + 'static,
     {
         let id = JobId::new();
-        let (cell, parts) = job::new_cell(id, options.timeout, job);
+        let submitted = self.shared.counters.latency.submitted();
+        let (cell, parts) = job::new_cell(id, options.timeout, submitted, job);
         let deadline = cell.record().deadline.map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {
@@ -318,8 +319,9 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
+        let submitted = self.shared.counters.latency.submitted();
         self.shared
-            .accept(Message::Run(Box::new(job), metrics::now()), true)
+            .accept(Message::Run(Box::new(job), submitted), true)
     }
 
     /// Like [`execute`](Self::execute), but never blocks.
@@ -341,8 +343,9 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
+        let submitted = self.shared.counters.latency.submitted();
         self.shared
-            .accept(Message::Run(Box::new(job), metrics::now()), false)
+            .accept(Message::Run(Box::new(job), submitted), false)
     }
 
     /// The status of the tracked job `id`, or `None` if the pool does not
