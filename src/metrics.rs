@@ -3,9 +3,11 @@
 //! for every job, tracked or not; and the clock they are read with.
 //!
 //! Each worker keeps its own pair of histograms;
-//! [`Pool::metrics`](crate::Pool::metrics) adds them up. Buckets are fixed: powers of two
-//! from 1 µs to about 134 s ([`Histogram::upper_bounds`]), plus one for
-//! anything longer.
+//! [`Pool::metrics`](crate::Pool::metrics) adds them up. Buckets are
+//! fixed: powers of two from 1 µs to about 134 s
+//! ([`Histogram::upper_bounds`]), plus one for anything longer. With
+//! [`Builder::latency_metrics`](crate::Builder::latency_metrics) off there
+//! are no histograms and no clock is read.
 //!
 //! Invariants:
 //!
@@ -23,22 +25,44 @@
 //!    see a job in a bucket but not yet in the sum, or the other way round.
 //!    [`Histogram::count`] is the sum of the buckets, so it always agrees
 //!    with them.
+//! 4. A pool's switch is fixed when it is built: a job is submitted and run
+//!    under the same setting, so a worker never times a job whose
+//!    submission tick was not read.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// A reading of the pool's clock: `quanta`'s TSC-based instant, about 11 ns
-/// a read on the machine of `docs/benchmarks.md` against 30 ns for
-/// `std::time::Instant::now`. It falls back to the OS's monotonic clock
-/// where the TSC is not invariant.
-pub(crate) type Tick = quanta::Instant;
+/// A raw reading of the latency clock (TSC ticks, or the OS's monotonic
+/// nanoseconds where the TSC is not invariant), or [`NOT_READ`].
+pub(crate) type Tick = u64;
+
+/// The tick of a job submitted while latency metrics are off.
+pub(crate) const NOT_READ: Tick = 0;
+
+/// The process's latency clock: `quanta`'s, calibrated once (about a
+/// millisecond, on first use). A raw read is one `rdtsc`, about 11 ns on
+/// the machine of `docs/benchmarks.md` against 30 ns for
+/// `std::time::Instant::now`; ticks become nanoseconds only for a
+/// difference (one multiply and shift).
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
 
 /// Reads the clock.
 #[inline]
-pub(crate) fn now() -> Tick {
-    quanta::Instant::now()
+fn now() -> Tick {
+    clock().raw()
+}
+
+/// Nanoseconds from `start` to `end`; zero if the clock seems to have gone
+/// backwards (readings on different cores), never a huge latency.
+#[inline]
+fn nanos_between(start: Tick, end: Tick) -> u64 {
+    clock().delta_as_nanos(start, end)
 }
 
 /// Finite buckets: upper bounds 1 µs × 2^i for i in 0..FINITE.
@@ -299,10 +323,11 @@ impl fmt::Debug for Histogram {
 /// `failed`, and those `cancelled` after they started.
 ///
 /// Each worker records into its own histograms without locks or
-/// read-modify-writes, so recording costs a few nanoseconds plus the clock
-/// reads (see `docs/benchmarks.md`). While jobs run, a snapshot is
-/// approximate (a job may show in a bucket but not yet in the sum); once
-/// [`Pool::join`](crate::Pool::join) returns it is exact.
+/// read-modify-writes: a few nanoseconds plus three clock reads per job
+/// (see [`Builder::latency_metrics`](crate::Builder::latency_metrics),
+/// which turns them off, and `docs/benchmarks.md`). While jobs run, a
+/// snapshot is approximate (a job may show in a bucket but not yet in the
+/// sum); once [`Pool::join`](crate::Pool::join) returns it is exact.
 ///
 /// # Examples
 ///
@@ -343,14 +368,16 @@ impl Cells {
         }
     }
 
-    /// Adds one latency. Relaxed load and store: this worker is the only
-    /// writer (invariant 1), and `Tally::count` publishes them (invariant 2).
+    /// Adds one latency of `nanos`. Relaxed load and store: this worker is
+    /// the only writer (invariant 1), and `Tally::count` publishes them
+    /// (invariant 2).
     #[inline]
-    fn add(&self, latency: Duration) {
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+    fn add(&self, nanos: u64) {
         let cell = &self.counts[bucket(nanos)];
         cell.store(cell.load(Relaxed) + 1, Relaxed);
-        let sum = f64::from_bits(self.sum_nanos.load(Relaxed)) + nanos as f64;
+        // Through `i64`: one instruction, where `u64 as f64` takes several.
+        let nanos = nanos.min(i64::MAX as u64) as i64 as f64;
+        let sum = f64::from_bits(self.sum_nanos.load(Relaxed)) + nanos;
         self.sum_nanos.store(sum.to_bits(), Relaxed);
     }
 
@@ -378,40 +405,79 @@ impl WorkerLatency {
         }
     }
 
-    /// Records a job submitted, started and ended at these ticks. Call on
-    /// this worker's thread only (invariant 1), before counting the job
-    /// finished (invariant 2). A clock that steps backwards between cores
-    /// counts as zero, never as a huge latency.
+    /// Records a job submitted, started and ended at these ticks (see
+    /// [`JobTimer`]).
     #[inline]
-    pub(crate) fn record(&self, submitted: Tick, started: Tick, ended: Tick) {
-        self.queue_wait
-            .add(started.saturating_duration_since(submitted));
-        self.run_time.add(ended.saturating_duration_since(started));
+    fn record(&self, submitted: Tick, started: Tick, ended: Tick) {
+        self.queue_wait.add(nanos_between(submitted, started));
+        self.run_time.add(nanos_between(started, ended));
     }
 }
 
-/// Every worker's histograms, indexed like the workers.
+/// Times one job on one worker: made just before the job runs, stopped
+/// just after it returns.
+#[must_use]
+pub(crate) struct JobTimer<'a> {
+    cells: &'a WorkerLatency,
+    submitted: Tick,
+    started: Tick,
+}
+
+impl JobTimer<'_> {
+    /// Reads the clock and records the job. Call on the worker's thread
+    /// (invariant 1), before counting the job finished (invariant 2).
+    #[inline]
+    pub(crate) fn stop(self) {
+        self.cells.record(self.submitted, self.started, now());
+    }
+}
+
+/// Every worker's histograms, indexed like the workers, or nothing when
+/// latency metrics are off.
 pub(crate) struct Latency {
+    /// Empty when off: then no clock is read and nothing recorded.
     workers: Box<[WorkerLatency]>,
 }
 
 impl Latency {
-    pub(crate) fn new(workers: usize) -> Self {
-        // The clock calibrates itself on first use (about a millisecond
-        // here): pay it while the pool is built, not in the first job.
-        let _ = now();
+    /// Histograms for `workers` workers if `on`
+    /// ([`Builder::latency_metrics`](crate::Builder::latency_metrics)).
+    pub(crate) fn new(workers: usize, on: bool) -> Self {
+        if on {
+            // Calibrate the clock while the pool is built, not in the first
+            // job.
+            let _ = now();
+        }
         Latency {
-            workers: (0..workers).map(|_| WorkerLatency::new()).collect(),
+            workers: (0..if on { workers } else { 0 })
+                .map(|_| WorkerLatency::new())
+                .collect(),
         }
     }
 
-    /// Worker `index`'s histograms.
+    /// The submission tick of a job submitted now ([`NOT_READ`] when off).
     #[inline]
-    pub(crate) fn worker(&self, index: usize) -> &WorkerLatency {
-        &self.workers[index]
+    pub(crate) fn submitted(&self) -> Tick {
+        if self.workers.is_empty() {
+            NOT_READ
+        } else {
+            now()
+        }
     }
 
-    /// Every worker's histograms added up.
+    /// Starts timing a job submitted at `submitted` that worker `index` is
+    /// about to run; `None` when off.
+    #[inline]
+    pub(crate) fn start(&self, index: usize, submitted: Tick) -> Option<JobTimer<'_>> {
+        let cells = self.workers.get(index)?;
+        Some(JobTimer {
+            cells,
+            submitted,
+            started: now(),
+        })
+    }
+
+    /// Every worker's histograms added up (empty when off).
     pub(crate) fn snapshot(&self) -> PoolMetrics {
         let mut metrics = PoolMetrics::default();
         for worker in self.workers.iter() {
@@ -429,7 +495,7 @@ mod tests {
     fn histogram(latencies: &[Duration]) -> Histogram {
         let cells = Cells::new();
         for &latency in latencies {
-            cells.add(latency);
+            cells.add(u64::try_from(latency.as_nanos()).unwrap());
         }
         let mut histogram = Histogram::default();
         cells.add_to(&mut histogram);
@@ -532,21 +598,42 @@ mod tests {
 
     #[test]
     fn workers_add_up() {
-        let latency = Latency::new(3);
+        let latency = Latency::new(3, true);
+        // Ticks are not nanoseconds: derive them from real readings.
         let t0 = now();
-        let t1 = t0 + Duration::from_micros(3);
-        let t2 = t1 + Duration::from_millis(20);
-        for index in 0..3 {
-            latency.worker(index).record(t0, t1, t2);
+        let timers: Vec<_> = (0..3).map(|i| latency.start(i, t0).unwrap()).collect();
+        for timer in timers {
+            timer.stop();
         }
-        // A clock that stepped back counts as zero.
-        latency.worker(0).record(t2, t1, t0);
+        // A clock that seems to go backwards counts as zero.
+        latency.workers[0].record(now(), t0, t0);
         let metrics = latency.snapshot();
         assert_eq!(metrics.queue_wait.count(), 4);
-        assert_eq!(metrics.queue_wait.counts()[2], 3);
-        assert_eq!(metrics.queue_wait.counts()[0], 1);
-        assert_eq!(metrics.run_time.counts()[15], 3);
-        assert_eq!(metrics.run_time.sum(), Duration::from_millis(60));
+        assert_eq!(metrics.run_time.count(), 4);
+        assert!(metrics.queue_wait.counts()[0] >= 1, "{metrics:?}");
+        assert_eq!(nanos_between(10, 5), 0);
+    }
+
+    #[test]
+    fn off_reads_no_clock_and_records_nothing() {
+        let latency = Latency::new(2, false);
+        assert_eq!(latency.submitted(), NOT_READ);
+        assert!(latency.start(0, NOT_READ).is_none());
+        assert_eq!(latency.snapshot(), PoolMetrics::default());
+    }
+
+    #[test]
+    fn ticks_measure_real_time() {
+        let started = now();
+        let wall = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(20));
+        let measured = nanos_between(started, now());
+        let elapsed = u64::try_from(wall.elapsed().as_nanos()).unwrap();
+        // Same interval, two clocks: within a millisecond and 5% of each
+        // other (the sleep itself may be long on a loaded machine).
+        assert!(measured >= 19_000_000, "{measured} ns");
+        let diff = measured.abs_diff(elapsed);
+        assert!(diff < 1_000_000 + elapsed / 20, "{measured} vs {elapsed}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::cancel::CancelToken;
 use crate::error::{BuildError, JobResult, SubmitError};
 use crate::events::{self, Span};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
-use crate::metrics::{self, PoolMetrics};
+use crate::metrics::PoolMetrics;
 use crate::report::ShutdownReport;
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
@@ -276,7 +276,8 @@ impl Pool {
             abandon_after: options.abandon_after.or(self.shared.config.abandon_after),
             ..options
         };
-        let (cell, parts) = job::new_cell(id, options, job);
+        let submitted = self.shared.counters.latency.submitted();
+        let (cell, parts) = job::new_cell(id, options, submitted, job);
         let deadline = cell.record().deadline.map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {
@@ -324,8 +325,9 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
+        let submitted = self.shared.counters.latency.submitted();
         self.shared.accept(
-            Message::Run(Box::new(job), Span::current(), metrics::now()),
+            Message::Run(Box::new(job), Span::current(), submitted),
             true,
         )
     }
@@ -349,8 +351,9 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
+        let submitted = self.shared.counters.latency.submitted();
         self.shared.accept(
-            Message::Run(Box::new(job), Span::current(), metrics::now()),
+            Message::Run(Box::new(job), Span::current(), submitted),
             false,
         )
     }

@@ -58,7 +58,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cancel::TokenState;
 use crate::forensics::JobPanic;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
-use crate::metrics::{self, Tick};
+use crate::metrics::{NOT_READ, Tick};
 use crate::progress::{self, Progress, ProgressCell};
 use crate::sync::{lock, wait_until};
 use crate::wake::{Key, Wakers};
@@ -74,7 +74,8 @@ pub(crate) struct Record {
     /// The state of the job's [`CancelToken`](crate::CancelToken)s.
     pub(crate) cancel: TokenState,
     pub(crate) submitted_at: SystemTime,
-    /// When it was submitted, on the latency histograms' clock.
+    /// When it was submitted, on the latency histograms' clock
+    /// (`NOT_READ` until `job::new_cell` sets it, and when metrics are off).
     pub(crate) submitted: Tick,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
@@ -150,7 +151,7 @@ impl Record {
             abandon_after,
             cancel: TokenState::default(),
             submitted_at: SystemTime::now(),
-            submitted: metrics::now(),
+            submitted: NOT_READ,
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
             progress: ProgressCell::default(),

@@ -130,7 +130,7 @@ impl Shared {
                 .collect(),
             supervisor_name: format!("{}-supervisor", config.thread_name),
             registry: Registry::new(config.retain_finished),
-            counters: Counters::new(config.workers),
+            counters: Counters::new(config.workers, config.latency_metrics),
             config,
             jobs_tx,
             jobs_rx,

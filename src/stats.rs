@@ -156,7 +156,9 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn new(workers: usize) -> Self {
+    /// Counters for `workers` workers, with latency histograms if
+    /// `latency` ([`Builder::latency_metrics`](crate::Builder::latency_metrics)).
+    pub(crate) fn new(workers: usize, latency: bool) -> Self {
         Counters {
             intake: Intake::default(),
             restarts: AtomicU64::new(0),
@@ -164,7 +166,7 @@ impl Counters {
             strays: AtomicUsize::new(0),
             others: Tally::default(),
             workers: (0..workers).map(|_| Tally::default()).collect(),
-            latency: Latency::new(workers),
+            latency: Latency::new(workers, latency),
         }
     }
 
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn panicked_counts_as_failed_too() {
-        let counters = Counters::new(2);
+        let counters = Counters::new(2, true);
         counters.intake.enter().unwrap().queued();
         counters.intake.enter().unwrap().queued();
         drop(counters.intake.enter().unwrap());

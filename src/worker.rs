@@ -55,7 +55,7 @@ use crate::cancel::CancelToken;
 use crate::events::{self, Span};
 use crate::forensics::{self, Armed, JobPanic};
 use crate::job::{JobStatus, Message, Tracked};
-use crate::metrics::{self, Tick};
+use crate::metrics::Tick;
 use crate::shared::Shared;
 use crate::stats::{Ending, Tally};
 use crate::supervisor::Event;
@@ -267,18 +267,18 @@ impl Worker {
         let _span = span.enter();
         // The capture slot is armed for the job alone (forensics invariant 2).
         let armed = forensics::arm(self.shared.config.forensics);
-        let started = metrics::now();
+        let timer = self.shared.counters.latency.start(self.index, submitted);
         let result = unwind::catch(job);
-        let returned = metrics::now();
+        // Before counting it (metrics invariant 2).
+        if let Some(timer) = timer {
+            timer.stop();
+        }
         let caught = armed.and_then(Armed::disarm);
         self.tally().busy.store(false, Ordering::Relaxed);
         let ending = match result {
             Ok(()) => Ending::Completed,
             Err(_) => Ending::Panicked,
         };
-        // Before counting it (metrics invariant 2).
-        let latency = self.shared.counters.latency.worker(self.index);
-        latency.record(submitted, started, returned);
         self.tally().count(ending);
         self.current = Current::Idle;
         self.shared.check_idle();
@@ -377,13 +377,13 @@ fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
     // The capture slot is armed for the job alone (forensics invariant 2).
     let armed = forensics::arm(shared.config.forensics);
     // The token's state lives in the job's record: no allocation.
-    let started = metrics::now();
+    let timer = shared.counters.latency.start(index, job.record().submitted);
     let outcome = job.run(&CancelToken::for_job(Arc::clone(job)));
-    let returned = metrics::now();
     // Before the record turns terminal and the job is counted (metrics
     // invariant 2); on this worker's thread, inline or not (invariant 3).
-    let latency = shared.counters.latency.worker(index);
-    latency.record(job.record().submitted, started, returned);
+    if let Some(timer) = timer {
+        timer.stop();
+    }
     let caught = armed.and_then(Armed::disarm);
     let panic = match &outcome.status {
         JobStatus::Failed(message) if outcome.panicked => {

@@ -130,7 +130,7 @@ fn a_job_that_sleeps_20_ms_lands_in_its_bucket() {
 }
 
 /// A job queued behind a worker that is busy for 20 ms waits at least that
-/// long; the job ahead of it waited next to nothing.
+/// long, and the histogram shows it.
 #[test]
 fn queue_wait_is_the_time_from_submission_to_start() {
     let pool = Pool::new(1).unwrap();
@@ -150,7 +150,9 @@ fn queue_wait_is_the_time_from_submission_to_start() {
     assert_eq!(queue_wait.count(), 2);
     let waited = started - submitted;
     assert!(waited >= Duration::from_millis(20));
-    // The waiting job is in a bucket above 16 ms; its sum is at least 20 ms.
+    // The waiting job is in a bucket above 16 ms, and the sum holds its
+    // 20 ms at least. (The job ahead may land there too if a loaded machine
+    // took that long to wake the worker for it.)
     let bounds = Histogram::upper_bounds();
     let slow: u64 = queue_wait
         .counts()
@@ -159,7 +161,7 @@ fn queue_wait_is_the_time_from_submission_to_start() {
         .filter(|&(i, _)| bounds.get(i).is_none_or(|b| *b > Duration::from_millis(16)))
         .map(|(_, count)| count)
         .sum();
-    assert_eq!(slow, 1, "{queue_wait:?}");
+    assert!(slow >= 1, "{queue_wait:?}");
     assert!(queue_wait.sum() >= Duration::from_millis(20));
     assert!(queue_wait.quantile(1.0).unwrap() > Duration::from_millis(16));
 }
@@ -230,4 +232,29 @@ fn counts_are_exact_once_join_returns() {
         assert_counts(&pool.metrics(), expected, expected);
         assert_eq!(pool.stats().completed, expected);
     }
+}
+
+/// With the switch off nothing is recorded, and everything else works.
+#[test]
+fn latency_metrics_off_records_nothing() {
+    let pool = Pool::builder()
+        .workers(2)
+        .latency_metrics(false)
+        .build()
+        .unwrap();
+    for _ in 0..50 {
+        pool.execute(|| ()).unwrap();
+    }
+    let handle = pool
+        .submit(|token| {
+            token.set_progress(1, Some(1));
+            Ok(())
+        })
+        .unwrap();
+    handle.wait(PATIENCE);
+    common::join(&pool);
+    assert_eq!(pool.metrics(), PoolMetrics::default());
+    assert_eq!(pool.stats().completed, 51);
+    assert_eq!(handle.progress().map(|p| p.done), Some(1));
+    assert!(pool.info(handle.id()).unwrap().started_at.is_some());
 }
