@@ -726,10 +726,13 @@ mod tests {
             pool.submit_with(options, |_| Ok(())).unwrap();
         }
         assert!(pool.join_timeout(PATIENCE));
-        // The supervisor swept finished jobs' deadlines as they piled up: the
-        // heap holds at most about twice the live ones plus the minimum.
+        // The supervisor swept finished jobs' deadlines as they piled up.
+        // Fewer than a compaction's worth may stay stale (timer invariant
+        // 2), plus what was live at the last sweep; a loaded supervisor that
+        // pushed entries late adds to that, so the bound is loose: without
+        // any sweep all 5,000 would stay.
         let len = deadlines(&pool).unwrap();
-        assert!(len < 2 * crate::timer::MIN_COMPACT, "{len}");
+        assert!(len < 4 * crate::timer::MIN_COMPACT, "{len}");
     }
 
     #[test]
