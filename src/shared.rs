@@ -57,7 +57,7 @@ use crate::error::SubmitError;
 use crate::idle::IdleGate;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
-use crate::registry::{CancelStep, Record, Registry};
+use crate::registry::{CancelStep, Notify, Record, Registry};
 use crate::report::ReportLog;
 use crate::slots::Slots;
 use crate::stats::{Counters, Ending, Tally};
@@ -258,13 +258,7 @@ impl Shared {
                 if self.is_aborting() {
                     self.report.cancelled(record.id);
                 }
-                // Retire before counting and waking: once a join returns or
-                // a sleeping waiter wakes, retention has been applied.
-                self.registry.retire(record.id);
-                self.counters.others.count(Ending::Cancelled);
-                self.note_ended(record);
-                notify.send(record);
-                self.check_idle();
+                self.ended(record, notify, &self.counters.others, Ending::Cancelled);
                 log_quietly!(log::debug!("job {} cancelled before it started", record.id));
                 CancelOutcome::Cancelled
             }
@@ -290,13 +284,23 @@ impl Shared {
         // Always `Some` for the worker that started the job (registry
         // invariant 2).
         if let Some(notify) = record.finish(status) {
-            // Retire before counting and waking, as in `cancel`.
-            self.registry.retire(record.id);
-            tally.count(ending);
-            self.note_ended(record);
-            notify.send(record);
-            self.check_idle();
+            self.ended(record, notify, tally, ending);
         }
+    }
+
+    /// The bookkeeping of every terminal transition, in order: retire the
+    /// record (so once a join returns or a sleeping waiter wakes, retention
+    /// has been applied), count it in `tally`, mark its timer entry stale,
+    /// wake its waiters, then release `join` if the pool became idle.
+    fn ended(&self, record: &Record, notify: Notify, tally: &Tally, ending: Ending) {
+        self.registry.retire(record.id);
+        tally.count(ending);
+        // A job with a deadline leaves a stale timer entry (timer invariant 2).
+        if record.deadline.is_some() && self.stale.note() {
+            let _ = self.events.send(Event::Compact);
+        }
+        notify.send(record);
+        self.check_idle();
     }
 
     /// Cancels a running job's token on the pool's behalf (by id, deadline,
@@ -343,11 +347,7 @@ impl Shared {
         if self.is_aborting() {
             self.report.abandoned(record.id);
         }
-        self.registry.retire(record.id);
-        self.counters.others.count(Ending::Abandoned);
-        self.note_ended(record);
-        notify.send(record);
-        self.check_idle();
+        self.ended(record, notify, &self.counters.others, Ending::Abandoned);
         true
     }
 
@@ -360,14 +360,6 @@ impl Shared {
             .iter()
             .filter(|job| self.cancel_keeping_closure(job) == CancelOutcome::Cancelled)
             .count()
-    }
-
-    /// A tracked job became terminal: if it had a deadline, its timer entry
-    /// is now stale (timer invariant 2).
-    fn note_ended(&self, record: &Record) {
-        if record.deadline.is_some() && self.stale.note() {
-            let _ = self.events.send(Event::Compact);
-        }
     }
 
     /// Called after a job was counted finished (or refused): releases
