@@ -310,6 +310,9 @@ async fn ten_thousand_jobs_awaited_from_64_tasks() {
             .unwrap();
     }
     assert_eq!(total, JOBS * (JOBS - 1) / 2);
+    // A future can see its job terminal a moment before the worker counts
+    // it; the counters are exact once the pool is idle.
+    assert!(pool.join_timeout(PATIENCE));
     let stats = pool.stats();
     assert_eq!((stats.submitted, stats.completed), (JOBS, JOBS));
 }
@@ -498,8 +501,19 @@ fn a_polled_handle_can_still_be_joined_or_waited() {
     assert!(poll_once(&mut handle, &counted.waker()).is_pending());
     drop(release);
     assert_eq!(handle.join_timeout(PATIENCE).ok().unwrap().unwrap(), 9);
-    assert_eq!(counted.wakes(), 2);
-    assert_eq!(counted.live(), 0);
+    // A joiner can see the terminal status before the finishing worker has
+    // woken the stored waker (it wakes after releasing the record's lock):
+    // await the wake, bounded.
+    assert!(
+        common::eventually(|| counted.wakes() == 2),
+        "{}",
+        counted.wakes()
+    );
+    assert!(
+        common::eventually(|| counted.live() == 0),
+        "{}",
+        counted.live()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
