@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::BuildError;
 use crate::forensics::{self, CapturePanics, PanicCallback, PanicReport, Settings};
+use crate::observer::JobObserver;
 use crate::pool::Pool;
 
 /// A hook run on a worker thread with the worker's index.
@@ -33,10 +34,25 @@ pub(crate) struct Config {
     /// the previous panic hook (`forensics.rs`).
     pub(crate) forensics: Settings,
     pub(crate) on_panic: Option<PanicCallback>,
+    /// Receives tracked jobs' transitions (`observer.rs`).
+    pub(crate) observer: Option<Arc<dyn JobObserver>>,
+    /// Jobs with unobserved transitions the buffer holds before it
+    /// overflows.
+    pub(crate) observer_capacity: usize,
+    /// How long shutdown waits for the observer's final drain.
+    pub(crate) observer_shutdown_timeout: Duration,
 }
 
 /// The default number of finished job records kept for status queries.
 pub const DEFAULT_RETAIN_FINISHED: usize = 10_000;
+
+/// The default capacity of the observer's buffer, in jobs
+/// ([`Builder::observer_capacity`]).
+const DEFAULT_OBSERVER_CAPACITY: usize = 65_536;
+
+/// How long shutdown waits for the observer by default
+/// ([`Builder::observer_shutdown_timeout`]).
+const DEFAULT_OBSERVER_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configures and builds a [`Pool`].
 ///
@@ -60,6 +76,9 @@ pub const DEFAULT_RETAIN_FINISHED: usize = 10_000;
 /// | [`capture_panics`](Self::capture_panics) | [`CapturePanics::Off`] | any |
 /// | [`quiet_panics`](Self::quiet_panics) | `false` | any |
 /// | [`on_panic`](Self::on_panic) | none | any callback |
+/// | [`observer`](Self::observer) | none | any [`JobObserver`] |
+/// | [`observer_capacity`](Self::observer_capacity) | 65 536 jobs | 1 to [`MAX_OBSERVER_CAPACITY`](Self::MAX_OBSERVER_CAPACITY) (2^24); nothing is allocated up front |
+/// | [`observer_shutdown_timeout`](Self::observer_shutdown_timeout) | 5 s | any |
 ///
 /// # Examples
 ///
@@ -125,6 +144,25 @@ impl Builder {
     /// ```
     pub const MIN_STACK_SIZE: usize = 64 << 10;
 
+    /// The largest observer buffer accepted: 2^24 (16 777 216) jobs.
+    ///
+    /// The buffer allocates as it fills, about 16 bytes per job, and each
+    /// job in it keeps its record alive until the observer drains it; past
+    /// millions of jobs waiting, the observer is not keeping up and memory,
+    /// not the buffer, would be the limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{BuildError, Builder};
+    /// let err = Builder::new()
+    ///     .observer_capacity(Builder::MAX_OBSERVER_CAPACITY + 1)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, BuildError::InvalidObserverCapacity { max: 16_777_216, .. }));
+    /// ```
+    pub const MAX_OBSERVER_CAPACITY: usize = 1 << 24;
+
     /// The largest worker stack size accepted: 1 GiB.
     ///
     /// Every worker reserves its whole stack when it starts; far larger
@@ -189,6 +227,9 @@ impl Builder {
                 max_stray_threads: None,
                 forensics: Settings::default(),
                 on_panic: None,
+                observer: None,
+                observer_capacity: DEFAULT_OBSERVER_CAPACITY,
+                observer_shutdown_timeout: DEFAULT_OBSERVER_SHUTDOWN_TIMEOUT,
             },
         }
     }
@@ -635,6 +676,105 @@ impl Builder {
         self
     }
 
+    /// Attaches an observer that receives every tracked job's transitions
+    /// (submitted, started, progress, ended) in coalesced batches, on a
+    /// thread of the pool's own (`{thread_name}-observer`), never on a
+    /// worker: see [`JobObserver`] for what is delivered and guaranteed.
+    /// Untracked jobs ([`Pool::execute`]) are not observed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobInfo, JobObserver, Pool};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// #[derive(Default)]
+    /// struct Count(AtomicUsize);
+    /// impl JobObserver for Count {
+    ///     fn observe(&self, batch: &[JobInfo]) {
+    ///         self.0.fetch_add(batch.iter().filter(|i| i.status.is_terminal()).count(), Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// let count = Arc::new(Count::default());
+    /// let pool = Pool::builder().observer(count.clone()).build().unwrap();
+    /// pool.submit(|_| Ok(())).unwrap();
+    /// pool.execute(|| ()).unwrap(); // untracked: not observed
+    /// pool.shutdown();
+    /// assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    /// ```
+    pub fn observer(mut self, observer: Arc<dyn JobObserver>) -> Self {
+        self.config.observer = Some(observer);
+        self
+    }
+
+    /// How many jobs with unobserved changes may wait for the observer
+    /// before the buffer overflows; 65 536 by default. A job counts once
+    /// however many transitions it makes while it waits (they coalesce).
+    /// A transition that finds the buffer full is not delivered: it is
+    /// counted in [`PoolStats::observer_overflows`](crate::PoolStats::observer_overflows)
+    /// and logged (at most once a second), and the worker goes on; it never
+    /// waits. `build` refuses 0 and more than
+    /// [`MAX_OBSERVER_CAPACITY`](Self::MAX_OBSERVER_CAPACITY)
+    /// ([`BuildError::InvalidObserverCapacity`]). Nothing is allocated up
+    /// front.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{BuildError, Pool};
+    /// let pool = Pool::builder().observer_capacity(1_024).build().unwrap();
+    /// assert_eq!(pool.stats().observer_overflows, 0);
+    /// assert!(matches!(
+    ///     Pool::builder().observer_capacity(0).build(),
+    ///     Err(BuildError::InvalidObserverCapacity { requested: 0, .. })
+    /// ));
+    /// ```
+    pub fn observer_capacity(mut self, jobs: usize) -> Self {
+        self.config.observer_capacity = jobs;
+        self
+    }
+
+    /// How long a shutdown waits for the observer to deliver the last
+    /// transitions once every worker has stopped; 5 s by default. An
+    /// `observe` still running past it is left to finish on its detached
+    /// thread (logged at error level, and counted in
+    /// [`PoolStats::stray_threads`](crate::PoolStats::stray_threads) until it
+    /// returns), and what was still buffered is not delivered: a blocked
+    /// observer never makes a shutdown hang.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use harbor_pool::{JobInfo, JobObserver, Pool};
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// struct Stuck(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+    /// impl JobObserver for Stuck {
+    ///     fn observe(&self, _: &[JobInfo]) {
+    ///         let _ = self.0.lock().unwrap().recv(); // blocks until released
+    ///     }
+    /// }
+    ///
+    /// let (release, blocked) = std::sync::mpsc::channel();
+    /// let pool = Pool::builder()
+    ///     .observer(Arc::new(Stuck(std::sync::Mutex::new(blocked))))
+    ///     .observer_shutdown_timeout(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// pool.submit(|_| Ok(())).unwrap();
+    /// let started = Instant::now();
+    /// pool.shutdown(); // returns although `observe` is stuck
+    /// assert!(started.elapsed() < Duration::from_secs(30));
+    /// drop(release); // the observer returns; its thread exits
+    /// ```
+    pub fn observer_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.observer_shutdown_timeout = timeout;
+        self
+    }
+
     /// Validates the configuration and starts the pool's threads.
     ///
     /// # Errors
@@ -696,6 +836,12 @@ impl Builder {
                 max: Self::MAX_WORKERS,
             });
         }
+        if !(1..=Self::MAX_OBSERVER_CAPACITY).contains(&config.observer_capacity) {
+            return Err(BuildError::InvalidObserverCapacity {
+                requested: config.observer_capacity,
+                max: Self::MAX_OBSERVER_CAPACITY,
+            });
+        }
         if config.forensics.needs_hook() {
             forensics::install();
         }
@@ -722,6 +868,9 @@ impl fmt::Debug for Builder {
             .field("capture_panics", &c.forensics.capture)
             .field("quiet_panics", &c.forensics.quiet)
             .field("on_panic", &c.on_panic.is_some())
+            .field("observer", &c.observer.is_some())
+            .field("observer_capacity", &c.observer_capacity)
+            .field("observer_shutdown_timeout", &c.observer_shutdown_timeout)
             .finish()
     }
 }

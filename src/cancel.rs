@@ -66,6 +66,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::job::Tracked;
+use crate::observer;
 // The loom facade: `TokenState` is modelled (`loom_tests` below).
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Condvar, Mutex, deadline_after, lock, wait_until};
@@ -585,6 +586,7 @@ impl CancelToken {
     pub fn set_progress(&self, done: u64, total: Option<u64>) {
         if let Source::Job(job) = &self.source {
             job.record().progress.set(done, total);
+            observer::note(job);
         }
     }
 
@@ -621,6 +623,7 @@ impl CancelToken {
     pub fn set_progress_message(&self, message: impl Into<String>) {
         if let Source::Job(job) = &self.source {
             job.record().set_progress_message(message.into());
+            observer::note(job);
         }
     }
 

@@ -79,6 +79,22 @@ pub enum BuildError {
         "restart backoff must start above zero and not above its maximum, which must be at most 1h"
     )]
     InvalidBackoff,
+    /// The observer's buffer was asked to hold zero jobs, or more than
+    /// [`Builder::MAX_OBSERVER_CAPACITY`](crate::Builder::MAX_OBSERVER_CAPACITY).
+    ///
+    /// ```
+    /// use harbor_pool::{BuildError, Builder};
+    /// let err = Builder::new().observer_capacity(0).build().unwrap_err();
+    /// assert!(matches!(err, BuildError::InvalidObserverCapacity { requested: 0, .. }));
+    /// assert_eq!(err.to_string(), "observer_capacity must be between 1 and 16777216, got 0");
+    /// ```
+    #[error("observer_capacity must be between 1 and {max}, got {requested}")]
+    InvalidObserverCapacity {
+        /// The capacity asked for, in jobs.
+        requested: usize,
+        /// The largest accepted.
+        max: usize,
+    },
     /// The operating system refused to start one of the pool's threads.
     /// Threads already started were stopped and joined.
     #[error("failed to spawn thread {name}: {source}")]

@@ -51,6 +51,7 @@ use crate::forensics::JobPanic;
 #[cfg(test)]
 use crate::metrics::NOT_READ;
 use crate::metrics::Tick;
+use crate::observer::{Feed, Mark};
 use crate::progress::Progress;
 use crate::registry::{CancelStep, Record};
 use crate::shared::Shared;
@@ -590,6 +591,7 @@ pub(crate) fn new_cell<F, T>(
     id: JobId,
     options: JobOptions,
     submitted: Tick,
+    feed: Option<Arc<Feed>>,
     job: F,
 ) -> (Arc<dyn Tracked>, JobHandleParts<T>)
 where
@@ -598,6 +600,7 @@ where
 {
     let mut record = Record::new(id, options.timeout, options.abandon_after);
     record.submitted = submitted;
+    record.mark = Mark::new(feed);
     let cell = Arc::new(JobCell {
         record,
         span: SpanSlot::current(),
@@ -616,7 +619,7 @@ pub(crate) fn test_cell<T: Send + 'static>(
     job: impl FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     shared: &Arc<Shared>,
 ) -> (Arc<dyn Tracked>, JobHandle<T>) {
-    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), NOT_READ, job);
+    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), NOT_READ, None, job);
     (cell, parts.into_handle(Arc::downgrade(shared), shared.id))
 }
 
@@ -1095,6 +1098,7 @@ pub(crate) fn test_job() -> Arc<dyn Tracked> {
         JobId::new(),
         JobOptions::default(),
         NOT_READ,
+        None,
         |_: &CancelToken| Ok(()),
     )
     .0
@@ -1131,6 +1135,7 @@ mod tests {
             JobId::new(),
             JobOptions::default(),
             NOT_READ,
+            None,
             |_: &CancelToken| Ok(vec![1_u8; 16]),
         );
         let handle = parts.into_handle(Weak::new(), 0);

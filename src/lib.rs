@@ -348,6 +348,7 @@ mod forensics;
 mod idle;
 mod job;
 mod metrics;
+mod observer;
 mod pool;
 mod progress;
 mod registry;
@@ -368,6 +369,7 @@ pub use crate::error::{BoxError, BuildError, JobError, JobResult, ParseJobIdErro
 pub use crate::forensics::{CapturePanics, JobPanic, PanicLocation, PanicReport};
 pub use crate::job::{CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus};
 pub use crate::metrics::{Histogram, PoolMetrics};
+pub use crate::observer::{JobObserver, MAX_BATCH};
 pub use crate::pool::Pool;
 pub use crate::progress::Progress;
 pub use crate::report::ShutdownReport;

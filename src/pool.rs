@@ -277,7 +277,8 @@ impl Pool {
             ..options
         };
         let submitted = self.shared.counters.latency.submitted();
-        let (cell, parts) = job::new_cell(id, options, submitted, job);
+        let feed = self.shared.feed.clone();
+        let (cell, parts) = job::new_cell(id, options, submitted, feed, job);
         let deadline = cell.record().deadline.map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {
@@ -487,7 +488,9 @@ impl Pool {
     /// assert_eq!((stats.workers, stats.submitted), (3, 0));
     /// ```
     pub fn stats(&self) -> PoolStats {
-        self.shared.counters.snapshot(self.shared.jobs_rx.len())
+        let mut stats = self.shared.counters.snapshot(self.shared.jobs_rx.len());
+        stats.observer_overflows = self.shared.feed.as_ref().map_or(0, |feed| feed.overflows());
+        stats
     }
 
     /// Latency histograms of every job, tracked and untracked: how long

@@ -59,6 +59,7 @@ use crate::cancel::TokenState;
 use crate::forensics::JobPanic;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
 use crate::metrics::{NOT_READ, Tick};
+use crate::observer::Mark;
 use crate::progress::{self, Progress, ProgressCell};
 use crate::sync::{lock, wait_until};
 use crate::wake::{Key, Wakers};
@@ -85,6 +86,9 @@ pub(crate) struct Record {
     /// The numbers of the job's progress, set without a lock
     /// (`progress.rs`); its message is in `state`.
     pub(crate) progress: ProgressCell,
+    /// Its part in the observer protocol (`observer.rs`); inert without an
+    /// observer.
+    pub(crate) mark: Mark,
     state: StateLock,
     /// Signalled when the record becomes terminal, only if someone waits.
     done: DoneCondvar,
@@ -155,6 +159,7 @@ impl Record {
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
             progress: ProgressCell::default(),
+            mark: Mark::default(),
             state: StateLock::new(State {
                 status: JobStatus::Pending,
                 started_at: None,

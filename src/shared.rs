@@ -57,7 +57,8 @@ use crate::error::SubmitError;
 use crate::idle::IdleGate;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
-use crate::registry::{CancelStep, Notify, Record, Registry};
+use crate::observer::{self, Feed};
+use crate::registry::{CancelStep, Notify, Registry};
 use crate::report::ReportLog;
 use crate::slots::Slots;
 use crate::stats::{Counters, Ending, Tally};
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) jobs_tx: Sender<Message>,
     pub(crate) jobs_rx: Receiver<Message>,
     pub(crate) registry: Registry,
+    /// The observer's buffer, if the pool has an observer (`observer.rs`).
+    pub(crate) feed: Option<Arc<Feed>>,
     pub(crate) counters: Counters,
     pub(crate) events: Sender<Event>,
     /// Finished jobs whose deadline entries are still in the timer's heap.
@@ -130,6 +133,10 @@ impl Shared {
                 .collect(),
             supervisor_name: format!("{}-supervisor", config.thread_name),
             registry: Registry::new(config.retain_finished),
+            feed: config
+                .observer
+                .as_ref()
+                .map(|_| Arc::new(Feed::new(config.observer_capacity, &config.thread_name))),
             counters: Counters::new(config.workers, config.latency_metrics),
             config,
             jobs_tx,
@@ -164,6 +171,8 @@ impl Shared {
             Ok(()) => {
                 if let Some(job) = message.tracked() {
                     self.registry.insert(Arc::clone(job));
+                    // Submitted: `Pending` (observer invariant 2).
+                    observer::note(job);
                 }
                 // Invariant 3: the permit counted the job as submitted before
                 // it can finish.
@@ -258,7 +267,7 @@ impl Shared {
                 if self.is_aborting() {
                     self.report.cancelled(record.id);
                 }
-                self.ended(record, notify, &self.counters.others, Ending::Cancelled);
+                self.ended(job, notify, &self.counters.others, Ending::Cancelled);
                 log_quietly!(log::debug!("job {} cancelled before it started", record.id));
                 CancelOutcome::Cancelled
             }
@@ -274,7 +283,7 @@ impl Shared {
     /// Records the end of a tracked job that `tally`'s worker ran.
     pub(crate) fn finish(
         &self,
-        job: &dyn Tracked,
+        job: &Arc<dyn Tracked>,
         status: JobStatus,
         panicked: bool,
         tally: &Tally,
@@ -284,15 +293,20 @@ impl Shared {
         // Always `Some` for the worker that started the job (registry
         // invariant 2).
         if let Some(notify) = record.finish(status) {
-            self.ended(record, notify, tally, ending);
+            self.ended(job, notify, tally, ending);
         }
     }
 
-    /// The bookkeeping of every terminal transition, in order: retire the
-    /// record (so once a join returns or a sleeping waiter wakes, retention
-    /// has been applied), count it in `tally`, mark its timer entry stale,
-    /// wake its waiters, then release `join` if the pool became idle.
-    fn ended(&self, record: &Record, notify: Notify, tally: &Tally, ending: Ending) {
+    /// The bookkeeping of every terminal transition, in order: note it for
+    /// the observer, retire the record (so once a join returns or a
+    /// sleeping waiter wakes, retention has been applied), count it in
+    /// `tally`, mark its timer entry stale, wake its waiters, then release
+    /// `join` if the pool became idle.
+    fn ended(&self, job: &Arc<dyn Tracked>, notify: Notify, tally: &Tally, ending: Ending) {
+        let record = job.record();
+        // The observer holds the job itself, so retention cannot forget it
+        // first (observer invariant 2).
+        observer::note(job);
         self.registry.retire(record.id);
         tally.count(ending);
         // A job with a deadline leaves a stale timer entry (timer invariant 2).
@@ -347,7 +361,7 @@ impl Shared {
         if self.is_aborting() {
             self.report.abandoned(record.id);
         }
-        self.ended(record, notify, &self.counters.others, Ending::Abandoned);
+        self.ended(job, notify, &self.counters.others, Ending::Abandoned);
         true
     }
 

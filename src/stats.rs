@@ -73,9 +73,23 @@ pub struct PoolStats {
     /// Once the pool is idle,
     /// `submitted == completed + failed + cancelled + abandoned`.
     pub abandoned: u64,
-    /// Detached worker threads (each stuck in an abandoned job) still
-    /// running. They are not counted in `alive`.
+    /// Detached threads still running: worker threads, each stuck in an
+    /// abandoned job, and the observer thread if its `observe` outlived
+    /// [`observer_shutdown_timeout`](crate::Builder::observer_shutdown_timeout)
+    /// at shutdown. They are not counted in `alive`.
     pub stray_threads: usize,
+    /// Transitions of tracked jobs the [`JobObserver`](crate::JobObserver)
+    /// never saw because its buffer was full
+    /// ([`Builder::observer_capacity`](crate::Builder::observer_capacity));
+    /// each counts a note that found no room, which may stand for several
+    /// transitions of one job. Always 0 without an observer.
+    ///
+    /// ```
+    /// let pool = harbor_pool::Pool::new(1).unwrap();
+    /// pool.submit(|_| Ok(())).unwrap().join().unwrap();
+    /// assert_eq!(pool.stats().observer_overflows, 0);
+    /// ```
+    pub observer_overflows: u64,
 }
 
 /// How one job ended, for counting.

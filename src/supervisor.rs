@@ -41,6 +41,11 @@
 //!    threads are kept; past that a stuck position is *held* (not replaced)
 //!    until a detached thread exits. Shutdown detaches held positions and
 //!    never waits for a detached thread.
+//! 8. The observer thread, if the pool has an observer, starts before any
+//!    worker and is stopped after every worker was joined and the queue
+//!    emptied, so every job's final state is noted before it drains for
+//!    the last time. Stopping it waits at most `observer_shutdown_timeout`
+//!    (observer invariant 6), then "done" follows.
 
 use std::collections::VecDeque;
 use std::io;
@@ -54,6 +59,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::error::BuildError;
 use crate::events;
 use crate::job::Tracked;
+use crate::observer;
 use crate::shared::{Mode, Shared};
 use crate::stats::Ending;
 use crate::timer::{Deadlines, far_after};
@@ -143,8 +149,18 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
         stopping: false,
     };
     let mut failure = None;
+    // Before any worker, so no transition happens without it (invariant 8).
+    let observer = observer::start(&supervisor.shared).unwrap_or_else(|error| {
+        failure = Some(error);
+        None
+    });
+    let workers = if failure.is_some() {
+        0
+    } else {
+        supervisor.shared.config.workers
+    };
     let (started_tx, started_rx) = crossbeam_channel::unbounded();
-    for index in 0..supervisor.shared.config.workers {
+    for index in 0..workers {
         match worker::spawn(&supervisor.shared, index, Some(started_tx.clone())) {
             Ok(handle) => supervisor.workers.push(Slot::Running(handle)),
             Err(source) => {
@@ -181,6 +197,11 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, ready: Sender<Result<
     let shared = Arc::clone(&supervisor.shared);
     supervisor.run_resilient();
     drop(supervisor);
+    // Every worker was joined and nothing is left queued: the observer's
+    // final drain delivers every job's last state (invariant 8).
+    if let Some(observer) = observer {
+        observer.stop(&shared);
+    }
     // The last log line comes before "done": a slow logger must not keep a
     // thread running after the pool said it was done (and make a
     // `shutdown_timeout` caller wait past its timeout to join it).

@@ -56,6 +56,7 @@ use crate::events::{self, Span};
 use crate::forensics::{self, Armed, JobPanic};
 use crate::job::{JobStatus, Message, Tracked};
 use crate::metrics::Tick;
+use crate::observer;
 use crate::shared::Shared;
 use crate::stats::{Ending, Tally};
 use crate::supervisor::Event;
@@ -327,6 +328,7 @@ fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
     } else if record.start(index) {
         // This thread won `Pending -> Running` (shared invariant 5).
         shared.release_slot();
+        observer::note(job);
         // A `shutdown_now` that swept running tokens just before this start
         // missed this job: cancel its token here instead.
         if shared.abort.load(Ordering::SeqCst) {
@@ -401,7 +403,7 @@ fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
         panic,
     };
     shared.finish(
-        &**job,
+        job,
         outcome.status,
         outcome.panicked,
         &shared.counters.workers[index],
@@ -472,7 +474,7 @@ impl Drop for Worker {
                 // It started, so its slot was freed then: no release here.
                 let _ = job.discard();
                 self.shared.finish(
-                    &*job,
+                    &job,
                     JobStatus::Failed(message.clone()),
                     false,
                     self.tally(),
