@@ -189,6 +189,13 @@
 //! forgotten first), so memory stays flat in a long-running service; a
 //! forgotten id answers `None`, and a [`JobHandle`] keeps working.
 //!
+//! To follow every tracked job from outside the pool (to mirror statuses
+//! into a shared store, say), attach a [`JobObserver`] with
+//! [`Builder::observer`]: it receives each job's transitions in coalesced
+//! batches on a thread of the pool's own, never on a worker; a full buffer
+//! drops transitions (counted in [`PoolStats::observer_overflows`]) rather
+//! than slow a job down.
+//!
 //! # Shutdown
 //!
 //! * [`Pool::shutdown`] (and dropping the pool): refuse new jobs, run
