@@ -367,20 +367,36 @@ fn a_panicking_observer_is_survived() {
     assert_eq!(pool.stats().restarts, 0);
 }
 
-/// A slow observer at shutdown: `shutdown` waits for its last batches, and
-/// every final state is delivered before it returns.
+/// A slow observer at shutdown, still busy with its first batch when the
+/// workers are gone: `shutdown` waits for it, and every final state
+/// buffered meanwhile is delivered (the final drain) before it returns.
 #[test]
 fn a_slow_observer_gets_every_final_state_at_shutdown() {
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
     let recorder = Arc::new(Recorder {
+        gate: Mutex::new(Some((entered_tx, release_rx))),
         delay: Some(Duration::from_millis(20)),
         ..Recorder::default()
     });
-    let pool = pool_with(&recorder, "obs-slow").build().unwrap();
+    let pool = Arc::new(pool_with(&recorder, "obs-slow").build().unwrap());
+    pool.submit(|_| Ok(())).unwrap();
+    entered_rx.recv_timeout(PATIENCE).unwrap();
     let ids: Vec<JobId> = (0..2_000)
         .map(|_| pool.submit(|_| Ok(())).unwrap().id())
         .collect();
-    assert!(threads_named("obs-slow-observ") == 1);
-    pool.shutdown();
+    common::join(&pool);
+    let stopping = Arc::clone(&pool);
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        stopping.shutdown();
+        done_tx.send(()).unwrap();
+    });
+    // The workers are joined (the supervisor stops the observer right
+    // after): only then does the observer finish its first batch.
+    assert!(no_threads_named("obs-slow-0") && no_threads_named("obs-slow-1"));
+    release_tx.send(()).unwrap();
+    done_rx.recv_timeout(PATIENCE).expect("shutdown returned");
     assert!(no_threads_named("obs-slow-observ"));
     let histories = recorder.histories();
     for id in ids {
