@@ -37,7 +37,10 @@ struct Counting {
 
 impl JobObserver for Counting {
     fn observe(&self, batch: &[JobInfo]) {
-        let ended = batch.iter().filter(|info| info.status.is_terminal()).count();
+        let ended = batch
+            .iter()
+            .filter(|info| info.status.is_terminal())
+            .count();
         self.seen.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.ended.fetch_add(ended as u64, Ordering::Relaxed);
     }
