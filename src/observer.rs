@@ -647,7 +647,7 @@ mod loom_tests {
     /// last snapshot shows both, whichever way the note met the drain. A
     /// stand-in queue (a count under a mutex) replaces the channel, which
     /// loom does not model. Breaks if the clear comes after the snapshot,
-    /// or if either side's swap loses its acquire or release half.
+    /// or if the clear is a plain store (checked) rather than a swap.
     #[test]
     fn loom_note_vs_drain() {
         model(|| {
