@@ -38,7 +38,7 @@ async fn exchange(
 
 #[test]
 fn http2_with_prior_knowledge_is_served() {
-    let server = Server::start(&["--max-body-bytes", "1000"]);
+    let server = Server::start(&["--max-body-bytes", "1000", "--max-header-bytes", "1024"]);
     let base = server.base.clone();
     run(async move {
         let stream = tokio::net::TcpStream::connect(server.addr)
@@ -91,7 +91,15 @@ fn http2_with_prior_knowledge_is_served() {
         );
         assert!(body.contains("larger than 1000 bytes"), "{body}");
 
-        // The connection survived the 413.
+        let mut big_head = get("/stats");
+        big_head
+            .headers_mut()
+            .insert("x-filler", "a".repeat(1500).parse().expect("a value"));
+        let (status, _, body) = exchange(&mut sender, big_head).await;
+        assert_eq!(status, 431, "{body}");
+        assert!(body.contains("larger than 1024 bytes"), "{body}");
+
+        // The connection survived the 413 and the 431.
         let (status, _, _) = exchange(&mut sender, get("/nope")).await;
         assert_eq!(status, 404);
         drop(sender);
