@@ -66,8 +66,8 @@ pub(crate) const LINGER: Duration = Duration::from_secs(1);
 pub(crate) struct Limits {
     /// The largest request head, in bytes.
     pub(crate) max_header_bytes: usize,
-    /// The time to receive a request head, from its first byte (for a new
-    /// connection, from the accept).
+    /// The time to receive a request head: the first from the accept,
+    /// each later one from its first byte.
     pub(crate) header_timeout: Duration,
     /// How long a connection may stay idle between requests.
     pub(crate) keep_alive_timeout: Duration,
@@ -399,6 +399,8 @@ impl Guard {
         };
         let since = match self.waiting {
             Some((waiting, since)) if waiting == wait => since,
+            // A new connection's first head is timed from the accept.
+            Some((Wait::Idle, since)) if self.first => since,
             _ => Instant::now(),
         };
         self.waiting = Some((wait, since));
