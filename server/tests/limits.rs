@@ -190,17 +190,21 @@ fn connections_over_max_connections_are_closed_at_once() {
     let mut over = server.connect();
     assert!(closed(&mut over), "the third connection is closed");
     drop(held);
+    // Until the server sees the held connections close, a try may be
+    // refused (and counted) too.
     let metrics = eventually("a connection slot to free up", || {
         server
             .try_get("/metrics")
             .ok()
             .filter(|reply| reply.status == 200)
     });
-    assert!(
-        metrics.body.contains("http_connections_refused_total 1"),
-        "{}",
-        metrics.body
-    );
+    let refused = metrics
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("http_connections_refused_total "))
+        .and_then(|value| value.parse::<u32>().ok())
+        .expect("the refused counter");
+    assert!(refused >= 1, "{}", metrics.body);
 }
 
 #[test]
