@@ -215,6 +215,7 @@ fn malformed_heads_and_ambiguous_framing_get_400() {
         b"POST /jobs HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"POST /jobs HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         b"POST /jobs HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"GET http://[::1 HTTP/1.1\r\n\r\n",
     ] {
         let mut stream = server.connect();
         send(&mut stream, head);
