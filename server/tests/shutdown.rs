@@ -62,7 +62,8 @@ fn keep_alive_clients_are_told_to_close_and_idle_ones_are_closed() {
     let mut busy = server.connect();
     send(&mut busy, b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(read_reply(&mut busy).status, 200);
-    send(&mut busy, b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Long enough to be in flight when the stop begins, even on a loaded box.
+    send(&mut busy, b"GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
     eventually("the sleep to be running", || {
         (server.stats()["http"]["busy"].as_u64() >= Some(1)).then_some(())
     });
