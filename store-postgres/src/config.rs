@@ -378,8 +378,14 @@ impl StoreConfig {
 
     /// The driver's config: the URL, with this config's connect timeout
     /// where the URL sets none and TCP keepalives, so a dead server is
-    /// noticed rather than waited on forever.
+    /// noticed rather than waited on forever; `application_name` is
+    /// `harbor-store <replica> <role>`, so `pg_stat_activity` shows which
+    /// connection is which.
     pub(crate) fn pg_config(&self) -> Result<postgres::Config, StoreError> {
+        self.pg_config_for("reader")
+    }
+
+    pub(crate) fn pg_config_for(&self, role: &str) -> Result<postgres::Config, StoreError> {
         let mut config: postgres::Config = self
             .url
             .parse()
@@ -392,7 +398,7 @@ impl StoreConfig {
         }
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
-        config.application_name(&format!("harbor-store {}", self.replica));
+        config.application_name(&format!("harbor-store {} {role}", self.replica));
         Ok(config)
     }
 }

@@ -69,10 +69,11 @@ pub(crate) fn job_from_row(row: &Row) -> Result<StoredJob, StoreError> {
     })
 }
 
-/// Opens a connection (bounded by the connect timeout).
-pub(crate) fn connect(config: &StoreConfig) -> Result<Client, StoreError> {
+/// Opens a connection for `role` (`reader`, `writer`, `listener`,
+/// `waiter`, `maintenance`), bounded by the connect timeout.
+pub(crate) fn connect(config: &StoreConfig, role: &str) -> Result<Client, StoreError> {
     config
-        .pg_config()?
+        .pg_config_for(role)?
         .connect(NoTls)
         .map_err(StoreError::Unavailable)
 }
@@ -154,7 +155,7 @@ impl Readers {
                 }
             }
         }
-        let mut client = connect(config)?;
+        let mut client = connect(config, "reader")?;
         let result = f(&mut client).map_err(StoreError::from_pg);
         if !matches!(result, Err(StoreError::Unavailable(_))) {
             self.give_back(client);

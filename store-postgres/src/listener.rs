@@ -79,7 +79,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
 }
 
 fn connect_and_listen(inner: &Inner) -> Result<Client, crate::StoreError> {
-    let mut client = connect(&inner.config)?;
+    let mut client = connect(&inner.config, "listener")?;
     if inner.config.notifications {
         client
             .batch_execute(&format!("LISTEN {CANCEL_CHANNEL}; LISTEN {DONE_CHANNEL}"))

@@ -46,7 +46,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
             return;
         }
         if client.as_ref().is_none_or(Client::is_closed) {
-            match connect(config) {
+            match connect(config, "maintenance") {
                 Ok(new) => client = Some(new),
                 Err(err) => {
                     log::warn!("lease renewal cannot connect: {err}");

@@ -223,7 +223,7 @@ impl Store {
     /// ```
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         config.validate()?;
-        let mut client = connect(&config)?;
+        let mut client = connect(&config, "reader")?;
         schema::migrate(&mut client)?;
         let (waits, wait_rx) = crossbeam_channel::unbounded();
         let (poke, poke_rx) = crossbeam_channel::bounded(1);

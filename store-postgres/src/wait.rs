@@ -243,7 +243,7 @@ fn check(inner: &Inner, client: &mut Option<Client>, slots: &[Arc<WaitSlot>]) {
         return;
     }
     if client.as_ref().is_none_or(Client::is_closed) {
-        match connect(&inner.config) {
+        match connect(&inner.config, "waiter") {
             Ok(new) => *client = Some(new),
             Err(err) => {
                 log::debug!("waits: cannot connect: {err}");

@@ -116,7 +116,7 @@ fn write(
 ) -> Result<(), postgres::Error> {
     if conn.as_ref().is_none_or(|(client, _)| client.is_closed()) {
         *conn = None;
-        let mut client = match connect(&inner.config) {
+        let mut client = match connect(&inner.config, "writer") {
             Ok(client) => client,
             Err(crate::StoreError::Unavailable(err)) => return Err(err),
             Err(other) => {
