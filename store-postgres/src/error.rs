@@ -22,10 +22,10 @@ pub enum StoreError {
     Config(String),
     /// PostgreSQL could not be reached, or the connection broke during the
     /// operation. Nothing is retried by a read or a cancel: ask again.
-    #[error("postgres unavailable: {0}")]
+    #[error("postgres unavailable: {}", describe(.0))]
     Unavailable(#[source] postgres::Error),
     /// PostgreSQL answered with an error (a bug, or a schema changed by hand).
-    #[error("postgres error: {0}")]
+    #[error("postgres error: {}", describe(.0))]
     Postgres(#[source] postgres::Error),
     /// The store has been shut down.
     #[error("the store is shut down")]
@@ -89,5 +89,17 @@ pub(crate) fn is_connection_gone(err: &postgres::Error) -> bool {
             code.starts_with("57") || code.starts_with("08")
         }
         None => err.as_db_error().is_none(),
+    }
+}
+
+/// A driver error with the server's message, which the driver's own
+/// `Display` ("db error") leaves to its source.
+pub(crate) fn describe(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => match std::error::Error::source(err) {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        },
     }
 }

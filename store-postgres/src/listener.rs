@@ -94,7 +94,7 @@ fn serve(
     client: &mut Client,
     delivered: &mut HashSet<JobId>,
 ) -> Result<(), String> {
-    let text = |err: postgres::Error| err.to_string();
+    let text = |err: postgres::Error| crate::error::describe(&err);
     // Invariant 1: poll first, for requests made while not listening.
     let mut next_poll = Instant::now();
     let poll_sql = "SELECT id FROM harbor_jobs

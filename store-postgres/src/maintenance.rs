@@ -78,7 +78,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 Ok(0) => {}
                 Ok(n) => log::info!("marked {n} jobs of expired replicas lost"),
                 Err(err) => {
-                    log::debug!("lost sweep failed: {err}");
+                    log::debug!("lost sweep failed: {}", crate::error::describe(&err));
                     client = None;
                     continue;
                 }
@@ -96,7 +96,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
                     }
                 }
                 Err(err) => {
-                    log::debug!("retention failed: {err}");
+                    log::debug!("retention failed: {}", crate::error::describe(&err));
                     client = None;
                 }
             }

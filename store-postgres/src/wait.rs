@@ -258,7 +258,7 @@ fn check(inner: &Inner, client: &mut Option<Client>, slots: &[Arc<WaitSlot>]) {
     let rows = match conn.query(&sql, &[&ids]) {
         Ok(rows) => rows,
         Err(err) => {
-            log::debug!("waits: read failed: {err}");
+            log::debug!("waits: read failed: {}", crate::error::describe(&err));
             *client = None;
             return;
         }

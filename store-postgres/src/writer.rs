@@ -81,6 +81,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
             }
             Err(err) => {
                 let jobs = batch.len();
+                let text = crate::error::describe(&err);
                 // Keeps invariant 2.
                 inner.buffer.restore(batch);
                 inner.stats.write_errors.fetch_add(1, Relaxed);
@@ -89,16 +90,16 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 }
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
-                    log::warn!("store write of {jobs} jobs failed, buffering and retrying: {err}");
+                    log::warn!("store write of {jobs} jobs failed, buffering and retrying: {text}");
                 } else {
-                    log::debug!("store write retry failed: {err}");
+                    log::debug!("store write retry failed: {text}");
                 }
                 // Sleeps the backoff; wakes early only to give up.
                 if inner.abort.recv_timeout(backoff.next_delay()).is_err_and(|e| e.is_disconnected())
                 {
                     let (left, _) = inner.buffer.counts();
                     log::error!(
-                        "store shut down with {left} jobs' states unwritten (postgres unavailable: {err})"
+                        "store shut down with {left} jobs' states unwritten (postgres unavailable: {text})"
                     );
                     return;
                 }

@@ -148,7 +148,7 @@ impl Postgres {
     /// succeeded, bounded by a watchdog.
     fn run(&self, tool: &str, args: &[&str]) -> Output {
         let path = self.bin.join(tool);
-        let mut command = if self.as_postgres {
+        let command = if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&path);
             c
@@ -238,7 +238,7 @@ impl Drop for Postgres {
         // Immediate mode: nothing to keep. Ignores failure (already stopped).
         let path = self.bin.join("pg_ctl");
         let data = self.data();
-        let mut command = if self.as_postgres {
+        let command = if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&path);
             c
