@@ -30,16 +30,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benches; nothing to list
     }
-    let Some(pg) = support::Postgres::start_with(true) else { return };
+    let Some(pg) = support::Postgres::start_with(true) else {
+        return;
+    };
     let jobs: usize = std::env::var("HARBOR_BENCH_JOBS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200_000);
     for round in 0..3 {
-        let store = Store::open(
-            support::config(&pg, &format!("bench{round}")).buffer_capacity(jobs * 2),
-        )
-        .unwrap();
+        let store =
+            Store::open(support::config(&pg, &format!("bench{round}")).buffer_capacity(jobs * 2))
+                .unwrap();
         let now = SystemTime::now();
         let started = Instant::now();
         store.record_transitions(
@@ -55,10 +56,9 @@ fn main() {
         );
         drop(store);
 
-        let store = Store::open(
-            support::config(&pg, &format!("life{round}")).buffer_capacity(jobs * 2),
-        )
-        .unwrap();
+        let store =
+            Store::open(support::config(&pg, &format!("life{round}")).buffer_capacity(jobs * 2))
+                .unwrap();
         let started = Instant::now();
         let per_job = [JobStatus::Pending, JobStatus::Running, JobStatus::Completed];
         let ids: Vec<_> = (0..jobs / 3).map(|_| support::new_id()).collect();

@@ -248,16 +248,39 @@ mod tests {
     fn when_full_a_terminal_state_evicts_an_unfinished_one_and_others_overflow() {
         let buffer = Buffer::new(2);
         let (a, b, c, d) = (new_id(), new_id(), new_id(), new_id());
-        assert_eq!(buffer.record(state(a, JobStatus::Running)), Recorded::Accepted);
-        assert_eq!(buffer.record(state(b, JobStatus::Completed)), Recorded::Accepted);
-        assert_eq!(buffer.record(state(c, JobStatus::Pending)), Recorded::Overflowed(1));
+        assert_eq!(
+            buffer.record(state(a, JobStatus::Running)),
+            Recorded::Accepted
+        );
+        assert_eq!(
+            buffer.record(state(b, JobStatus::Completed)),
+            Recorded::Accepted
+        );
+        assert_eq!(
+            buffer.record(state(c, JobStatus::Pending)),
+            Recorded::Overflowed(1)
+        );
         // c's terminal state takes a's place; a's comes later.
-        assert_eq!(buffer.record(state(c, JobStatus::Completed)), Recorded::Accepted);
+        assert_eq!(
+            buffer.record(state(c, JobStatus::Completed)),
+            Recorded::Accepted
+        );
         // Nothing unfinished is left to evict.
-        assert_eq!(buffer.record(state(d, JobStatus::Failed("x".into()))), Recorded::Overflowed(2));
+        assert_eq!(
+            buffer.record(state(d, JobStatus::Failed("x".into()))),
+            Recorded::Overflowed(2)
+        );
         // A buffered job is still updated when full.
-        assert_eq!(buffer.record(state(b, JobStatus::Running)), Recorded::Accepted);
-        let mut ids: Vec<JobId> = buffer.take(10, Duration::ZERO).unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(
+            buffer.record(state(b, JobStatus::Running)),
+            Recorded::Accepted
+        );
+        let mut ids: Vec<JobId> = buffer
+            .take(10, Duration::ZERO)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
         ids.sort();
         let mut want = vec![b, c];
         want.sort();
@@ -278,7 +301,10 @@ mod tests {
         let batch = buffer.take(10, Duration::ZERO).unwrap();
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].status, JobStatus::Completed);
-        buffer.restore(vec![state(a, JobStatus::Running), state(b, JobStatus::Running)]);
+        buffer.restore(vec![
+            state(a, JobStatus::Running),
+            state(b, JobStatus::Running),
+        ]);
         assert_eq!(buffer.counts().0, 2, "a restore ignores the capacity");
     }
 
@@ -299,6 +325,9 @@ mod tests {
         assert_eq!(buffer.take(10, Duration::ZERO), Some(Vec::new()));
         buffer.close();
         assert_eq!(buffer.take(10, Duration::ZERO), None);
-        assert_eq!(buffer.record(state(new_id(), JobStatus::Running)), Recorded::Closed);
+        assert_eq!(
+            buffer.record(state(new_id(), JobStatus::Running)),
+            Recorded::Closed
+        );
     }
 }

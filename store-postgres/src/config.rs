@@ -359,7 +359,10 @@ impl StoreConfig {
             return bad("buffer_capacity must be at least 1".into());
         }
         if self.max_batch == 0 || self.max_batch > 65_536 {
-            return bad(format!("max_batch must be 1 to 65536, not {}", self.max_batch));
+            return bad(format!(
+                "max_batch must be 1 to 65536, not {}",
+                self.max_batch
+            ));
         }
         if self.retention_batch == 0 {
             return bad("the retention batch must be at least 1".into());

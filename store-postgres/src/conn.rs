@@ -40,12 +40,11 @@ pub(crate) fn job_from_row(row: &Row) -> Result<StoredJob, StoreError> {
     let id: uuid::Uuid = row.get(0);
     let status: String = row.get(3);
     let error: Option<String> = row.get(4);
-    let status = StoredStatus::from_column(&status, error).ok_or_else(|| {
-        StoreError::UnknownStatus {
+    let status =
+        StoredStatus::from_column(&status, error).ok_or_else(|| StoreError::UnknownStatus {
             id: id.into(),
             status: status.clone(),
-        }
-    })?;
+        })?;
     let done: Option<i64> = row.get(5);
     let total: Option<i64> = row.get(6);
     let message: Option<String> = row.get(7);

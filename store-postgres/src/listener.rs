@@ -89,11 +89,7 @@ fn connect_and_listen(inner: &Inner) -> Result<Client, crate::StoreError> {
 }
 
 /// Serves one connection until it fails (`Err`) or the store stops (`Ok`).
-fn serve(
-    inner: &Inner,
-    client: &mut Client,
-    delivered: &mut HashSet<JobId>,
-) -> Result<(), String> {
+fn serve(inner: &Inner, client: &mut Client, delivered: &mut HashSet<JobId>) -> Result<(), String> {
     let text = |err: postgres::Error| crate::error::describe(&err);
     // Invariant 1: poll first, for requests made while not listening.
     let mut next_poll = Instant::now();
@@ -159,7 +155,9 @@ fn serve(
                     }
                     match id.parse::<JobId>() {
                         Ok(id) => deliver(inner, delivered, id, Via::Notify),
-                        Err(err) => log::warn!("bad cancel notification {:?}: {err}", note.payload()),
+                        Err(err) => {
+                            log::warn!("bad cancel notification {:?}: {err}", note.payload())
+                        }
                     }
                 }
                 DONE_CHANNEL => done = true,

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
+use crate::StoreError;
 use crate::conn::{Backoff, MARK_LOST, connect};
 use crate::store::Inner;
-use crate::StoreError;
 
 /// The thread's loop.
 pub(crate) fn run(inner: Arc<Inner>) {
@@ -56,7 +56,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 }
             }
         }
-        let Some(conn) = client.as_mut() else { continue };
+        let Some(conn) = client.as_mut() else {
+            continue;
+        };
         let now = Instant::now();
         if now >= next_beat {
             match heartbeat(&inner, conn) {
@@ -116,7 +118,10 @@ fn heartbeat(inner: &Inner, client: &mut Client) -> Result<(), StoreError> {
         )
         .map_err(StoreError::from_pg)?;
     let Some(row) = row else {
-        log::error!("replica {} is no longer registered; re-registering", config.replica);
+        log::error!(
+            "replica {} is no longer registered; re-registering",
+            config.replica
+        );
         drop(tx);
         return crate::store::register(inner, client).map(|_| ());
     };
@@ -165,7 +170,11 @@ fn sweep(client: &mut Client) -> Result<u64, postgres::Error> {
 /// Deletes rows finished more than `keep` ago, `batch` at a time
 /// (invariant 4), and replicas gone that long with no rows left. Returns
 /// the jobs deleted.
-pub(crate) fn purge(client: &mut Client, keep: Duration, batch: usize) -> Result<u64, postgres::Error> {
+pub(crate) fn purge(
+    client: &mut Client,
+    keep: Duration,
+    batch: usize,
+) -> Result<u64, postgres::Error> {
     let batch = i64::try_from(batch).unwrap_or(i64::MAX);
     let keep = keep.as_secs_f64();
     let delete = client.prepare(

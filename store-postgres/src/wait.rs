@@ -26,10 +26,10 @@ use crossbeam_channel::{Receiver, select};
 use harbor_pool::JobId;
 use postgres::Client;
 
+use crate::StoreError;
 use crate::conn::{JOB_COLUMNS, JOB_FROM, connect, job_from_row};
 use crate::job::StoredJob;
 use crate::store::Inner;
-use crate::StoreError;
 
 type WaitResult = Result<Option<StoredJob>, StoreError>;
 
@@ -186,7 +186,9 @@ pub(crate) fn run(inner: Arc<Inner>, slots: Receiver<Arc<WaitSlot>>, pokes: Rece
             .iter()
             .map(|slot| slot.deadline)
             .min()
-            .map_or(now + Duration::from_secs(1), |deadline| deadline.min(next_poll));
+            .map_or(now + Duration::from_secs(1), |deadline| {
+                deadline.min(next_poll)
+            });
         let timeout = wake_at.saturating_duration_since(now);
         let mut fresh = Vec::new();
         select! {

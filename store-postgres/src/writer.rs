@@ -95,7 +95,10 @@ pub(crate) fn run(inner: Arc<Inner>) {
                     log::debug!("store write retry failed: {text}");
                 }
                 // Sleeps the backoff; wakes early only to give up.
-                if inner.abort.recv_timeout(backoff.next_delay()).is_err_and(|e| e.is_disconnected())
+                if inner
+                    .abort
+                    .recv_timeout(backoff.next_delay())
+                    .is_err_and(|e| e.is_disconnected())
                 {
                     let (left, _) = inner.buffer.counts();
                     log::error!(

@@ -29,13 +29,20 @@ fn running(store: &Store) -> JobId {
 
 #[test]
 fn a_cancel_from_another_replica_reaches_the_owner_by_notify_within_a_second() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     // The poll is an hour away: only the notification can deliver it.
     let (a, requests) = owner(support::config(&pg, "a").cancel_poll(Duration::from_secs(3600)));
     let b = Store::open(support::config(&pg, "b")).unwrap();
     let id = running(&a);
     let asked = Instant::now();
-    assert_eq!(b.cancel(id).unwrap(), CancelRequest::Requested { replica: "a".into() });
+    assert_eq!(
+        b.cancel(id).unwrap(),
+        CancelRequest::Requested {
+            replica: "a".into()
+        }
+    );
     assert_eq!(requests.recv_timeout(PATIENCE), Ok(id));
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(1), "the cancel took {took:?}");
@@ -50,7 +57,9 @@ fn a_cancel_from_another_replica_reaches_the_owner_by_notify_within_a_second() {
 
 #[test]
 fn a_running_pool_job_cancelled_on_b_ends_cancelled_on_a() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let pool = std::sync::Arc::new(Pool::new(1).unwrap());
     let a = Store::open(support::config(&pg, "a")).unwrap();
     let weak = std::sync::Arc::downgrade(&pool);
@@ -71,7 +80,10 @@ fn a_running_pool_job_cancelled_on_b_ends_cancelled_on_a() {
     started.recv_timeout(PATIENCE).unwrap();
     a.record(&[pool.info(handle.id()).unwrap()]);
     assert!(a.flush(PATIENCE));
-    assert_eq!(b.job(handle.id()).unwrap().unwrap().status, StoredStatus::Running);
+    assert_eq!(
+        b.job(handle.id()).unwrap().unwrap().status,
+        StoredStatus::Running
+    );
     assert!(b.cancel(handle.id()).unwrap().is_requested());
     assert_eq!(handle.wait(PATIENCE), Some(JobStatus::Cancelled));
     a.record(&[pool.info(handle.id()).unwrap()]);
@@ -86,7 +98,9 @@ fn a_running_pool_job_cancelled_on_b_ends_cancelled_on_a() {
 
 #[test]
 fn a_lost_notify_still_cancels_through_the_poll() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     // Reconnects wait 2 s, so the request below is made while the owner
     // is not listening: its notification is lost.
     let config = support::config(&pg, "a")
@@ -109,13 +123,19 @@ fn a_lost_notify_still_cancels_through_the_poll() {
     assert!(b.cancel(id).unwrap().is_requested());
     assert_eq!(requests.recv_timeout(PATIENCE), Ok(id));
     let stats = a.stats();
-    assert_eq!((stats.cancels_notified, stats.cancels_polled), (0, 1), "{stats:?}");
+    assert_eq!(
+        (stats.cancels_notified, stats.cancels_polled),
+        (0, 1),
+        "{stats:?}"
+    );
     assert_eq!(stats.listener_connections, 2);
 }
 
 #[test]
 fn without_notifications_the_periodic_poll_delivers() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let (a, requests) = owner(support::config(&pg, "a").notifications(false));
     let b = Store::open(support::config(&pg, "b")).unwrap();
     let id = running(&a);
@@ -127,7 +147,9 @@ fn without_notifications_the_periodic_poll_delivers() {
 
 #[test]
 fn a_request_made_before_the_handler_is_set_reaches_it() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(support::config(&pg, "a")).unwrap();
     let b = Store::open(support::config(&pg, "b")).unwrap();
     let id = running(&a);
@@ -143,7 +165,9 @@ fn a_request_made_before_the_handler_is_set_reaches_it() {
 
 #[test]
 fn another_replicas_request_is_not_handed_to_this_one() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let (a, a_requests) = owner(support::config(&pg, "a"));
     let (b, b_requests) = owner(support::config(&pg, "b"));
     let on_b = running(&b);

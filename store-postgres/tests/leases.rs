@@ -23,11 +23,18 @@ use support::{PATIENCE, new_id};
 #[test]
 #[ignore = "run by the lease tests as a child process"]
 fn child_replica() {
-    let Ok(url) = std::env::var("HARBOR_CHILD_URL") else { return };
+    let Ok(url) = std::env::var("HARBOR_CHILD_URL") else {
+        return;
+    };
     let replica = std::env::var("HARBOR_CHILD_REPLICA").unwrap();
-    let lease: u64 = std::env::var("HARBOR_CHILD_LEASE_S").unwrap().parse().unwrap();
+    let lease: u64 = std::env::var("HARBOR_CHILD_LEASE_S")
+        .unwrap()
+        .parse()
+        .unwrap();
     let store = Store::open(
-        StoreConfig::new(url, replica).lease(Duration::from_secs(lease)).retention(None),
+        StoreConfig::new(url, replica)
+            .lease(Duration::from_secs(lease))
+            .retention(None),
     )
     .unwrap();
     let now = SystemTime::now();
@@ -54,7 +61,13 @@ struct ChildReplica {
 impl ChildReplica {
     fn start(pg: &support::Postgres, replica: &str, lease_s: u64) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_replica", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_replica",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("HARBOR_CHILD_URL", pg.url())
             .env("HARBOR_CHILD_REPLICA", replica)
             .env("HARBOR_CHILD_LEASE_S", lease_s.to_string())
@@ -97,11 +110,16 @@ impl Drop for ChildReplica {
 
 #[test]
 fn a_killed_replicas_unfinished_jobs_read_lost_once_its_lease_expires() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let reader = Store::open(support::config(&pg, "reader")).unwrap();
     let mut child = ChildReplica::start(&pg, "crashy", 2);
     let (running, pending, completed) = (child.ids[0], child.ids[1], child.ids[2]);
-    assert_eq!(reader.job(running).unwrap().unwrap().status, StoredStatus::Running);
+    assert_eq!(
+        reader.job(running).unwrap().unwrap().status,
+        StoredStatus::Running
+    );
     // A wait that only the poll can end: no notification says "lost".
     let waiting = {
         let url = pg.url();
@@ -121,8 +139,14 @@ fn a_killed_replicas_unfinished_jobs_read_lost_once_its_lease_expires() {
     }));
     let lost = reader.job(running).unwrap().unwrap();
     assert!(lost.finished_at.is_some());
-    assert_eq!(reader.job(pending).unwrap().unwrap().status, StoredStatus::Lost);
-    assert_eq!(reader.job(completed).unwrap().unwrap().status, StoredStatus::Completed);
+    assert_eq!(
+        reader.job(pending).unwrap().unwrap().status,
+        StoredStatus::Lost
+    );
+    assert_eq!(
+        reader.job(completed).unwrap().unwrap().status,
+        StoredStatus::Completed
+    );
     let waited = waiting.join().unwrap().unwrap().unwrap();
     assert_eq!(waited.status, StoredStatus::Lost);
     // A cancel of a lost job finds it finished.
@@ -134,19 +158,37 @@ fn a_killed_replicas_unfinished_jobs_read_lost_once_its_lease_expires() {
 
 #[test]
 fn a_replica_restarted_under_its_id_marks_its_previous_runs_jobs_lost() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     // A long lease: only the restart can make the jobs lost in this test.
     let mut child = ChildReplica::start(&pg, "phoenix", 3600);
     let (running, pending, completed) = (child.ids[0], child.ids[1], child.ids[2]);
     child.kill();
     let mut client = pg.client();
-    assert_eq!(support::stored_status(&mut client, running).as_deref(), Some("running"));
-    let again = Store::open(support::config(&pg, "phoenix").lease(Duration::from_secs(3600))).unwrap();
+    assert_eq!(
+        support::stored_status(&mut client, running).as_deref(),
+        Some("running")
+    );
+    let again =
+        Store::open(support::config(&pg, "phoenix").lease(Duration::from_secs(3600))).unwrap();
     // Stored, not just computed: the lease is fresh.
-    assert_eq!(support::stored_status(&mut client, running).as_deref(), Some("lost"));
-    assert_eq!(support::stored_status(&mut client, pending).as_deref(), Some("lost"));
-    assert_eq!(again.job(running).unwrap().unwrap().status, StoredStatus::Lost);
-    assert_eq!(again.job(completed).unwrap().unwrap().status, StoredStatus::Completed);
+    assert_eq!(
+        support::stored_status(&mut client, running).as_deref(),
+        Some("lost")
+    );
+    assert_eq!(
+        support::stored_status(&mut client, pending).as_deref(),
+        Some("lost")
+    );
+    assert_eq!(
+        again.job(running).unwrap().unwrap().status,
+        StoredStatus::Lost
+    );
+    assert_eq!(
+        again.job(completed).unwrap().unwrap().status,
+        StoredStatus::Completed
+    );
     // The new run's jobs are served as usual, and a late state of an old
     // one changes nothing.
     let fresh = new_id();
@@ -156,13 +198,21 @@ fn a_replica_restarted_under_its_id_marks_its_previous_runs_jobs_lost() {
         Transition::new(running, JobStatus::Completed, now),
     ]);
     assert!(again.flush(PATIENCE));
-    assert_eq!(again.job(fresh).unwrap().unwrap().status, StoredStatus::Running);
-    assert_eq!(again.job(running).unwrap().unwrap().status, StoredStatus::Lost);
+    assert_eq!(
+        again.job(fresh).unwrap().unwrap().status,
+        StoredStatus::Running
+    );
+    assert_eq!(
+        again.job(running).unwrap().unwrap().status,
+        StoredStatus::Lost
+    );
 }
 
 #[test]
 fn a_clean_stop_is_recorded_and_ends_the_lease() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(support::config(&pg, "a").lease(Duration::from_secs(3600))).unwrap();
     let (done, unfinished) = (new_id(), new_id());
     let now = SystemTime::now();
@@ -179,14 +229,25 @@ fn a_clean_stop_is_recorded_and_ends_the_lease() {
         )
         .unwrap();
     assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (true, true));
-    assert_eq!(support::stored_status(&mut client, done).as_deref(), Some("completed"));
-    assert_eq!(support::stored_status(&mut client, unfinished).as_deref(), Some("lost"));
-    assert!(matches!(a.job(done), Err(harbor_store_postgres::StoreError::Shutdown)));
+    assert_eq!(
+        support::stored_status(&mut client, done).as_deref(),
+        Some("completed")
+    );
+    assert_eq!(
+        support::stored_status(&mut client, unfinished).as_deref(),
+        Some("lost")
+    );
+    assert!(matches!(
+        a.job(done),
+        Err(harbor_store_postgres::StoreError::Shutdown)
+    ));
 }
 
 #[test]
 fn heartbeats_keep_a_live_replicas_jobs_running_past_the_lease() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(
         support::config(&pg, "a")
             .lease(Duration::from_secs(1))

@@ -15,7 +15,9 @@ use support::PATIENCE;
 #[test]
 fn jobs_accepted_during_an_outage_reach_the_store_with_their_true_status() {
     let _ = env_logger::builder().is_test(true).try_init();
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     // A lease longer than the outage: the replica is alive throughout; a
     // buffer for every job of a few seconds (tens of thousands a second).
     let store = Arc::new(
@@ -45,7 +47,7 @@ fn jobs_accepted_during_an_outage_reach_the_store_with_their_true_status() {
             let mut n = 0_u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let fail = n % 7 == 0;
+                let fail = n.is_multiple_of(7);
                 let handle = pool
                     .submit(move |token| {
                         token.set_progress(n, Some(n));
@@ -85,7 +87,9 @@ fn jobs_accepted_during_an_outage_reach_the_store_with_their_true_status() {
     }));
     let during = produced.load(Ordering::Relaxed) - at_stop;
     pg.restart();
-    assert!(support::eventually(|| produced.load(Ordering::Relaxed) >= at_stop + during + 200));
+    assert!(support::eventually(
+        || produced.load(Ordering::Relaxed) >= at_stop + during + 200
+    ));
     stop.store(true, Ordering::Relaxed);
     let ids = producer.join().unwrap();
     assert!(store.flush(PATIENCE), "caught up");
@@ -108,7 +112,11 @@ fn jobs_accepted_during_an_outage_reach_the_store_with_their_true_status() {
     for (id, fail) in &ids {
         let (status, error) = &by_id[id.as_uuid()];
         if *fail {
-            assert_eq!((status.as_str(), error.as_deref()), ("failed", Some("seventh")), "{id}");
+            assert_eq!(
+                (status.as_str(), error.as_deref()),
+                ("failed", Some("seventh")),
+                "{id}"
+            );
         } else {
             assert_eq!(status, "completed", "{id}");
         }
@@ -123,7 +131,10 @@ fn jobs_accepted_during_an_outage_reach_the_store_with_their_true_status() {
     assert_eq!(store.job(sample).unwrap().unwrap().status, want);
     // Recording never waited on the database.
     let slowest = *slowest_record.lock().unwrap();
-    assert!(slowest < Duration::from_secs(2), "a record took {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a record took {slowest:?}"
+    );
     eprintln!(
         "outage: {} jobs, {during} during the outage, {} write errors, {} batches",
         ids.len(),

@@ -18,7 +18,9 @@ fn count(client: &mut postgres::Client) -> i64 {
 
 #[test]
 fn old_finished_rows_are_deleted_in_batches() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let mut client = pg.client();
     client
         .batch_execute("CREATE EXTENSION pg_stat_statements")
@@ -29,7 +31,9 @@ fn old_finished_rows_are_deleted_in_batches() {
             .retention_schedule(Duration::from_millis(100), 10),
     )
     .unwrap();
-    client.batch_execute("SELECT pg_stat_statements_reset()").unwrap();
+    client
+        .batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
     let now = SystemTime::now();
     let hour_ago = now - Duration::from_secs(3600);
     let old = (0..25).map(|_| {

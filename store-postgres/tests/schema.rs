@@ -9,7 +9,10 @@ use harbor_store_postgres::{SCHEMA_VERSION, Store};
 
 fn migrations(client: &mut postgres::Client) -> Vec<(i32, String)> {
     client
-        .query("SELECT version, name FROM harbor_schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version, name FROM harbor_schema_migrations ORDER BY version",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1)))
@@ -18,7 +21,9 @@ fn migrations(client: &mut postgres::Client) -> Vec<(i32, String)> {
 
 #[test]
 fn migrations_apply_once_and_opening_again_changes_nothing() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let first = Store::open(support::config(&pg, "a")).unwrap();
     let mut client = pg.client();
     let applied = migrations(&mut client);
@@ -31,7 +36,10 @@ fn migrations_apply_once_and_opening_again_changes_nothing() {
     assert_eq!(migrations(&mut client), applied);
     for table in ["harbor_jobs", "harbor_replicas", "harbor_schema_migrations"] {
         let n: i64 = client
-            .query_one("SELECT count(*) FROM pg_tables WHERE tablename = $1", &[&table])
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE tablename = $1",
+                &[&table],
+            )
             .unwrap()
             .get(0);
         assert_eq!(n, 1, "{table}");
@@ -41,12 +49,16 @@ fn migrations_apply_once_and_opening_again_changes_nothing() {
 
 #[test]
 fn replicas_starting_at_once_apply_each_migration_exactly_once() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let mut admin = pg.client();
     // Several rounds on fresh databases: each a race of four first starts.
     for round in 0..5 {
         let db = format!("race{round}");
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
         let url = pg.url().replace("dbname=postgres", &format!("dbname={db}"));
         let barrier = Arc::new(Barrier::new(4));
         let starters: Vec<_> = (0..4)

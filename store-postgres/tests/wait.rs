@@ -11,7 +11,9 @@ use support::{PATIENCE, new_id};
 
 #[test]
 fn an_async_wait_on_b_is_woken_by_the_notify_of_a_terminal_state_on_a() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(support::config(&pg, "a")).unwrap();
     // The poll is an hour away: only the notification can wake the wait.
     let b = Store::open(support::config(&pg, "b").wait_poll(Duration::from_secs(3600))).unwrap();
@@ -41,14 +43,20 @@ fn an_async_wait_on_b_is_woken_by_the_notify_of_a_terminal_state_on_a() {
         a.record_transitions([Transition::new(id, JobStatus::Completed, now)]);
         tokio::time::timeout(PATIENCE, waiting).await
     });
-    let job = job.expect("woken before the timeout").unwrap().unwrap().unwrap();
+    let job = job
+        .expect("woken before the timeout")
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(job.status, StoredStatus::Completed);
     assert_eq!(job.replica, "a");
 }
 
 #[test]
 fn a_wait_times_out_with_the_latest_state_and_an_unknown_job_is_none() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(support::config(&pg, "a")).unwrap();
     let id = new_id();
     a.record_transitions([Transition::new(id, JobStatus::Running, SystemTime::now())]);
@@ -62,7 +70,9 @@ fn a_wait_times_out_with_the_latest_state_and_an_unknown_job_is_none() {
 
 #[test]
 fn a_wait_for_a_finished_job_returns_at_once() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(support::config(&pg, "a").wait_poll(Duration::from_secs(3600))).unwrap();
     let id = new_id();
     a.record_transitions([Transition::new(id, JobStatus::Cancelled, SystemTime::now())]);
@@ -73,7 +83,9 @@ fn a_wait_for_a_finished_job_returns_at_once() {
 
 #[test]
 fn a_wait_while_postgres_is_down_ends_at_its_deadline() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(support::config(&pg, "a")).unwrap();
     let id = new_id();
     pg.stop();
@@ -88,7 +100,9 @@ fn a_wait_while_postgres_is_down_ends_at_its_deadline() {
 
 #[test]
 fn waits_pending_at_shutdown_end_with_shutdown() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let a = Store::open(support::config(&pg, "a")).unwrap();
     let id = new_id();
     a.record_transitions([Transition::new(id, JobStatus::Running, SystemTime::now())]);

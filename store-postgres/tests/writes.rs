@@ -10,7 +10,9 @@ use support::{PATIENCE, new_id};
 
 #[test]
 fn a_pools_jobs_are_written_with_status_progress_and_error() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let store = Store::open(support::config(&pg, "a").address("http://a:1")).unwrap();
     let pool = Pool::new(2).unwrap();
     let ok = pool
@@ -37,7 +39,11 @@ fn a_pools_jobs_are_written_with_status_progress_and_error() {
     assert!(job.started_at.is_some() && job.finished_at.is_some());
     let info = pool.info(ok.id()).unwrap();
     // timestamptz keeps microseconds.
-    let micros = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros();
+    let micros = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    };
     assert_eq!(micros(job.submitted_at), micros(info.submitted_at));
 
     let job = store.job(bad.id()).unwrap().unwrap();
@@ -47,7 +53,9 @@ fn a_pools_jobs_are_written_with_status_progress_and_error() {
 
 #[test]
 fn stale_states_never_overwrite_later_ones() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let store = Store::open(support::config(&pg, "a")).unwrap();
     let now = SystemTime::now();
     let (done, failed, running) = (new_id(), new_id(), new_id());
@@ -72,28 +80,40 @@ fn stale_states_never_overwrite_later_ones() {
     }
     let done_job = store.job(done).unwrap().unwrap();
     assert_eq!(done_job.status, StoredStatus::Completed);
-    assert_eq!(done_job.progress, None, "the stale progress was not applied");
+    assert_eq!(
+        done_job.progress, None,
+        "the stale progress was not applied"
+    );
     assert!(done_job.finished_at.is_some());
     assert_eq!(
         store.job(failed).unwrap().unwrap().status,
         StoredStatus::Failed("first".into())
     );
-    assert_eq!(store.job(running).unwrap().unwrap().status, StoredStatus::Running);
+    assert_eq!(
+        store.job(running).unwrap().unwrap().status,
+        StoredStatus::Running
+    );
     assert_eq!(store.stats().batches, 8);
 }
 
 #[test]
 fn one_statement_per_batch() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let mut client = pg.client();
     client
         .batch_execute("CREATE EXTENSION pg_stat_statements")
         .unwrap();
     let store = Store::open(support::config(&pg, "a").max_batch(2_000)).unwrap();
-    client.batch_execute("SELECT pg_stat_statements_reset()").unwrap();
+    client
+        .batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
     let now = SystemTime::now();
     let jobs = 10_000;
-    store.record_transitions((0..jobs).map(|_| Transition::new(new_id(), JobStatus::Completed, now)));
+    store.record_transitions(
+        (0..jobs).map(|_| Transition::new(new_id(), JobStatus::Completed, now)),
+    );
     assert!(store.flush(PATIENCE));
     let stats = store.stats();
     assert_eq!(stats.transitions, jobs);
@@ -114,7 +134,10 @@ fn one_statement_per_batch() {
         stats.batches
     );
     let stored: i64 = client
-        .query_one("SELECT count(*) FROM harbor_jobs WHERE status = 'completed'", &[])
+        .query_one(
+            "SELECT count(*) FROM harbor_jobs WHERE status = 'completed'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(stored as u64, jobs);
@@ -122,13 +145,18 @@ fn one_statement_per_batch() {
 
 #[test]
 fn a_full_buffer_counts_what_it_drops_and_writes_the_rest_once_back() {
-    let Some(pg) = support::Postgres::start() else { return };
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
     let store = Store::open(support::config(&pg, "a").buffer_capacity(10)).unwrap();
     // Stop the database so nothing drains, then overfill.
     pg.stop();
     let now = SystemTime::now();
     let ids: Vec<_> = (0..25).map(|_| new_id()).collect();
-    store.record_transitions(ids.iter().map(|&id| Transition::new(id, JobStatus::Running, now)));
+    store.record_transitions(
+        ids.iter()
+            .map(|&id| Transition::new(id, JobStatus::Running, now)),
+    );
     // A batch the writer took before failing comes back over the capacity
     // (at most one batch), so at least 5 of 25 were dropped.
     assert!(support::eventually(|| {
@@ -144,5 +172,8 @@ fn a_full_buffer_counts_what_it_drops_and_writes_the_rest_once_back() {
         .query_one("SELECT count(*) FROM harbor_jobs", &[])
         .unwrap()
         .get(0);
-    assert_eq!(stored as usize, stats.buffered, "every accepted state was written");
+    assert_eq!(
+        stored as usize, stats.buffered,
+        "every accepted state was written"
+    );
 }

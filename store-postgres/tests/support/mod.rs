@@ -223,7 +223,16 @@ impl Postgres {
         let data = self.data();
         self.run(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "-t", "30", "stop"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "30",
+                "stop",
+            ],
         );
     }
 
@@ -249,7 +258,14 @@ impl Drop for Postgres {
             .args(["--kill-after=5", "30"])
             .arg(command.get_program())
             .args(command.get_args())
-            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -280,9 +296,15 @@ pub(crate) fn new_id() -> harbor_pool::JobId {
 }
 
 /// Counts the rows of `harbor_jobs` with `status` as stored (not as read).
-pub(crate) fn stored_status(client: &mut postgres::Client, id: harbor_pool::JobId) -> Option<String> {
+pub(crate) fn stored_status(
+    client: &mut postgres::Client,
+    id: harbor_pool::JobId,
+) -> Option<String> {
     client
-        .query_opt("SELECT status FROM harbor_jobs WHERE id = $1", &[id.as_uuid()])
+        .query_opt(
+            "SELECT status FROM harbor_jobs WHERE id = $1",
+            &[id.as_uuid()],
+        )
         .unwrap()
         .map(|row| row.get(0))
 }
