@@ -98,16 +98,14 @@ mod store;
 mod wait;
 mod writer;
 
-// Enable once `harbor_pool::JobObserver` lands (branch wt-obs): delete
-// this `cfg` line and the `#[cfg]` on the `pub use` below.
+// `impl harbor_pool::JobObserver for Store`: enable once the observer seam
+// lands (branch wt-obs) by deleting this `cfg` line.
 #[cfg(harbor_observer)]
 mod observer;
 
 pub use crate::config::{MAX_REPLICA_ID_BYTES, StoreConfig};
 pub use crate::error::StoreError;
 pub use crate::job::{CancelRequest, StoredJob, StoredStatus, Transition};
-#[cfg(harbor_observer)]
-pub use crate::observer::StoreObserver;
 pub use crate::schema::SCHEMA_VERSION;
 pub use crate::store::{Store, StoreStats};
 pub use crate::wait::WaitFuture;

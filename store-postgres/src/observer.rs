@@ -1,73 +1,45 @@
-//! The store as the pool's observer: the seam of `harbor_pool` (branch
-//! wt-obs) delivers coalesced job snapshots on the pool's observer thread;
-//! this hands them to [`Store::record`], which only buffers.
+//! The store as a pool's observer: `harbor_pool`'s observer seam (branch
+//! wt-obs) delivers coalesced job snapshots on the pool's observer thread,
+//! and [`Store::record`] only buffers them, so it never slows that thread
+//! down on the database.
 //!
-//! Switched on by deleting the `#[cfg(harbor_observer)]` lines in
-//! `lib.rs` once `harbor_pool::JobObserver` exists.
-
-use std::sync::Arc;
+//! Switched on by deleting the two `#[cfg(harbor_observer)]` lines in
+//! `lib.rs` (and the `#![cfg(harbor_observer)]` of `tests/observer.rs`)
+//! once `harbor_pool::JobObserver` exists.
 
 use crate::Store;
 
-/// A [`Store`] shared with a pool as its observer.
+/// A [`Store`] observes a pool: every tracked job's transitions go to
+/// [`Store::record`].
 ///
 /// # Examples
 ///
 /// ```no_run
-/// use harbor_store_postgres::{Store, StoreConfig, StoreObserver};
+/// use harbor_pool::Pool;
+/// use harbor_store_postgres::{Store, StoreConfig};
 /// use std::sync::Arc;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = Arc::new(Store::open(StoreConfig::new("postgres://localhost/harbor", "a"))?);
-/// let observer = StoreObserver::new(Arc::clone(&store));
-/// let pool = harbor_pool::Pool::builder().observer(observer).build()?;
+/// let pool = Arc::new(Pool::builder().observer(store.clone()).build()?);
+/// let weak = Arc::downgrade(&pool);
+/// store.set_cancel_handler(move |id| {
+///     if let Some(pool) = weak.upgrade() {
+///         pool.cancel(id);
+///     }
+/// });
 /// let handle = pool.submit(|_| Ok(()))?;
+/// let id = handle.id();
 /// handle.join()?;
-/// pool.shutdown();
+/// pool.shutdown(); // delivers the last transitions
+/// assert!(store.flush(std::time::Duration::from_secs(5)));
+/// assert!(store.job(id)?.unwrap().status.is_terminal());
 /// assert!(store.shutdown(std::time::Duration::from_secs(5)));
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct StoreObserver(Arc<Store>);
-
-impl StoreObserver {
-    /// Observes into `store`.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let store = std::sync::Arc::new(harbor_store_postgres::Store::open(
-    ///     harbor_store_postgres::StoreConfig::new("postgres://localhost/harbor", "a"))?);
-    /// let observer = harbor_store_postgres::StoreObserver::new(store.clone());
-    /// assert_eq!(observer.store().replica_id(), "a");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn new(store: Arc<Store>) -> Self {
-        StoreObserver(store)
-    }
-
-    /// The store observed into.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let store = std::sync::Arc::new(harbor_store_postgres::Store::open(
-    ///     harbor_store_postgres::StoreConfig::new("postgres://localhost/harbor", "a"))?);
-    /// assert!(std::sync::Arc::ptr_eq(harbor_store_postgres::StoreObserver::new(store.clone()).store(), &store));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn store(&self) -> &Arc<Store> {
-        &self.0
-    }
-}
-
-impl harbor_pool::JobObserver for StoreObserver {
+impl harbor_pool::JobObserver for Store {
     fn observe(&self, batch: &[harbor_pool::JobInfo]) {
-        self.0.record(batch);
+        self.record(batch);
     }
 }
