@@ -105,6 +105,7 @@ fn serve(inner: &Inner, client: &mut Client, delivered: &mut HashSet<JobId>) -> 
             let rows = client
                 .query(&poll, &[&inner.config.replica])
                 .map_err(text)?;
+            inner.stats.cancel_polls.fetch_add(1, Relaxed);
             let requested: HashSet<JobId> = rows
                 .iter()
                 .map(|row| JobId::from(row.get::<_, uuid::Uuid>(0)))

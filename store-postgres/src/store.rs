@@ -45,6 +45,7 @@ pub(crate) struct Counters {
     pub(crate) listens: AtomicU64,
     pub(crate) cancels_notified: AtomicU64,
     pub(crate) cancels_polled: AtomicU64,
+    pub(crate) cancel_polls: AtomicU64,
     pub(crate) heartbeats: AtomicU64,
     pub(crate) purged: AtomicU64,
 }
@@ -201,6 +202,8 @@ pub struct StoreStats {
     pub cancels_notified: u64,
     /// Cancel requests handed to the handler after a poll found them.
     pub cancels_polled: u64,
+    /// Polls for cancel requests run.
+    pub cancel_polls: u64,
     /// Lease renewals.
     pub heartbeats: u64,
     /// Finished rows deleted by retention.
@@ -608,6 +611,7 @@ impl Store {
             listener_connections: s.listens.load(Relaxed),
             cancels_notified: s.cancels_notified.load(Relaxed),
             cancels_polled: s.cancels_polled.load(Relaxed),
+            cancel_polls: s.cancel_polls.load(Relaxed),
             heartbeats: s.heartbeats.load(Relaxed),
             purged: s.purged.load(Relaxed),
         }
