@@ -632,6 +632,8 @@ impl Store {
     /// recorded; `false` leaves the rest to the lease (readers see the
     /// unfinished jobs as `lost` once it expires). Later calls return
     /// `false` at once. Dropping the store does this with a 5 s timeout.
+    /// May be called from the cancel handler (it then leaves the listener
+    /// thread, its caller, to return by itself).
     ///
     /// # Examples
     ///
@@ -659,11 +661,11 @@ impl Store {
         self.inner.buffer.close();
         let drained = self.inner.buffer.wait_drained(timeout);
         drop(control.abort);
-        let _ = control.writer.join();
+        join(control.writer);
         // Step 3.
         drop(control.stop);
         for thread in control.others {
-            let _ = thread.join();
+            join(thread);
         }
         // Step 4: bounded by the connect timeout and two statements.
         let left = deadline.saturating_duration_since(Instant::now());
@@ -706,6 +708,15 @@ impl Store {
             tx.commit()?;
             Ok(lost)
         })
+    }
+}
+
+/// Joins one of the store's threads, unless it is the caller: the cancel
+/// handler runs on the listener thread and may shut the store down, and
+/// that thread returns by itself once `stop` is disconnected.
+fn join(thread: JoinHandle<()>) {
+    if thread.thread().id() != std::thread::current().id() {
+        let _ = thread.join();
     }
 }
 

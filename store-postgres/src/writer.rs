@@ -120,14 +120,14 @@ fn write(
 ) -> Result<(), postgres::Error> {
     if conn.as_ref().is_none_or(|(client, _)| client.is_closed()) {
         *conn = None;
+        // `connect` fails only with `Unavailable`: the config was
+        // validated at open.
         let mut client = match connect(&inner.config, "writer") {
             Ok(client) => client,
-            Err(crate::StoreError::Unavailable(err)) => return Err(err),
-            Err(other) => {
-                // The config was validated at open; a bad one cannot come back.
-                log::error!("store writer: {other}");
-                return Ok(());
+            Err(crate::StoreError::Unavailable(err) | crate::StoreError::Postgres(err)) => {
+                return Err(err);
             }
+            Err(other) => unreachable!("connect failed with {other}"),
         };
         let statement = client.prepare(UPSERT)?;
         inner.stats.reconnects.fetch_add(1, Relaxed);

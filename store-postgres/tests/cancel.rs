@@ -178,3 +178,21 @@ fn another_replicas_request_is_not_handed_to_this_one() {
     // Two polls of a's later: still nothing for a.
     assert!(a_requests.recv_timeout(Duration::from_millis(700)).is_err());
 }
+
+#[test]
+fn the_handler_may_shut_the_store_down() {
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
+    let a = std::sync::Arc::new(Store::open(support::config(&pg, "a")).unwrap());
+    let b = Store::open(support::config(&pg, "b")).unwrap();
+    let id = running(&a);
+    let (tx, rx) = mpsc::channel();
+    let store = std::sync::Arc::clone(&a);
+    // Runs on the store's own listener thread, which shutdown joins.
+    a.set_cancel_handler(move |_| {
+        let _ = tx.send(store.shutdown(PATIENCE));
+    });
+    assert!(b.cancel(id).unwrap().is_requested());
+    assert_eq!(rx.recv_timeout(PATIENCE * 2), Ok(true));
+}
