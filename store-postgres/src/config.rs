@@ -25,8 +25,14 @@ use crate::StoreError;
 ///     .retention(Some(Duration::from_secs(7 * 24 * 3600)));
 /// assert!(config.validate().is_ok());
 /// assert_eq!(config.heartbeat_interval(), Duration::from_secs(20) / 3);
+///
+/// // Its Debug output, fit for logs, hides a password in the URL.
+/// let secret = StoreConfig::new("postgres://harbor:s3cret@db/harbor", "a");
+/// assert!(!format!("{secret:?}").contains("s3cret"));
+/// let secret = StoreConfig::new("host=db password=s3cret user=harbor", "a");
+/// assert!(!format!("{secret:?}").contains("s3cret"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     pub(crate) url: String,
     pub(crate) replica: String,
@@ -44,6 +50,48 @@ pub struct StoreConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redact(&self.url))
+            .field("replica", &self.replica)
+            .field("address", &self.address)
+            .field("lease", &self.lease)
+            .field("heartbeat", &self.heartbeat_interval())
+            .field("cancel_poll", &self.cancel_poll)
+            .field("wait_poll", &self.wait_poll)
+            .field("notifications", &self.notifications)
+            .field("buffer_capacity", &self.buffer_capacity)
+            .field("max_batch", &self.max_batch)
+            .field("retention", &self.retention)
+            .field("retention_interval", &self.retention_interval)
+            .field("retention_batch", &self.retention_batch)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &(self.backoff_min..self.backoff_max))
+            .finish()
+    }
+}
+
+/// The URL with its password replaced by `***`: `user:***@host` in a URL,
+/// `password=***` in a `key=value` string.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}");
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The longest replica id accepted, in bytes.

@@ -261,3 +261,56 @@ fn heartbeats_keep_a_live_replicas_jobs_running_past_the_lease() {
     assert!(support::eventually(|| a.stats().heartbeats >= 15));
     assert_eq!(a.job(id).unwrap().unwrap().status, StoredStatus::Running);
 }
+
+#[test]
+fn a_replica_that_outlived_its_lease_in_an_outage_keeps_its_jobs_lost() {
+    let Some(pg) = support::Postgres::start() else {
+        return;
+    };
+    let a = Store::open(
+        support::config(&pg, "a")
+            .lease(Duration::from_secs(1))
+            .heartbeat(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let before = new_id();
+    a.record_transitions([Transition::new(
+        before,
+        JobStatus::Running,
+        SystemTime::now(),
+    )]);
+    assert!(a.flush(PATIENCE));
+    pg.stop();
+    let stopped = std::time::Instant::now();
+    // Down for longer than the lease (a bounded wait for the outage's
+    // length, not a synchronisation).
+    assert!(support::eventually(
+        || stopped.elapsed() >= Duration::from_secs(2)
+    ));
+    pg.restart();
+    let beats = a.stats().heartbeats;
+    assert!(support::eventually(|| a.stats().heartbeats > beats));
+    // Readers saw it lost while the lease was out; it stays lost, stored,
+    // though the replica is back and its lease renewed (by the heartbeat
+    // that finds its lease lapsed, or by the sweep, whichever runs first:
+    // the test fails only with both gone).
+    let mut client = pg.client();
+    assert_eq!(
+        support::stored_status(&mut client, before).as_deref(),
+        Some("lost")
+    );
+    a.record_transitions([Transition::new(
+        before,
+        JobStatus::Completed,
+        SystemTime::now(),
+    )]);
+    let after = new_id();
+    a.record_transitions([Transition::new(
+        after,
+        JobStatus::Running,
+        SystemTime::now(),
+    )]);
+    assert!(a.flush(PATIENCE));
+    assert_eq!(a.job(before).unwrap().unwrap().status, StoredStatus::Lost);
+    assert_eq!(a.job(after).unwrap().unwrap().status, StoredStatus::Running);
+}
