@@ -30,7 +30,9 @@ use crate::job::Transition;
 struct State {
     jobs: HashMap<JobId, Transition>,
     /// Jobs buffered unfinished, oldest first, for eviction (invariant 3).
-    /// Entries may be stale (written, or since finished): checked on use.
+    /// Entries may be stale (written, or since finished) or repeated:
+    /// checked on use, and compacted when they outnumber the jobs twice
+    /// over, so under a buffer that never drains it stays bounded.
     unfinished: VecDeque<JobId>,
     in_flight: bool,
     closed: bool,
@@ -189,9 +191,20 @@ impl State {
         }
         if transition.rank() < 2 {
             self.unfinished.push_back(transition.id);
+            if self.unfinished.len() > 2 * self.jobs.len() + 64 {
+                self.compact();
+            }
         }
         self.jobs.insert(transition.id, transition);
         Recorded::Accepted
+    }
+
+    /// Keeps one entry per buffered unfinished job, in order.
+    fn compact(&mut self) {
+        let jobs = &self.jobs;
+        let mut seen = std::collections::HashSet::with_capacity(jobs.len());
+        self.unfinished
+            .retain(|id| jobs.get(id).is_some_and(|t| t.rank() < 2) && seen.insert(*id));
     }
 
     /// Drops the oldest buffered unfinished state; false if there is none.
@@ -306,6 +319,26 @@ mod tests {
             state(b, JobStatus::Running),
         ]);
         assert_eq!(buffer.counts().0, 2, "a restore ignores the capacity");
+    }
+
+    #[test]
+    fn the_eviction_queue_stays_bounded_when_the_buffer_never_drains() {
+        let buffer = Buffer::new(1_000_000);
+        let running: Vec<JobId> = (0..500).map(|_| new_id()).collect();
+        for _ in 0..200 {
+            // Progress of the same running jobs, taken a part at a time.
+            for &id in &running {
+                buffer.record(state(id, JobStatus::Running));
+            }
+            buffer.take(100, Duration::ZERO).unwrap();
+            buffer.settle();
+        }
+        // Without compaction: about 100 stale entries a round, 20,000.
+        let queued = buffer.lock().unfinished.len();
+        assert!(
+            queued <= 2 * running.len() + 64,
+            "{queued} queued for 500 jobs"
+        );
     }
 
     #[test]
