@@ -15,6 +15,8 @@
 //!    new job's state is dropped and counted in `overflowed`.
 //! 4. `in_flight` is true from `take` until `settle` or `restore`, so
 //!    "empty and not in flight" means everything recorded has been written.
+//! 5. `take` hands jobs out oldest first (by when each entered the buffer),
+//!    so a buffer that never drains still writes every job in turn.
 //!
 //! Never runs user code; the lock is held only for map operations.
 
@@ -34,6 +36,9 @@ struct State {
     /// checked on use, and compacted when they outnumber the jobs twice
     /// over, so under a buffer that never drains it stays bounded.
     unfinished: VecDeque<JobId>,
+    /// Every buffered job, oldest first (invariant 5); stale entries
+    /// (evicted jobs) are skipped, and compacted like `unfinished`.
+    order: VecDeque<JobId>,
     in_flight: bool,
     closed: bool,
     overflowed: u64,
@@ -88,13 +93,24 @@ impl Buffer {
     /// supersedes the returned one.
     pub(crate) fn restore(&self, batch: Vec<Transition>) {
         let mut state = self.lock();
+        let mut oldest = Vec::new();
         for transition in batch {
-            match state.jobs.get(&transition.id) {
+            let id = transition.id;
+            match state.jobs.get(&id) {
                 Some(newer) if newer.supersedes(&transition) => {}
                 _ => {
                     state.insert(transition, None);
+                    // Back in line at the front: it was taken first
+                    // (invariant 5).
+                    if state.order.back() == Some(&id) {
+                        state.order.pop_back();
+                        oldest.push(id);
+                    }
                 }
             }
+        }
+        for id in oldest.into_iter().rev() {
+            state.order.push_front(id);
         }
         state.in_flight = false;
         drop(state);
@@ -124,10 +140,20 @@ impl Buffer {
         }
         let batch: Vec<Transition> = if state.jobs.len() <= max {
             state.unfinished.clear();
+            state.order.clear();
             state.jobs.drain().map(|(_, t)| t).collect()
         } else {
-            let ids: Vec<JobId> = state.jobs.keys().take(max).copied().collect();
-            ids.iter().filter_map(|id| state.jobs.remove(id)).collect()
+            // Keeps invariant 5.
+            let mut batch = Vec::with_capacity(max);
+            while batch.len() < max {
+                let Some(id) = state.order.pop_front() else {
+                    break;
+                };
+                if let Some(transition) = state.jobs.remove(&id) {
+                    batch.push(transition);
+                }
+            }
+            batch
         };
         state.in_flight = true;
         Some(batch)
@@ -194,6 +220,13 @@ impl State {
             if self.unfinished.len() > 2 * self.jobs.len() + 64 {
                 self.compact();
             }
+        }
+        self.order.push_back(transition.id);
+        if self.order.len() > 2 * self.jobs.len() + 64 {
+            let jobs = &self.jobs;
+            let mut seen = std::collections::HashSet::with_capacity(jobs.len());
+            self.order
+                .retain(|id| (jobs.contains_key(id) || *id == transition.id) && seen.insert(*id));
         }
         self.jobs.insert(transition.id, transition);
         Recorded::Accepted
@@ -339,6 +372,40 @@ mod tests {
             queued <= 2 * running.len() + 64,
             "{queued} queued for 500 jobs"
         );
+    }
+
+    #[test]
+    fn a_buffer_that_never_drains_hands_out_its_oldest_jobs_first() {
+        let buffer = Buffer::new(1_000);
+        let first: Vec<JobId> = (0..100).map(|_| new_id()).collect();
+        for &id in &first {
+            buffer.record(state(id, JobStatus::Running));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10 {
+            // New jobs keep coming faster than batches leave.
+            for _ in 0..20 {
+                buffer.record(state(new_id(), JobStatus::Running));
+            }
+            // The first jobs, updated meanwhile, keep their turn.
+            buffer.record(state(first[99], JobStatus::Completed));
+            for transition in buffer.take(10, Duration::ZERO).unwrap() {
+                seen.insert(transition.id);
+            }
+            buffer.settle();
+        }
+        assert!(first.iter().all(|id| seen.contains(id)));
+        // A batch that failed goes back first in line.
+        let batch = buffer.take(2, Duration::ZERO).unwrap();
+        let ids: Vec<JobId> = batch.iter().map(|t| t.id).collect();
+        buffer.restore(batch);
+        let again: Vec<JobId> = buffer
+            .take(2, Duration::ZERO)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(again, ids);
     }
 
     #[test]
