@@ -49,7 +49,8 @@ use crate::job::JobInfo;
 /// panic in it is caught and logged at error level; that batch is not
 /// delivered again, and the thread goes on. At shutdown the pool waits up
 /// to [`Builder::observer_shutdown_timeout`](crate::Builder::observer_shutdown_timeout)
-/// for the last batches; an `observe` that takes longer is left running on
+/// for the last batches (after the last jobs cancelled on other threads
+/// were counted, which is bounded by that timeout too); an `observe` that takes longer is left running on
 /// its detached thread (logged, and counted in
 /// [`PoolStats::stray_threads`](crate::PoolStats::stray_threads) until it
 /// returns), and the transitions still buffered are not delivered.

@@ -41,13 +41,18 @@
 //!    no lock of the pool's at all: a snapshot takes a record's state lock
 //!    briefly, as `Pool::info` does.
 //! 6. Shutdown: the supervisor stops the observer only once every worker was
-//!    joined and nothing is left queued, so every job is terminal and noted;
-//!    the observer then drains what the buffer holds (a final drain) and
-//!    exits. The supervisor waits for that up to
-//!    `observer_shutdown_timeout`; past it the thread is detached, logged
-//!    at error level and counted in `PoolStats::stray_threads` until it
-//!    exits. A note after the observer exited finds the buffer closed and
-//!    changes nothing.
+//!    joined and nothing is left queued, so every job is terminal. Not
+//!    every one is noted yet: a pending job cancelled by id on another
+//!    thread turns terminal before that thread notes it, and a worker may
+//!    skip the job and exit in between. So the supervisor first waits for
+//!    the pool to be idle (every job counted finished, which each thread
+//!    does after its note), up to `observer_shutdown_timeout`; only then is
+//!    every job terminal *and noted*, and it signals the stop. The observer
+//!    then drains what the buffer holds (a final drain) and exits. The
+//!    supervisor waits for that up to `observer_shutdown_timeout` again;
+//!    past it the thread is detached, logged at error level and counted in
+//!    `PoolStats::stray_threads` until it exits. A note after the observer
+//!    exited finds the buffer closed and changes nothing.
 //!
 //! Lock order: none of its own. `dirty`, `delivered` and the counters are
 //! atomics; the buffer is a channel; `exit` is a leaf taken alone.
@@ -65,7 +70,7 @@ use crate::error::BuildError;
 use crate::job::{JobInfo, Tracked};
 use crate::shared::Shared;
 use crate::sync::atomic::{AtomicBool, Ordering};
-use crate::sync::lock;
+use crate::sync::{deadline_after, lock};
 use crate::{unwind, worker};
 
 /// How long the observer thread waits after a batch before draining again,
@@ -286,14 +291,30 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<Option<ObserverThread>, Buil
 }
 
 impl ObserverThread {
-    /// Stops the thread after its final drain, waiting up to the pool's
-    /// `observer_shutdown_timeout`; detaches it past that (invariant 6).
-    /// Called by the supervisor once every worker was joined.
+    /// Stops the thread after its final drain (invariant 6). Called by the
+    /// supervisor once every worker was joined and the queue emptied.
+    ///
+    /// First waits, up to the pool's `observer_shutdown_timeout`, for the
+    /// pool to be idle: a job cancelled by id on another thread turns
+    /// terminal before that thread notes it and counts it, so the last
+    /// terminal notes may still be on their way (invariant 6). Then waits
+    /// up to `observer_shutdown_timeout` again for the thread's final
+    /// drain; detaches it past that.
     pub(crate) fn stop(self, shared: &Shared) {
-        drop(self.stop);
         let grace = shared.config.observer_shutdown_timeout;
+        // Bounded by the grace. Prompt unless a canceller is between its
+        // transition and its note, or a job is stuck on a detached thread
+        // (an untracked job that joined an abandoned one).
+        if !shared.wait_idle(deadline_after(grace)) {
+            log_quietly!(log::warn!(
+                "pool {}: jobs still not counted finished {grace:?} into the observer's \
+                 shutdown; their final states may not be delivered",
+                shared.config.thread_name
+            ));
+        }
+        drop(self.stop);
         // Bounded by the grace; the thread disconnects `exited` as it ends.
-        let exited = match Instant::now().checked_add(grace) {
+        let exited = match deadline_after(grace) {
             Some(at) => !matches!(
                 self.exited.recv_deadline(at),
                 Err(RecvTimeoutError::Timeout)
@@ -442,6 +463,91 @@ impl Drain {
             ));
         }
         taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::thread;
+    use std::time::Duration;
+
+    use super::note;
+    use crate::job::{JobInfo, JobStatus};
+    use crate::registry::CancelStep;
+    use crate::stats::Ending;
+    use crate::sync::PATIENCE;
+    use crate::{JobObserver, Pool};
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<JobInfo>>);
+
+    impl JobObserver for Seen {
+        fn observe(&self, batch: &[JobInfo]) {
+            self.0.lock().unwrap().extend_from_slice(batch);
+        }
+    }
+
+    /// A pending job cancelled by id from a user thread while the pool
+    /// shuts down: the canceller turns the record `Cancelled`, and only
+    /// then notes it. Here it is held between the two steps (the window is
+    /// a few instructions wide in `Shared::cancel_keeping_closure`), while
+    /// the worker finds the job cancelled, skips it and exits. Its final
+    /// state must still be delivered: the observer may stop only once the
+    /// canceller is done.
+    #[test]
+    fn a_cancel_racing_shutdown_is_delivered() {
+        let seen = Arc::new(Seen::default());
+        let pool = Arc::new(
+            Pool::builder()
+                .workers(1)
+                .thread_name("obs-cancel-race")
+                .observer(seen.clone())
+                .observer_shutdown_timeout(PATIENCE)
+                .build()
+                .unwrap(),
+        );
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel();
+        pool.execute(move || {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(PATIENCE);
+        })
+        .unwrap();
+        started_rx.recv_timeout(PATIENCE).unwrap();
+        let id = pool.submit(|_| Ok(())).unwrap().id();
+        // Its `Pending` delivered, so the cancel's note has to push it again.
+        assert!(crate::sync::eventually(|| {
+            seen.0.lock().unwrap().iter().any(|info| info.id == id)
+        }));
+        let job = pool.shared.registry.get(id).unwrap();
+        // The canceller's first step (`Record::cancel`)...
+        let CancelStep::Cancelled(notify) = job.record().cancel() else {
+            panic!("not pending");
+        };
+        drop(release_tx);
+        let (done_tx, done_rx) = mpsc::channel();
+        let stopping = Arc::clone(&pool);
+        thread::spawn(move || {
+            stopping.shutdown();
+            done_tx.send(()).unwrap();
+        });
+        // Not synchronisation: without the fix, shutdown is over by now
+        // (the worker skipped the job and exited, the observer drained and
+        // stopped); with it, shutdown waits for the canceller. The check
+        // below holds either way it goes.
+        let early = done_rx.recv_timeout(Duration::from_millis(300)).is_ok();
+        // ...and its bookkeeping (`Shared::ended`: note, then count).
+        note(&job);
+        pool.shared.counters.others.count(Ending::Cancelled);
+        notify.send(job.record());
+        pool.shared.check_idle();
+        if !early {
+            done_rx.recv_timeout(PATIENCE).expect("shutdown returned");
+        }
+        let seen = seen.0.lock().unwrap();
+        let last = seen.iter().rfind(|info| info.id == id).unwrap();
+        assert_eq!(last.status, JobStatus::Cancelled, "{seen:?}");
     }
 }
 
