@@ -615,3 +615,59 @@ fn races_of_submit_cancel_and_shutdown_lose_no_final_state() {
         assert_eq!(pool.stats().observer_overflows, 0);
     }
 }
+
+/// The pool's last `Arc` dropped inside `observe`: the drop starts the
+/// shutdown without waiting for the observer thread it runs on, the pool
+/// still finishes in the background (every thread exits) and every job's
+/// final state is delivered on the way.
+#[test]
+fn the_pool_dropped_inside_observe() {
+    struct Owner {
+        recorder: Recorder,
+        pool: Mutex<Option<Arc<Pool>>>,
+        dropped: Mutex<Option<mpsc::Sender<()>>>,
+    }
+    impl JobObserver for Owner {
+        fn observe(&self, batch: &[JobInfo]) {
+            self.recorder.observe(batch);
+            // The last `Arc<Pool>`: `Pool::drop` runs here.
+            drop(self.pool.lock().unwrap().take());
+            if let Some(dropped) = self.dropped.lock().unwrap().take() {
+                let _ = dropped.send(());
+            }
+        }
+    }
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    let owner = Arc::new(Owner {
+        recorder: Recorder {
+            gate: Mutex::new(Some((entered_tx, release_rx))),
+            ..Recorder::default()
+        },
+        pool: Mutex::new(None),
+        dropped: Mutex::new(Some(dropped_tx)),
+    });
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(2)
+            .thread_name("obs-dropin")
+            .observer(Arc::clone(&owner) as Arc<dyn JobObserver>)
+            .build()
+            .unwrap(),
+    );
+    let first = pool.submit(|_| Ok(())).unwrap().id();
+    entered_rx.recv_timeout(PATIENCE).unwrap();
+    let mut ids = vec![first];
+    ids.extend((0..100).map(|_| pool.submit(|_| Ok(())).unwrap().id()));
+    *owner.pool.lock().unwrap() = Some(pool);
+    release_tx.send(()).unwrap();
+    dropped_rx
+        .recv_timeout(PATIENCE)
+        .expect("the pool's drop inside observe returned");
+    assert!(no_threads_named("obs-dropin"), "a thread was left running");
+    let histories = owner.recorder.histories();
+    for id in &ids {
+        assert_history(&histories[id], &JobStatus::Completed);
+    }
+}
