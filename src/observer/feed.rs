@@ -455,12 +455,17 @@ impl Drain {
             self.batch.clear();
         }
         // The last reference to a job may be this one: its drop may run
-        // user code (a span's subscriber, a detached result). Contained.
-        if let Some(message) = unwind::drop_quietly(std::mem::take(&mut self.jobs)) {
-            log_quietly!(log::warn!(
-                "pool {}: dropping observed jobs panicked: {message}",
-                self.shared.config.thread_name
-            ));
+        // user code (a span's subscriber, a closure never run). Contained
+        // one job at a time: a second panic while the first unwinds
+        // through a `Vec`'s drop would abort the process. `jobs` keeps its
+        // capacity (at most `MAX_BATCH` pointers) for the next batch.
+        for job in self.jobs.drain(..) {
+            if let Some(message) = unwind::drop_quietly(job) {
+                log_quietly!(log::warn!(
+                    "pool {}: dropping an observed job panicked: {message}",
+                    self.shared.config.thread_name
+                ));
+            }
         }
         taken
     }
@@ -468,16 +473,18 @@ impl Drain {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
     use std::sync::{Arc, Mutex, mpsc};
     use std::thread;
     use std::time::Duration;
 
-    use super::note;
-    use crate::job::{JobInfo, JobStatus};
+    use super::{Drain, Feed, MAX_BATCH, note};
+    use crate::job::{JobInfo, JobStatus, new_cell};
+    use crate::metrics::NOT_READ;
     use crate::registry::CancelStep;
     use crate::stats::Ending;
-    use crate::sync::PATIENCE;
-    use crate::{JobObserver, Pool};
+    use crate::sync::{PATIENCE, lock};
+    use crate::{CancelToken, JobId, JobObserver, JobOptions, Pool};
 
     #[derive(Default)]
     struct Seen(Mutex<Vec<JobInfo>>);
@@ -486,6 +493,55 @@ mod tests {
         fn observe(&self, batch: &[JobInfo]) {
             self.0.lock().unwrap().extend_from_slice(batch);
         }
+    }
+
+    /// Panics on drop, like a user value whose `Drop` panics.
+    struct PanicOnDrop;
+
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("drop boom");
+        }
+    }
+
+    /// The observer thread may hold the last reference to several jobs of a
+    /// batch, and dropping a job may run user code (here its closure, never
+    /// run). Two such drops that panic must not abort the process (a second
+    /// panic while unwinding from the first would): each is contained on
+    /// its own.
+    #[test]
+    fn panicking_drops_of_observed_jobs_are_contained() {
+        let pool = Pool::builder().workers(1).build().unwrap();
+        let feed = Arc::new(Feed::new(16, "obs-drops"));
+        let rx = lock(&feed.rx).take().unwrap();
+        let seen = Arc::new(Seen::default());
+        let mut drain = Drain {
+            shared: Arc::clone(&pool.shared),
+            feed: Arc::clone(&feed),
+            observer: seen.clone(),
+            rx,
+            jobs: Vec::new(),
+            batch: Vec::new(),
+        };
+        for _ in 0..3 {
+            let doomed = PanicOnDrop;
+            let (job, parts) = new_cell(
+                JobId::new(),
+                JobOptions::default(),
+                NOT_READ,
+                Some(Arc::clone(&feed)),
+                move |_: &CancelToken| {
+                    let _doomed = &doomed;
+                    Ok(())
+                },
+            );
+            note(&job);
+            // The buffer now holds the only reference.
+            drop((job, parts));
+        }
+        assert_eq!(drain.drain(None, MAX_BATCH), 3);
+        assert_eq!(seen.0.lock().unwrap().len(), 3);
+        assert_eq!(feed.queued.load(Relaxed), 0);
     }
 
     /// A pending job cancelled by id from a user thread while the pool
