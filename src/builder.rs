@@ -742,7 +742,10 @@ impl Builder {
     /// thread (logged at error level, and counted in
     /// [`PoolStats::stray_threads`](crate::PoolStats::stray_threads) until it
     /// returns), and what was still buffered is not delivered: a blocked
-    /// observer never makes a shutdown hang.
+    /// observer never makes a shutdown hang. Before that, a shutdown also
+    /// waits up to this long for jobs cancelled on other threads to be
+    /// counted, so their final states reach the buffer (at once, unless a
+    /// job is stuck on a detached thread).
     ///
     /// # Examples
     ///

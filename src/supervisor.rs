@@ -45,7 +45,9 @@
 //!    worker and is stopped after every worker was joined and the queue
 //!    emptied, so every job's final state is noted before it drains for
 //!    the last time. Stopping it waits at most `observer_shutdown_timeout`
-//!    (observer invariant 6), then "done" follows.
+//!    for the pool to be idle (cancellers on other threads note first),
+//!    then as long again for the observer (observer invariant 6), then
+//!    "done" follows.
 
 use std::collections::VecDeque;
 use std::io;
