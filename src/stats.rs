@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize,
-    Ordering::{Relaxed, SeqCst},
+    Ordering::{Acquire, Relaxed, SeqCst},
 };
 
 use crate::job::JobStatus;
@@ -203,7 +203,10 @@ impl Counters {
     pub(crate) fn snapshot(&self, queued: usize) -> PoolStats {
         let mut stats = PoolStats {
             workers: self.workers.len(),
-            alive: self.alive.load(Relaxed),
+            // Acquire: pairs with a worker's Release when it counts itself
+            // alive, so the restart that spawned it is seen too (the
+            // supervisor counts it before spawning).
+            alive: self.alive.load(Acquire),
             queued,
             restarts: self.restarts.load(Relaxed),
             stray_threads: self.strays.load(Relaxed),

@@ -489,18 +489,20 @@ impl Supervisor {
 
     fn respawn(&mut self, index: usize, now: Instant) {
         let name = Arc::clone(&self.shared.names[index]);
+        // Counted before the thread exists, so a reader who sees the new
+        // worker in `alive` also sees its restart (it may count itself
+        // alive before `spawn` returns here); taken back if it fails.
+        // Relaxed: a statistic.
+        let restarts = &self.shared.counters.restarts;
+        restarts.fetch_add(1, Ordering::Relaxed);
         match worker::spawn(&self.shared, index, None) {
             Ok(handle) => {
                 self.workers[index] = Slot::Running(handle);
                 self.recent_restarts.push_back(now);
-                // Relaxed: a statistic.
-                self.shared
-                    .counters
-                    .restarts
-                    .fetch_add(1, Ordering::Relaxed);
                 log_quietly!(events::restarted(&name));
             }
             Err(error) => {
+                restarts.fetch_sub(1, Ordering::Relaxed);
                 let delay = self.next_backoff();
                 log_quietly!(log::error!(
                     "failed to respawn worker {name}: {error}; retrying in {delay:?}"

@@ -179,9 +179,11 @@ impl Worker {
             hook(self.index);
         }
         self.up = true;
-        // Relaxed: a statistic; the send below orders it before `build`
-        // returns.
-        self.shared.counters.alive.fetch_add(1, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `Counters::snapshot`, so a
+        // reader who sees this worker alive sees its restart counted (the
+        // supervisor counts it before spawning); the send below orders it
+        // before `build` returns.
+        self.shared.counters.alive.fetch_add(1, Ordering::Release);
         if let Some(started) = self.started.take() {
             let _ = started.send(());
         }
