@@ -1,0 +1,650 @@
+//! `harbor-server` against idle, slow, oversized and otherwise hostile
+//! clients: one test per failure of today's tiny_http server that issue 9
+//! lists, each with the issue's bound, plus the limits the contract adds
+//! (refusing connections over `--max-connections`, surviving `EMFILE`,
+//! the header timeout).
+//!
+//! Each test starts the real binary on a free port and speaks raw HTTP/1.1
+//! over `std::net::TcpStream` (HTTP/2 through hyper's client). Every wait is
+//! bounded; a sleep appears only as the slowness of a deliberately slow
+//! client. The tests run one at a time (`support::serial`): some load the
+//! machine, others time single requests in milliseconds.
+//!
+//! `HOSTILE_SERVER_BIN=target/release/examples/web_server cargo test -p
+//! harbor-server --test hostile` runs them against today's tiny_http server
+//! instead (see `support`), where they fail.
+
+mod support;
+
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{
+    Conn, Launch, PATIENCE, Response, Server, eventually, is_reset, request_bytes, serial,
+};
+
+/// "At once": a request to a healthy server on loopback takes well under a
+/// millisecond; this leaves room for a busy 2-core machine, and is far below
+/// the seconds a starved server takes.
+const AT_ONCE: Duration = Duration::from_millis(250);
+const MIB: u64 = 1024 * 1024;
+
+/// Issue: "about 509 open connections make the process exit 1: accepting
+/// connections failed: Too many open files" under `ulimit -n 1024`.
+#[test]
+fn six_hundred_idle_connections_under_ulimit_1024_leave_the_server_answering() {
+    let _serial = serial();
+    let mut server = Launch::new().nofile(1024).start();
+    assert_eq!(server.get("/stats").status, 200);
+    let before = server.open_fds();
+    let mut idle: Vec<Conn> = (0..600).map(|_| server.connect()).collect();
+    // Accepted by the server, not only queued by the kernel: each holds an fd.
+    eventually("the server to accept 600 idle connections", || {
+        server.assert_running();
+        (server.open_fds() >= before + 600).then_some(())
+    });
+
+    let started = Instant::now();
+    let stats = server.get("/stats");
+    assert_eq!(stats.status, 200, "{}", stats.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a normal client waited {:?} beside 600 idle connections",
+        started.elapsed()
+    );
+    // The idle connections are still served too, first and last.
+    let last = idle.len() - 1;
+    for index in [0, last] {
+        let reply = idle[index]
+            .get("/")
+            .expect("an idle connection is still served");
+        assert_eq!(reply.status, 200);
+    }
+    server.assert_running();
+}
+
+/// Issue: "16 keep-alive connections opened at once: only 4 get an answer
+/// within 10 s".
+#[test]
+fn thirty_two_keep_alive_connections_opened_at_once_are_all_answered_within_1_s() {
+    const CONNECTIONS: usize = 32;
+    const BOUND: Duration = Duration::from_secs(1);
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let conns: Vec<Conn> = (0..CONNECTIONS).map(|_| server.connect()).collect();
+    let start = Arc::new(Barrier::new(CONNECTIONS + 1));
+    let (answers, answered) = mpsc::channel();
+    for (index, mut conn) in conns.into_iter().enumerate() {
+        let start = Arc::clone(&start);
+        let answers = answers.clone();
+        thread::spawn(move || {
+            start.wait();
+            let reply = conn.get("/stats");
+            let _ = answers.send((index, reply.map(|reply| reply.status), conn));
+        });
+    }
+    start.wait();
+    let deadline = Instant::now() + BOUND;
+    let mut served = Vec::new();
+    while served.len() < CONNECTIONS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match answered.recv_timeout(left) {
+            Ok((index, status, conn)) => {
+                let status = status.unwrap_or_else(|err| panic!("connection {index}: {err}"));
+                assert_eq!(status, 200, "connection {index}");
+                served.push(conn);
+            }
+            Err(_) => panic!(
+                "only {} of {CONNECTIONS} keep-alive connections were answered within {BOUND:?}",
+                served.len()
+            ),
+        }
+    }
+    // Kept alive: each connection takes a second request.
+    for conn in &mut served {
+        let reply = conn.get("/").expect("a second request on a kept-alive connection");
+        assert_eq!(reply.status, 200);
+    }
+}
+
+/// Issue: "no header size limit: 400 MB of header lines took the process
+/// from 25 MB to 938 MB RSS".
+#[test]
+fn a_hundred_megabytes_of_headers_get_431_and_rss_stays_within_50_mb() {
+    const HEADERS: u64 = 100 * MIB;
+    const RSS_SLACK_KIB: u64 = 50 * 1024;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    assert_eq!(server.get("/stats").status, 200);
+    let start_rss = server.rss_kib();
+    let pid = server.pid();
+    let mut conn = server.connect();
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    let writer = thread::spawn(move || {
+        let rss = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|line| line.strip_prefix("VmRSS:"))
+                        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        // 64 header lines of 1 KiB per write.
+        let line = format!("X-Filler: {}\r\n", "a".repeat(1024 - 12));
+        let batch = line.repeat(64);
+        let mut sent = stream
+            .write(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .map_or(0, |n| n as u64);
+        let mut peak = 0;
+        let deadline = Instant::now() + PATIENCE;
+        while sent < HEADERS && Instant::now() < deadline {
+            if let Err(err) = stream.write_all(batch.as_bytes()) {
+                return (sent, peak.max(rss(pid)), Some(err));
+            }
+            sent += batch.len() as u64;
+            if sent % MIB < batch.len() as u64 {
+                peak = peak.max(rss(pid));
+            }
+        }
+        (sent, peak.max(rss(pid)), None)
+    });
+    let reply = conn.response();
+    let (sent, peak_rss, write_error) = writer.join().expect("the writer thread");
+    let end_rss = server.rss_kib();
+    assert!(
+        peak_rss <= start_rss + RSS_SLACK_KIB && end_rss <= start_rss + RSS_SLACK_KIB,
+        "RSS went from {start_rss} KiB to {peak_rss} KiB at most and {end_rss} KiB after, \
+         sending {sent} bytes of headers"
+    );
+    let reply = reply.unwrap_or_else(|err| {
+        panic!("no answer to {sent} bytes of headers ({write_error:?}): {err}")
+    });
+    reply.expect_error(431);
+    conn.closed_within(PATIENCE)
+        .unwrap_or_else(|err| panic!("after a 431: {err}"));
+}
+
+/// Issue: "16 connections that declare a 2000-byte body and send 100 bytes
+/// stall GET /stats for 10 s".
+#[test]
+fn sixteen_slow_bodies_get_408_while_stats_answers_at_once() {
+    const SLOW: usize = 16;
+    const BODY_TIMEOUT: Duration = Duration::from_millis(2000);
+    let _serial = serial();
+    let server = Server::start(&["--body-timeout-ms", "2000"]);
+    let head = "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                Content-Length: 2000\r\n\r\n";
+    let mut partial = String::from(r#"{"kind":"sleep","ms":0,"pad":""#);
+    partial.push_str(&"x".repeat(100 - partial.len()));
+    let slow: Vec<(Conn, Instant)> = (0..SLOW)
+        .map(|_| {
+            let mut conn = server.connect();
+            conn.send(format!("{head}{partial}").as_bytes());
+            (conn, Instant::now())
+        })
+        .collect();
+
+    for _ in 0..5 {
+        let started = Instant::now();
+        let stats = server.get("/stats");
+        assert_eq!(stats.status, 200, "{}", stats.text());
+        let took = started.elapsed();
+        assert!(took < AT_ONCE, "GET /stats took {took:?} beside {SLOW} slow bodies");
+    }
+    assert!(
+        slow[0].1.elapsed() < BODY_TIMEOUT,
+        "the probes ran after the slow bodies timed out; this machine is too slow for the test"
+    );
+
+    for (index, (mut conn, sent)) in slow.into_iter().enumerate() {
+        let reply = conn
+            .response()
+            .unwrap_or_else(|err| panic!("slow body {index}: no answer: {err}"));
+        let waited = sent.elapsed();
+        reply.expect_error(408);
+        assert!(
+            waited >= BODY_TIMEOUT,
+            "slow body {index}: 408 after {waited:?}, before the body timeout"
+        );
+        conn.closed_within(PATIENCE)
+            .unwrap_or_else(|err| panic!("slow body {index}, after the 408: {err}"));
+    }
+    assert_eq!(server.stats()["jobs"]["submitted"], 0);
+}
+
+/// Issue: "8 long-polls on /jobs/<id>/wait occupy every handler".
+#[test]
+fn sixty_four_long_polls_do_not_delay_stats() {
+    const POLLS: usize = 64;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let id = server.submit(r#"{"kind":"sleep","ms":60000}"#);
+    let wait = request_bytes("GET", &format!("/jobs/{id}/wait?timeout_ms=60000"), None, &[]);
+    let mut polls: Vec<Conn> = (0..POLLS)
+        .map(|_| {
+            let mut conn = server.connect();
+            conn.send(&wait);
+            conn
+        })
+        .collect();
+
+    for _ in 0..10 {
+        let started = Instant::now();
+        let stats = server.get("/stats");
+        assert_eq!(stats.status, 200, "{}", stats.text());
+        let took = started.elapsed();
+        assert!(took < AT_ONCE, "GET /stats took {took:?} beside {POLLS} long-polls");
+    }
+
+    // The polls were waiting: cancelling the job answers every one of them,
+    // with its new status.
+    let cancel = server.request("DELETE", &format!("/jobs/{id}"), None);
+    assert_eq!(cancel.status, 200, "{}", cancel.text());
+    for (index, conn) in polls.iter_mut().enumerate() {
+        let reply = conn
+            .response()
+            .unwrap_or_else(|err| panic!("long-poll {index}: {err}"));
+        assert_eq!(reply.status, 200, "long-poll {index}: {}", reply.text());
+        assert_eq!(reply.json()["status"], "cancelled", "long-poll {index}");
+    }
+}
+
+/// Issue: "an HTTP/2 prior-knowledge request never gets an answer and leaks
+/// a thread and two fds".
+#[test]
+fn http2_prior_knowledge_is_answered_and_leaks_no_fd() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let _serial = serial();
+    let server = Server::start(&[]);
+    assert_eq!(server.get("/stats").status, 200);
+    let fds_before = server.open_fds();
+    let addr = server.addr();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let replies = runtime.block_on(async move {
+        tokio::time::timeout(PATIENCE, async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let (sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await?;
+            let driver = tokio::spawn(connection);
+            // Eight streams at once on the one connection.
+            let mut streams = Vec::new();
+            for path in ["/stats", "/", "/nope", "/stats", "/", "/stats", "/", "/stats"] {
+                let mut sender = sender.clone();
+                let request = hyper::Request::get(format!("http://{addr}{path}"))
+                    .body(Empty::<Bytes>::new())?;
+                streams.push(tokio::spawn(async move {
+                    let response = sender.send_request(request).await?;
+                    let version = response.version();
+                    let status = response.status().as_u16();
+                    let body = response.into_body().collect().await?.to_bytes();
+                    Ok::<_, hyper::Error>((path, version, status, body))
+                }));
+            }
+            let mut replies = Vec::new();
+            for stream in streams {
+                replies.push(stream.await??);
+            }
+            drop(sender);
+            driver.abort();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(replies)
+        })
+        .await
+    });
+    let replies = replies
+        .unwrap_or_else(|_| panic!("no HTTP/2 answer within {PATIENCE:?}"))
+        .unwrap_or_else(|err| panic!("HTTP/2: {err}"));
+    for (path, version, status, body) in replies {
+        assert_eq!(version, hyper::Version::HTTP_2, "{path}");
+        let expected = if path == "/nope" { 404 } else { 200 };
+        assert_eq!(status, expected, "{path}: {}", String::from_utf8_lossy(&body));
+        if path == "/stats" {
+            let stats: serde_json::Value = serde_json::from_slice(&body).expect("JSON stats");
+            assert!(stats["jobs"]["workers"].is_u64(), "{stats}");
+        }
+    }
+    // The connection is gone, and so is its fd.
+    eventually("the HTTP/2 connection's fd to be closed", || {
+        (server.open_fds() <= fds_before).then_some(())
+    });
+    assert_eq!(server.get("/").status, 200);
+}
+
+/// Issue: "on a reused connection GET / takes 44 ms (headers and body in
+/// two writes, no TCP_NODELAY)". The Nagle and delayed-ACK stall costs
+/// 40 ms every time; a busy machine's scheduling noise does not, so the test
+/// takes the best of five pairs, and fails if none is fast.
+#[test]
+fn two_sequential_requests_on_one_connection_each_take_under_5_ms() {
+    const BOUND: Duration = Duration::from_millis(5);
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    assert_eq!(conn.get("/").expect("a first request").status, 200);
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let mut pair = [Duration::ZERO; 2];
+        for took in &mut pair {
+            let started = Instant::now();
+            let reply = conn.get("/").expect("a request on the reused connection");
+            *took = started.elapsed();
+            assert_eq!(reply.status, 200);
+            assert!(!reply.closes(), "the server closed a keep-alive connection");
+        }
+        if pair.iter().all(|took| *took < BOUND) {
+            return;
+        }
+        seen.push(pair);
+    }
+    panic!("no two sequential requests both under {BOUND:?}: {seen:?}");
+}
+
+/// Issue: "a request sent on a keep-alive connection during shutdown is
+/// never answered". Contract: on SIGTERM, answer every request already
+/// received, tell keep-alive clients `Connection: close`, exit 0 within the
+/// grace plus 15 s.
+#[test]
+fn keep_alive_requests_during_shutdown_are_answered_or_closed_with_connection_close() {
+    const GRACE: Duration = Duration::from_millis(500);
+    let _serial = serial();
+    let mut server = Server::start(&["--shutdown-grace-ms", "500"]);
+    // `busy` keeps a request in flight across the signal, and `pipelined`
+    // sends a second one on its connection after the signal; `late` keeps
+    // the server draining after `busy` is done; `idle` sits idle.
+    let mut idle = server.connect();
+    assert_eq!(idle.get("/").expect("a first request").status, 200);
+    let mut busy = server.connect();
+    busy.send(&request_bytes("GET", "/sleep?ms=1500", None, &[]));
+    let mut late = server.connect();
+    late.send(&request_bytes("GET", "/sleep?ms=3000", None, &[]));
+    eventually("both /sleep requests to be running", || {
+        (server.stats()["http"]["busy"].as_u64() >= Some(2)).then_some(())
+    });
+
+    server.signal("TERM");
+    let signalled = Instant::now();
+    busy.send(&request_bytes("GET", "/stats", None, &[]));
+
+    // Every response is a 200; the connection ends only after a response
+    // that said `Connection: close`.
+    let mut last: Option<Response> = None;
+    loop {
+        match busy.response() {
+            Ok(reply) => {
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                last = Some(reply);
+            }
+            Err(err) if is_reset(&err) => break,
+            Err(err) => panic!("the keep-alive connection hung during shutdown: {err}"),
+        }
+    }
+    let last = last.expect("the request in flight at the signal was answered");
+    assert!(
+        last.closes(),
+        "the connection was closed after a response without `Connection: close`: \
+         the pipelined request was dropped silently ({:?})",
+        last.headers
+    );
+
+    // Later, the idle connection has been closed, or is answered with
+    // `Connection: close`.
+    idle.stream().set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0_u8; 1];
+    let idle_closed = match idle.stream().peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("the server sent unasked bytes on an idle connection"),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => false,
+        Err(err) if is_reset(&err) => true,
+        Err(err) => panic!("peek an idle connection: {err}"),
+    };
+    idle.stream().set_nonblocking(false).expect("blocking");
+    if !idle_closed {
+        let reply = idle
+            .get("/")
+            .expect("a request on an open keep-alive connection during shutdown is answered");
+        assert_eq!(reply.status, 200);
+        assert!(reply.closes(), "during shutdown: {:?}", reply.headers);
+        idle.closed_within(PATIENCE)
+            .unwrap_or_else(|err| panic!("after `Connection: close`: {err}"));
+    }
+
+    let reply = late.response().expect("the late /sleep is answered");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.closes(), "during shutdown: {:?}", reply.headers);
+
+    let bound = GRACE + Duration::from_secs(15);
+    let status = server.wait_exit(bound.saturating_sub(signalled.elapsed()));
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+}
+
+/// Issue: "after a 413 the server keeps reading the declared body (5.6 GB
+/// of a declared 10 GB in 8 s)".
+#[test]
+fn a_declared_10_gb_body_gets_413_and_the_connection_is_closed_unread() {
+    /// What the kernel's socket buffers and the server's read buffer may
+    /// absorb before the close reaches the client: a few MiB, not gigabytes.
+    const ABSORBED: u64 = 16 * MIB;
+    /// Past this the server is clearly reading the body; stop sending.
+    const CLEARLY_READING: u64 = 256 * MIB;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    conn.send(
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Content-Length: 10737418240\r\n\r\n",
+    );
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    let writer = thread::spawn(move || {
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0_u64;
+        let deadline = Instant::now() + PATIENCE;
+        while sent < CLEARLY_READING && Instant::now() < deadline {
+            if let Err(err) = stream.write_all(&chunk) {
+                return (sent, Some(err));
+            }
+            sent += chunk.len() as u64;
+        }
+        (sent, None)
+    });
+    let reply = conn.response();
+    let closed = conn.closed_within(PATIENCE);
+    let (sent, write_error) = writer.join().expect("the writer thread");
+    let reply = reply.unwrap_or_else(|err| panic!("no answer after {sent} body bytes: {err}"));
+    let error = reply.expect_error(413);
+    assert!(reply.closes(), "413 without `Connection: close`: {error}");
+    closed.unwrap_or_else(|err| panic!("after the 413: {err}"));
+    match write_error {
+        Some(err) if is_reset(&err) => {}
+        Some(err) => panic!("the writer stopped after {sent} bytes on {err}, not a close"),
+        None => panic!("the server read {sent} bytes of a body it had refused"),
+    }
+    assert!(
+        sent <= ABSORBED,
+        "the client could send {sent} bytes before the server closed"
+    );
+}
+
+/// Contract: a connection beyond `--max-connections` is accepted and closed
+/// at once, and counted in /metrics.
+#[test]
+fn connections_over_max_connections_are_closed_at_once_and_counted() {
+    const MAX: usize = 8;
+    let _serial = serial();
+    let server = Server::start(&["--max-connections", "8"]);
+    let mut held: Vec<Conn> = (0..MAX)
+        .map(|_| {
+            let mut conn = server.connect();
+            assert_eq!(conn.get("/stats").expect("under the limit").status, 200);
+            conn
+        })
+        .collect();
+
+    let mut extra = server.connect();
+    let started = Instant::now();
+    // The request may be refused before it is even sent.
+    let _ = extra.try_send(&request_bytes("GET", "/stats", None, &[]));
+    match extra.response() {
+        Err(err) if is_reset(&err) => {}
+        // Refusing with a 503 and closing is as good.
+        Ok(reply) => {
+            reply.expect_error(503);
+            extra
+                .closed_within(PATIENCE)
+                .unwrap_or_else(|err| panic!("after the 503: {err}"));
+        }
+        Err(err) => panic!("connection {} over the limit was not closed: {err}", MAX + 1),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused after {:?}",
+        started.elapsed()
+    );
+
+    // Those accepted are still served.
+    for conn in &mut held {
+        assert_eq!(conn.get("/").expect("a held connection").status, 200);
+    }
+    // A freed slot is taken again.
+    held.pop();
+    let metrics = eventually("a freed connection slot", || {
+        server.try_request("GET", "/metrics", None).ok()
+    });
+    assert_eq!(metrics.status, 200, "{}", metrics.text());
+    let refused: f64 = metrics
+        .text()
+        .lines()
+        .filter(|line| !line.starts_with('#') && line.contains("refused"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        refused >= 1.0,
+        "no sample named *refused* counts the refusal:\n{}",
+        metrics.text()
+    );
+}
+
+/// Issue: "the accept loop survives EMFILE/ENFILE and every other accept
+/// error: it logs, backs off briefly and keeps serving the connections it
+/// has". The running server's fd limit is lowered below `--max-connections`
+/// so that the OS limit is hit first.
+#[test]
+fn accept_survives_emfile_and_serves_again_once_fds_are_free() {
+    const HELD: usize = 8;
+    const OVERFLOW: usize = 16;
+    /// Free fds left above the baseline: room for `HELD` and a few more.
+    const ROOM: usize = 12;
+    let _serial = serial();
+    let mut server = Launch::new()
+        .nofile(1024)
+        .args(&["--max-connections", "900"])
+        .start();
+    assert_eq!(server.get("/stats").status, 200);
+    let limit = server.open_fds() + ROOM;
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &server.pid().to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("run prlimit");
+    assert!(status.success(), "prlimit --pid failed");
+
+    let mut held: Vec<Conn> = (0..HELD)
+        .map(|_| {
+            let mut conn = server.connect();
+            assert_eq!(conn.get("/stats").expect("under the fd limit").status, 200);
+            conn
+        })
+        .collect();
+    // More connections than fds: the kernel queues them, the server's
+    // accept fails with EMFILE. Each is held until `release` is dropped.
+    let (answers, answered) = mpsc::channel();
+    let mut release = Vec::new();
+    for index in 0..OVERFLOW {
+        let mut conn = server.connect();
+        conn.send(&request_bytes("GET", "/stats", None, &[]));
+        let answers = answers.clone();
+        let (hold, released) = mpsc::channel::<()>();
+        release.push(hold);
+        thread::spawn(move || {
+            let reply = conn.response().map(|reply| reply.status);
+            let _ = answers.send((index, reply));
+            // Keeps the connection (and the server's fd) until released.
+            let _ = released.recv_timeout(PATIENCE);
+        });
+    }
+    eventually("the server to run out of fds", || {
+        server.assert_running();
+        (server.open_fds() >= limit).then_some(())
+    });
+    // Out of fds, it keeps serving the connections it has.
+    for conn in &mut held {
+        assert_eq!(conn.get("/stats").expect("a held connection").status, 200);
+    }
+    server.assert_running();
+    let early = answered.try_iter().count();
+    assert!(
+        early < OVERFLOW,
+        "all {OVERFLOW} overflow connections were served: the fd limit was never hit"
+    );
+
+    // Free fds: every queued connection is accepted and answered.
+    drop(held);
+    drop(release);
+    let mut served = early;
+    let deadline = Instant::now() + PATIENCE;
+    while served < OVERFLOW {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match answered.recv_timeout(left) {
+            Ok((index, reply)) => {
+                let status = reply.unwrap_or_else(|err| panic!("overflow {index}: {err}"));
+                assert_eq!(status, 200, "overflow {index}");
+                served += 1;
+            }
+            Err(_) => panic!(
+                "{served} of {OVERFLOW} queued connections answered once fds were free"
+            ),
+        }
+    }
+    assert_eq!(server.get("/").status, 200);
+    server.assert_running();
+}
+
+/// Contract: a request head not complete within `--header-timeout-ms` gets
+/// a 408 and the connection is closed.
+#[test]
+fn half_a_head_gets_408_after_the_header_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    let _serial = serial();
+    let server = Server::start(&["--header-timeout-ms", "500"]);
+    let mut conn = server.connect();
+    conn.send(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let sent = Instant::now();
+    conn.set_read_timeout(TIMEOUT + Duration::from_secs(5));
+    let reply = conn
+        .response()
+        .unwrap_or_else(|err| panic!("no 408 for half a head: {err}"));
+    let waited = sent.elapsed();
+    reply.expect_error(408);
+    assert!(
+        waited >= TIMEOUT,
+        "408 after {waited:?}, before the header timeout"
+    );
+    conn.closed_within(PATIENCE)
+        .unwrap_or_else(|err| panic!("after the 408: {err}"));
+    // Other clients never noticed.
+    assert_eq!(server.get("/stats").status, 200);
+}
