@@ -395,9 +395,18 @@ impl Conn {
         self.response()
     }
 
-    /// Reads one response.
+    /// Reads one response; a read that times out is reported as such.
     pub(crate) fn response(&mut self) -> io::Result<Response> {
-        read_response(&mut self.reader)
+        read_response(&mut self.reader).map_err(|err| match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no complete response within the read timeout ({:?})",
+                    self.stream.read_timeout().ok().flatten().unwrap_or_default()
+                ),
+            ),
+            _ => err,
+        })
     }
 
     /// Reads until the server closes the connection: `Ok(n)` on EOF after
