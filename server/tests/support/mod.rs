@@ -245,7 +245,12 @@ impl Server {
     ) -> io::Result<Response> {
         let stream = TcpStream::connect_timeout(&self.addr, PATIENCE)?;
         let mut conn = Conn::from_stream(stream);
-        conn.try_send(&request_bytes(method, path, body, &[("Connection", "close")]))?;
+        conn.try_send(&request_bytes(
+            method,
+            path,
+            body,
+            &[("Connection", "close")],
+        ))?;
         let response = conn.response()?;
         // Until the server has closed its end, so that its fd count no
         // longer includes this connection.
@@ -402,7 +407,11 @@ impl Conn {
                 io::ErrorKind::TimedOut,
                 format!(
                     "no complete response within the read timeout ({:?})",
-                    self.stream.read_timeout().ok().flatten().unwrap_or_default()
+                    self.stream
+                        .read_timeout()
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
                 ),
             ),
             _ => err,
