@@ -132,7 +132,9 @@ printf 'server\tendpoint\tconns\tround\trps\tp50_ms\tp99_ms\tserved\tsockets\tno
 printf '%-4s %-11s %5s %3s %10s %9s %9s %9s %7s %s\n' \
     server endpoint conns rnd 'req/s' 'p50 ms' 'p99 ms' served non2xx 'socket errors' >&2
 
+LOADS=()
 for round in $(seq "$ROUNDS"); do
+    LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
     for conns in $CONNS; do
         for endpoint in stats jobs; do
             for server in old new; do
@@ -173,21 +175,24 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # Medians and ranges across rounds, as a Markdown table.
-# stat COLUMN ROWS: "median (min-max)" of one column.
+# stat COLUMN FORMAT ROWS: "median (min-max)" of one column, each number
+# printed with FORMAT.
 stat() {
-    local column=$1
-    shift
-    printf '%s\n' "$@" | cut -f"$column" | sort -g | awk '
+    local column=$1 format=$2
+    shift 2
+    printf '%s\n' "$@" | cut -f"$column" | sort -g | awk -v f="$format" '
         { v[NR] = $1 }
         END {
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%.4g (%.4g-%.4g)", m, v[1], v[NR]
+            printf f " (" f "-" f ")", m, v[1], v[NR]
         }'
 }
-median() { stat "$@" | cut -d' ' -f1; }
+median() { stat "$1" "%.0f" "${@:2}" | cut -d' ' -f1; }
 
+LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
 echo
-echo "wrk -t2 -dS${DURATION} --latency, $ROUNDS rounds; median (min-max) across rounds"
+echo "wrk -t2 -d${DURATION}s --latency, $ROUNDS rounds; median (min-max) across rounds;" \
+    "1-minute load average at each round's start and at the end: ${LOADS[*]}"
 echo
 echo "| endpoint | conns | server | req/s | p50 ms | p99 ms | connections served (worst round) | non-2xx (total) |"
 echo "|---|---:|---|---:|---:|---:|---:|---:|"
@@ -202,8 +207,8 @@ for endpoint in stats jobs; do
             non2xx=$(printf '%s\n' "${rows[@]}" | awk -F'\t' '{ n += $10 } END { print n + 0 }')
             name=$([[ $server == old ]] && echo "tiny_http ($OLD_REF)" || echo "harbor-server")
             label=$([[ $endpoint == stats ]] && echo 'GET /stats' || echo 'POST /jobs')
-            echo "| $label | $conns | $name | $(stat 5 "${rows[@]}") | $(stat 6 "${rows[@]}") |" \
-                "$(stat 7 "${rows[@]}") | $served | $non2xx |"
+            echo "| $label | $conns | $name | $(stat 5 %.0f "${rows[@]}") |" \
+                "$(stat 6 %.2f "${rows[@]}") | $(stat 7 %.2f "${rows[@]}") | $served | $non2xx |"
         done
     done
 done

@@ -688,3 +688,371 @@ fn half_a_head_gets_408_after_the_header_timeout() {
     // Other clients never noticed.
     assert_eq!(server.get("/stats").status, 200);
 }
+
+/// A slowloris head: one byte every 50 ms never completes, and must not
+/// keep resetting the header timer.
+#[test]
+fn a_head_trickled_byte_by_byte_gets_408_at_the_header_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(600);
+    let _serial = serial();
+    let server = Server::start(&["--header-timeout-ms", "600"]);
+    let mut conn = server.connect();
+    let started = Instant::now();
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    // The slow client: its sleeps are its slowness, not synchronisation.
+    let trickler = thread::spawn(move || {
+        let head = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".iter();
+        let endless = head.chain(std::iter::repeat(&b'a'));
+        let deadline = Instant::now() + PATIENCE;
+        for byte in endless {
+            if Instant::now() > deadline || stream.write_all(&[*byte]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    conn.set_read_timeout(TIMEOUT + Duration::from_secs(5));
+    let reply = conn.response().unwrap_or_else(|err| {
+        panic!(
+            "no 408 for a head trickled for {:?}: {err}",
+            started.elapsed()
+        )
+    });
+    let waited = started.elapsed();
+    reply.expect_error(408);
+    eprintln!("trickled head: 408 after {waited:?}");
+    assert!(waited >= TIMEOUT, "408 after {waited:?}");
+    conn.closed_within(PATIENCE)
+        .unwrap_or_else(|err| panic!("after the 408: {err}"));
+    trickler.join().expect("the trickling thread");
+}
+
+/// A body trickled byte by byte is cut off at the body timeout, not kept
+/// alive by each byte.
+#[test]
+fn a_body_trickled_byte_by_byte_gets_408_at_the_body_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(600);
+    let _serial = serial();
+    let server = Server::start(&["--body-timeout-ms", "600"]);
+    let mut conn = server.connect();
+    conn.send(
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Content-Length: 2000\r\n\r\n",
+    );
+    let started = Instant::now();
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    let trickler = thread::spawn(move || {
+        let deadline = Instant::now() + PATIENCE;
+        for _ in 0..1999 {
+            if Instant::now() > deadline || stream.write_all(b" ").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    conn.set_read_timeout(TIMEOUT + Duration::from_secs(5));
+    let reply = conn.response().unwrap_or_else(|err| {
+        panic!(
+            "no 408 for a body trickled for {:?}: {err}",
+            started.elapsed()
+        )
+    });
+    let waited = started.elapsed();
+    reply.expect_error(408);
+    eprintln!("trickled body: 408 after {waited:?}");
+    assert!(waited >= TIMEOUT, "408 after {waited:?}");
+    conn.closed_within(PATIENCE)
+        .unwrap_or_else(|err| panic!("after the 408: {err}"));
+    trickler.join().expect("the trickling thread");
+    assert_eq!(server.stats()["jobs"]["submitted"], 0);
+}
+
+/// Contract: a streamed body over `--max-body-bytes` gets 413 too, and the
+/// connection is closed without reading the rest.
+#[test]
+fn an_endless_chunked_body_gets_413_and_the_connection_is_closed_unread() {
+    const ABSORBED: u64 = 16 * MIB;
+    const CLEARLY_READING: u64 = 256 * MIB;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    conn.send(
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    );
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    let writer = thread::spawn(move || {
+        let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+        chunk.extend(std::iter::repeat_n(b' ', 64 * 1024));
+        chunk.extend_from_slice(b"\r\n");
+        let mut sent = 0_u64;
+        let deadline = Instant::now() + PATIENCE;
+        while sent < CLEARLY_READING && Instant::now() < deadline {
+            if let Err(err) = stream.write_all(&chunk) {
+                return (sent, Some(err));
+            }
+            sent += chunk.len() as u64;
+        }
+        (sent, None)
+    });
+    let reply = conn.response();
+    let closed = conn.closed_within(PATIENCE);
+    let (sent, write_error) = writer.join().expect("the writer thread");
+    eprintln!("endless chunked body: sent {sent} bytes before {write_error:?}");
+    let reply = reply.unwrap_or_else(|err| panic!("no answer after {sent} body bytes: {err}"));
+    reply.expect_error(413);
+    assert!(reply.closes(), "413 without `Connection: close`");
+    closed.unwrap_or_else(|err| panic!("after the 413: {err}"));
+    assert!(
+        matches!(&write_error, Some(err) if is_reset(err)),
+        "the writer went on for {sent} bytes ({write_error:?})"
+    );
+    assert!(sent <= ABSORBED, "the client could send {sent} bytes");
+}
+
+/// Pipelined requests are answered in order; one over a limit is answered
+/// in its turn with `Connection: close`, and what follows it is not read.
+#[test]
+fn pipelined_requests_are_answered_in_order_up_to_a_refused_one() {
+    let _serial = serial();
+    let server = Server::start(&["--max-body-bytes", "1000"]);
+    let mut conn = server.connect();
+    let job = r#"{"kind":"sleep","ms":0}"#;
+    let big = format!(r#"{{"kind":"fail","message":"{}"}}"#, "x".repeat(2000));
+    let mut batch = request_bytes("GET", "/stats", None, &[]);
+    batch.extend(request_bytes("POST", "/jobs", Some(job), &[]));
+    batch.extend(request_bytes("GET", "/nope", None, &[]));
+    batch.extend(request_bytes("POST", "/jobs", Some(&big), &[]));
+    batch.extend(request_bytes("GET", "/", None, &[]));
+    conn.send(&batch);
+
+    let statuses: Vec<u16> = (0..4)
+        .map(|index| {
+            conn.response()
+                .unwrap_or_else(|err| panic!("pipelined request {index}: {err}"))
+        })
+        .map(|reply| {
+            if reply.status == 413 {
+                assert!(reply.closes(), "413 without `Connection: close`");
+                reply.expect_error(413);
+            }
+            reply.status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 202, 404, 413]);
+    conn.closed_within(PATIENCE)
+        .unwrap_or_else(|err| panic!("the request after the 413 was answered: {err}"));
+    assert_eq!(server.stats()["jobs"]["submitted"], 1);
+}
+
+/// RFC 9112, 6.1: a request with both `Content-Length` and
+/// `Transfer-Encoding` may be refused or read as chunked, and either way
+/// the connection is closed after the response. Nothing hidden in the body
+/// is ever answered as a request of its own.
+#[test]
+fn content_length_beside_transfer_encoding_is_answered_once_and_closed() {
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let job = r#"{"kind":"sleep","ms":0}"#;
+    let chunked = format!("{:x}\r\n{job}\r\n0\r\n\r\n{smuggled}", job.len());
+    for (first, second) in [
+        ("Content-Length", "Transfer-Encoding"),
+        ("Transfer-Encoding", "Content-Length"),
+    ] {
+        let mut conn = server.connect();
+        let head = format!(
+            "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{}\r\n{}\r\n\r\n",
+            if first == "Content-Length" {
+                format!("Content-Length: {}", chunked.len())
+            } else {
+                "Transfer-Encoding: chunked".to_owned()
+            },
+            if second == "Content-Length" {
+                format!("Content-Length: {}", chunked.len())
+            } else {
+                "Transfer-Encoding: chunked".to_owned()
+            },
+        );
+        conn.send(format!("{head}{chunked}").as_bytes());
+        let reply = conn
+            .response()
+            .unwrap_or_else(|err| panic!("{first} then {second}: no answer: {err}"));
+        assert!(
+            matches!(reply.status, 202 | 400),
+            "{first} then {second}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        if reply.status == 400 {
+            reply.expect_error(400);
+        }
+        conn.closed_within(PATIENCE).unwrap_or_else(|err| {
+            panic!("{first} then {second}: the connection stayed open after the response: {err}")
+        });
+    }
+}
+
+/// Bytes that are not HTTP (garbage, a TLS ClientHello on the plain port,
+/// a bad request line, more header fields than allowed) get a JSON error
+/// and a close, never a hang or a bare hyper answer.
+#[test]
+fn malformed_requests_get_a_json_error_and_a_close() {
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let many_fields: String = (0..200).map(|i| format!("X-Field-{i}: {i}\r\n")).collect();
+    let cases: [(&str, Vec<u8>, &[u16]); 5] = [
+        ("garbage", b"\x00\x01\x02garbage\r\n\r\n".to_vec(), &[400]),
+        (
+            "a TLS ClientHello",
+            b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        ("a bad request line", b"GET\r\n\r\n".to_vec(), &[400]),
+        (
+            "a bad HTTP version",
+            b"GET / HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+            &[400, 505],
+        ),
+        (
+            "200 header fields",
+            format!("GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n{many_fields}\r\n").into_bytes(),
+            &[431],
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let mut conn = server.connect();
+        conn.send(&bytes);
+        let reply = conn
+            .response()
+            .unwrap_or_else(|err| panic!("{what}: no answer: {err}"));
+        assert!(
+            expected.contains(&reply.status),
+            "{what}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        reply.expect_error(reply.status);
+        conn.closed_within(PATIENCE)
+            .unwrap_or_else(|err| panic!("{what}: after the error: {err}"));
+    }
+    assert_eq!(server.get("/").status, 200);
+}
+
+/// Contract: an idle keep-alive connection is closed after
+/// `--keep-alive-timeout-ms`.
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    let _serial = serial();
+    let server = Server::start(&["--keep-alive-timeout-ms", "400"]);
+    let mut conn = server.connect();
+    assert_eq!(conn.get("/").expect("a first request").status, 200);
+    let idle = Instant::now();
+    conn.closed_within(TIMEOUT + Duration::from_secs(5))
+        .unwrap_or_else(|err| panic!("idle for {:?}: {err}", idle.elapsed()));
+    let waited = idle.elapsed();
+    eprintln!("keep-alive connection closed after {waited:?} idle");
+    assert!(waited >= TIMEOUT, "closed after {waited:?} idle");
+}
+
+/// Contract: a handler running longer than `--request-timeout-ms` answers a
+/// JSON 503.
+#[test]
+fn a_handler_over_the_request_timeout_answers_503() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let _serial = serial();
+    let server = Server::start(&["--request-timeout-ms", "300"]);
+    let started = Instant::now();
+    let reply = server.get("/sleep?ms=5000");
+    let waited = started.elapsed();
+    reply.expect_error(503);
+    assert!(
+        waited >= TIMEOUT && waited < Duration::from_secs(3),
+        "503 after {waited:?}"
+    );
+    assert_eq!(server.get("/stats").status, 200);
+}
+
+/// Contract: a second signal exits at once, with status 130.
+#[test]
+fn a_second_signal_exits_at_once_with_130() {
+    let _serial = serial();
+    let mut server = Server::start(&["--shutdown-grace-ms", "60000"]);
+    let job = server.submit(r#"{"kind":"sleep","ms":60000}"#);
+    eventually("the job to run", || {
+        let reply = server.get(&format!("/jobs/{job}"));
+        (reply.json()["status"] == "running").then_some(())
+    });
+    let mut sleeper = server.connect();
+    sleeper.send(&request_bytes("GET", "/sleep?ms=10000", None, &[]));
+    server.signal("TERM");
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "exit status {status}");
+}
+
+/// A client that pipelines requests and never reads the answers: the server
+/// stops reading once its writes block, instead of buffering answers.
+#[test]
+fn a_client_that_never_reads_cannot_grow_the_server() {
+    const RSS_SLACK_KIB: u64 = 50 * 1024;
+    const REQUESTS: u64 = 64 * MIB;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let start_rss = server.rss_kib();
+    let pid = server.pid();
+    let conn = server.connect();
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    // A write that cannot finish within a second: the server stopped reading.
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("write timeout");
+    let batch = request_bytes("GET", "/", None, &[]).repeat(256);
+    let mut sent = 0_u64;
+    let mut peak = start_rss;
+    let deadline = Instant::now() + PATIENCE;
+    let stopped = loop {
+        if sent >= REQUESTS || Instant::now() > deadline {
+            break None;
+        }
+        if let Err(err) = stream.write_all(&batch) {
+            break Some(err);
+        }
+        sent += batch.len() as u64;
+        if sent % MIB < batch.len() as u64 {
+            peak = peak.max(
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))?
+                            .split_whitespace()
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(0),
+            );
+        }
+    };
+    let end_rss = server.rss_kib();
+    eprintln!(
+        "never-reading client: sent {sent} bytes of requests, stopped by {stopped:?}; \
+         RSS {start_rss} KiB, at most {peak} KiB, {end_rss} KiB at the end"
+    );
+    assert!(
+        peak.max(end_rss) <= start_rss + RSS_SLACK_KIB,
+        "RSS grew from {start_rss} KiB to {} KiB",
+        peak.max(end_rss)
+    );
+    assert!(
+        matches!(&stopped, Some(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)),
+        "the server kept reading {sent} bytes of requests it could not answer: {stopped:?}"
+    );
+    // Others are still served at once.
+    let started = Instant::now();
+    assert_eq!(server.get("/stats").status, 200);
+    assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
+    drop(conn);
+}
