@@ -128,9 +128,9 @@ to_ms() {
 }
 
 RESULTS=$WORK/results.tsv
-printf 'server\tendpoint\tconns\tround\trps\tp50_ms\tp99_ms\tserved\tsockets\tnon2xx\tsocket_errors\n' >"$RESULTS"
-printf '%-4s %-11s %5s %3s %10s %9s %9s %9s %7s %s\n' \
-    server endpoint conns rnd 'req/s' 'p50 ms' 'p99 ms' served non2xx 'socket errors' >&2
+printf 'server\tendpoint\tconns\tround\trps\tp50_ms\tp99_ms\tserved\tsockets\tnon2xx\tsocket_errors\tok_rps\n' >"$RESULTS"
+printf '%-4s %-11s %5s %3s %10s %10s %9s %9s %9s %7s %s\n' \
+    server endpoint conns rnd 'req/s' '2xx/s' 'p50 ms' 'p99 ms' served non2xx 'socket errors' >&2
 
 LOADS=()
 for round in $(seq "$ROUNDS"); do
@@ -156,18 +156,24 @@ for round in $(seq "$ROUNDS"); do
                 wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${args[@]}" >"$WORK/wrk.txt" 2>&1
                 wait "$sampler"
                 rps=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.txt")
+                # "N requests in 5.00s": the answers that were not 503s and
+                # the like, per second.
+                total=$(awk '/ requests in / {print $1}' "$WORK/wrk.txt")
+                secs=$(awk '/ requests in / {sub(/s,?$/, "", $4); print $4}' "$WORK/wrk.txt")
                 p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$WORK/wrk.txt")")
                 p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$WORK/wrk.txt")")
                 non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk.txt")
+                ok_rps=$(awk -v t="${total:-0}" -v n="${non2xx:-0}" -v s="${secs:-1}" \
+                    'BEGIN {printf "%.2f", (t - n) / (s > 0 ? s : 1)}')
                 errors=$(awk -F': ' '/Socket errors/ {print $2}' "$WORK/wrk.txt")
                 sockets=$(awk '/^[^ \t]/ {n++} END {print n + 0}' "$WORK/ss.txt")
                 served=$(awk '/bytes_sent:/ {n++} END {print n + 0}' "$WORK/ss.txt")
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$endpoint" \
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$endpoint" \
                     "$conns" "$round" "${rps:-0}" "$p50" "$p99" "$served" "$sockets" \
-                    "${non2xx:-0}" "${errors:-none}" >>"$RESULTS"
-                printf '%-4s %-11s %5s %3s %10s %9s %9s %9s %7s %s\n' "$server" \
+                    "${non2xx:-0}" "${errors:-none}" "$ok_rps" >>"$RESULTS"
+                printf '%-4s %-11s %5s %3s %10s %10s %9s %9s %9s %7s %s\n' "$server" \
                     "$([[ $endpoint == stats ]] && echo 'GET /stats' || echo 'POST /jobs')" \
-                    "$conns" "$round" "${rps:-0}" "$p50" "$p99" "$served/$sockets" \
+                    "$conns" "$round" "${rps:-0}" "$ok_rps" "$p50" "$p99" "$served/$sockets" \
                     "${non2xx:-0}" "${errors:-none}" >&2
             done
         done
@@ -194,8 +200,8 @@ echo
 echo "wrk -t2 -d${DURATION}s --latency, $ROUNDS rounds; median (min-max) across rounds;" \
     "1-minute load average at each round's start and at the end: ${LOADS[*]}"
 echo
-echo "| endpoint | conns | server | req/s | p50 ms | p99 ms | connections served (worst round) | non-2xx (total) |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|"
+echo "| endpoint | conns | server | req/s | 2xx/s | p50 ms | p99 ms | connections served (worst round) | non-2xx (total) |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
 for endpoint in stats jobs; do
     for conns in $CONNS; do
         for server in old new; do
@@ -207,19 +213,22 @@ for endpoint in stats jobs; do
             non2xx=$(printf '%s\n' "${rows[@]}" | awk -F'\t' '{ n += $10 } END { print n + 0 }')
             name=$([[ $server == old ]] && echo "tiny_http ($OLD_REF)" || echo "harbor-server")
             label=$([[ $endpoint == stats ]] && echo 'GET /stats' || echo 'POST /jobs')
-            echo "| $label | $conns | $name | $(stat 5 %.0f "${rows[@]}") |" \
+            echo "| $label | $conns | $name | $(stat 5 %.0f "${rows[@]}") | $(stat 12 %.0f "${rows[@]}") |" \
                 "$(stat 6 %.2f "${rows[@]}") | $(stat 7 %.2f "${rows[@]}") | $served | $non2xx |"
         done
     done
 done
 echo
 for endpoint in stats jobs; do
-    old=$(median 5 "$(awk -F'\t' -v e="$endpoint" '$1 == "old" && $2 == e && $3 == 64' "$RESULTS")")
-    new=$(median 5 "$(awk -F'\t' -v e="$endpoint" '$1 == "new" && $2 == e && $3 == 64' "$RESULTS")")
-    awk -v e="$endpoint" -v o="$old" -v n="$new" 'BEGIN {
-        printf "%s at 64 connections: new/old throughput %.2fx (%s vs %s req/s, medians)\n",
-            (e == "stats" ? "GET /stats" : "POST /jobs"), (o > 0 ? n / o : 0), n, o
-    }'
+    for column in 5 12; do
+        old=$(median "$column" "$(awk -F'\t' -v e="$endpoint" '$1 == "old" && $2 == e && $3 == 64' "$RESULTS")")
+        new=$(median "$column" "$(awk -F'\t' -v e="$endpoint" '$1 == "new" && $2 == e && $3 == 64' "$RESULTS")")
+        awk -v e="$endpoint" -v o="$old" -v n="$new" -v c="$column" 'BEGIN {
+            printf "%s at 64 connections: new/old %s %.2fx (%s vs %s, medians)\n",
+                (e == "stats" ? "GET /stats" : "POST /jobs"), (c == 5 ? "req/s" : "2xx/s"),
+                (o > 0 ? n / o : 0), n, o
+        }'
+    done
 done
 echo
 echo "raw results: $RESULTS"

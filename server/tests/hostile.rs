@@ -16,7 +16,7 @@
 
 mod support;
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -1055,4 +1055,225 @@ fn a_client_that_never_reads_cannot_grow_the_server() {
     assert_eq!(server.get("/stats").status, 200);
     assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
     drop(conn);
+}
+
+/// The HTTP/2 client side of the tests below: a small runtime, and
+/// a request body fed through a channel, so a test can send part of a body
+/// and stall.
+mod h2 {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use hyper::body::{Body, Frame};
+    use hyper::client::conn::http2::SendRequest;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::sync::mpsc;
+    use tokio::task::JoinHandle;
+
+    pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    /// One worker thread, so that connections and streams make progress
+    /// while the test thread waits for something else.
+    pub(crate) fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// A body whose data arrives on a channel; it ends when the sender is
+    /// dropped.
+    #[derive(Debug)]
+    pub(crate) struct Fed(pub(crate) mpsc::Receiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|data| data.map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    /// An HTTP/2 connection with prior knowledge, and the task driving it.
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+    ) -> Result<(SendRequest<Fed>, JoinHandle<Result<(), hyper::Error>>), Error> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await?;
+        Ok((sender, tokio::spawn(connection)))
+    }
+
+    /// A request whose body is `body` (empty if `None`), sent whole.
+    pub(crate) fn request(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> hyper::Request<Fed> {
+        let (tx, rx) = mpsc::channel(1);
+        if let Some(body) = body {
+            tx.try_send(Bytes::from(body.to_owned()))
+                .expect("room for the body");
+        }
+        hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .body(Fed(rx))
+            .expect("a request")
+    }
+
+    /// Sends `request`, returns the status and the body.
+    pub(crate) async fn send(
+        sender: &mut SendRequest<Fed>,
+        request: hyper::Request<Fed>,
+    ) -> Result<(u16, serde_json::Value), Error> {
+        use http_body_util::BodyExt;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        let json = serde_json::from_slice(&body)
+            .map_err(|err| format!("not JSON ({err}): {}", String::from_utf8_lossy(&body)))?;
+        Ok((status, json))
+    }
+}
+
+/// The body limits hold on HTTP/2 too: a body over `--max-body-bytes` gets
+/// 413, a stalled one 408, and the connection goes on serving other streams.
+#[test]
+fn http2_bodies_over_the_limit_get_413_and_stalled_ones_408() {
+    const TIMEOUT: Duration = Duration::from_millis(600);
+    let _serial = serial();
+    let server = Server::start(&["--body-timeout-ms", "600"]);
+    let addr = server.addr();
+    let outcome = h2::runtime().block_on(async move {
+        tokio::time::timeout(PATIENCE, async move {
+            let (mut sender, _driver) = h2::connect(addr).await?;
+            let big = format!(
+                r#"{{"kind":"fail","message":"{}"}}"#,
+                "x".repeat(100 * 1024)
+            );
+            let too_big =
+                h2::send(&mut sender, h2::request(addr, "POST", "/jobs", Some(&big))).await?;
+
+            // 100 bytes of a declared 2000, then nothing.
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(bytes::Bytes::from(vec![b' '; 100])).await?;
+            let stalled = hyper::Request::post(format!("http://{addr}/jobs"))
+                .header("content-length", "2000")
+                .body(h2::Fed(rx))?;
+            let started = Instant::now();
+            let slow = h2::send(&mut sender, stalled).await?;
+            let waited = started.elapsed();
+            drop(tx);
+
+            let stats = h2::send(&mut sender, h2::request(addr, "GET", "/stats", None)).await?;
+            Ok::<_, h2::Error>((too_big, slow, waited, stats))
+        })
+        .await
+    });
+    let (too_big, slow, waited, stats) = outcome
+        .unwrap_or_else(|_| panic!("HTTP/2 requests not answered within {PATIENCE:?}"))
+        .unwrap_or_else(|err| panic!("HTTP/2: {err}"));
+    eprintln!("HTTP/2 stalled body: {} after {waited:?}", slow.0);
+    assert_eq!(too_big.0, 413, "{}", too_big.1);
+    assert!(too_big.1["error"].is_string(), "{}", too_big.1);
+    assert_eq!(slow.0, 408, "{}", slow.1);
+    assert!(slow.1["error"].is_string(), "{}", slow.1);
+    assert!(waited >= TIMEOUT, "408 after {waited:?}");
+    assert_eq!(stats.0, 200, "{}", stats.1);
+    assert_eq!(stats.1["jobs"]["submitted"], 0);
+}
+
+/// Contract: at SIGTERM an HTTP/2 connection gets GOAWAY, its streams in
+/// flight are answered, and the server exits 0.
+#[test]
+fn http2_streams_in_flight_at_sigterm_are_answered_then_goaway() {
+    let _serial = serial();
+    let mut server = Server::start(&["--shutdown-grace-ms", "200"]);
+    let addr = server.addr();
+    let runtime = h2::runtime();
+    let (sender, driver, in_flight) = runtime
+        .block_on(async move {
+            tokio::time::timeout(PATIENCE, async move {
+                let (sender, driver) = h2::connect(addr).await?;
+                let mut poller = sender.clone();
+                let in_flight = tokio::spawn(async move {
+                    h2::send(
+                        &mut poller,
+                        h2::request(addr, "GET", "/sleep?ms=1500", None),
+                    )
+                    .await
+                });
+                Ok::<_, h2::Error>((sender, driver, in_flight))
+            })
+            .await
+        })
+        .expect("connected in time")
+        .unwrap_or_else(|err| panic!("HTTP/2: {err}"));
+    eventually("the /sleep stream to be running", || {
+        (server.stats()["http"]["busy"].as_u64() >= Some(1)).then_some(())
+    });
+    server.signal("TERM");
+    let signalled = Instant::now();
+    let (slept, closed) = runtime
+        .block_on(async move {
+            tokio::time::timeout(PATIENCE, async move {
+                let slept = in_flight.await.map_err(|err| err.to_string())?;
+                // After GOAWAY the connection ends on its own.
+                drop(sender);
+                let closed = driver.await.map_err(|err| err.to_string())?;
+                Ok::<_, String>((slept, closed))
+            })
+            .await
+            .unwrap_or_else(|_| Err(format!("not done within {PATIENCE:?}")))
+        })
+        .unwrap_or_else(|err| panic!("HTTP/2 at shutdown: {err}"));
+    let (status, body) = slept.unwrap_or_else(|err| panic!("the stream in flight: {err}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["slept_ms"], 1500);
+    closed.unwrap_or_else(|err| panic!("the connection did not end cleanly: {err}"));
+    let bound = Duration::from_millis(200) + Duration::from_secs(15);
+    let status = server.wait_exit(bound.saturating_sub(signalled.elapsed()));
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+}
+
+/// An HTTP/2 connection that sends its preface and then nothing is closed
+/// after the keep-alive timeout.
+#[test]
+fn an_idle_http2_connection_is_closed_after_the_keep_alive_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    let _serial = serial();
+    let server = Server::start(&["--keep-alive-timeout-ms", "400"]);
+    let mut conn = server.connect();
+    // The preface and an empty SETTINGS frame.
+    conn.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    let idle = Instant::now();
+    conn.set_read_timeout(TIMEOUT + Duration::from_secs(5));
+    let mut frames = Vec::new();
+    match conn.stream().take(MIB).read_to_end(&mut frames) {
+        Ok(_) => {}
+        Err(err) if is_reset(&err) => {}
+        Err(err) => panic!(
+            "an idle HTTP/2 connection still open after {:?}: {err}",
+            idle.elapsed()
+        ),
+    }
+    let waited = idle.elapsed();
+    eprintln!("idle HTTP/2 connection closed after {waited:?}");
+    assert!(waited >= TIMEOUT, "closed after {waited:?}");
+    // The server spoke HTTP/2 before closing: SETTINGS first.
+    assert!(frames.len() >= 9 && frames[3] == 4, "{frames:?}");
 }
