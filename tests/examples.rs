@@ -1,6 +1,6 @@
 //! Runs every example that finishes on its own, so none can rot: each must
-//! exit 0 within a time limit and print what it promises. (The web server
-//! has its own test, `tests/web_server.rs`.)
+//! exit 0 within a time limit and print what it promises. (The job service
+//! is the workspace member `server/`, with its own tests.)
 
 mod common;
 

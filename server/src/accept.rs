@@ -67,7 +67,9 @@ pub(crate) fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // The service answers a list over --max-header-bytes with a JSON
+        // 431; h2 refuses one twice that size before decoding it.
+        .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     builder
 }
@@ -156,6 +158,7 @@ async fn connection(
                 shared.stack.clone(),
                 Arc::clone(&conn),
                 Arc::clone(&shared.metrics),
+                shared.limits.max_header_bytes,
                 request,
             )
         })
@@ -174,47 +177,50 @@ async fn connection(
     }
 }
 
-/// Rate-limits the accept loop's log lines: at most one a second, with
-/// the count of those left out.
+/// Rate-limits the accept loop's log lines: at most one a second of each
+/// kind, with the count of those left out.
 #[derive(Debug, Default)]
 struct ErrorLog {
-    last: Option<Instant>,
-    errors: u64,
-    refused: u64,
+    errors: Tally,
+    refused: Tally,
 }
 
-impl ErrorLog {
-    fn due(&mut self) -> bool {
+#[derive(Debug, Default)]
+struct Tally {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Tally {
+    /// Counts one; returns the count to report if a report is due.
+    fn count(&mut self) -> Option<u64> {
+        self.count += 1;
         let now = Instant::now();
         if self
             .last
             .is_some_and(|last| now < last + Duration::from_secs(1))
         {
-            return false;
+            return None;
         }
         self.last = Some(now);
-        true
+        Some(std::mem::take(&mut self.count))
     }
+}
 
+impl ErrorLog {
     fn accept_failed(&mut self, err: &io::Error) {
-        self.errors += 1;
-        if self.due() {
+        if let Some(count) = self.errors.count() {
             log::warn!(
-                "accepting a connection failed: {err} ({} accept errors since the last report)",
-                self.errors
+                "accepting a connection failed: {err} ({count} accept errors since the last report)"
             );
-            self.errors = 0;
         }
     }
 
     fn refused(&mut self) {
-        self.refused += 1;
-        if self.due() {
+        if let Some(count) = self.refused.count() {
             log::warn!(
-                "at the connection limit: closed {} new connections since the last report",
-                self.refused
+                "at the connection limit: closed {count} new connections since the last report"
             );
-            self.refused = 0;
         }
     }
 }

@@ -66,8 +66,8 @@ pub(crate) const LINGER: Duration = Duration::from_secs(1);
 pub(crate) struct Limits {
     /// The largest request head, in bytes.
     pub(crate) max_header_bytes: usize,
-    /// The time to receive a request head, from its first byte (for a new
-    /// connection, from the accept).
+    /// The time to receive a request head: the first from the accept,
+    /// each later one from its first byte.
     pub(crate) header_timeout: Duration,
     /// How long a connection may stay idle between requests.
     pub(crate) keep_alive_timeout: Duration,
@@ -399,6 +399,8 @@ impl Guard {
         };
         let since = match self.waiting {
             Some((waiting, since)) if waiting == wait => since,
+            // A new connection's first head is timed from the accept.
+            Some((Wait::Idle, since)) if self.first => since,
             _ => Instant::now(),
         };
         self.waiting = Some((wait, since));
@@ -603,6 +605,12 @@ fn frame(head: &[u8]) -> Result<Framing, Rejection> {
         Err(httparse::Error::TooManyHeaders) => return Err(Rejection::TooManyHeaders),
         Err(err) => return Err(Rejection::Malformed(format!("{err} in the request head"))),
     }
+    // hyper parses the target into an `http::Uri` and answers an empty 400
+    // when it cannot.
+    let target = request.path.unwrap_or("");
+    if axum::http::Uri::try_from(target).is_err() {
+        return Err(Rejection::Malformed("an invalid request target".to_owned()));
+    }
     let http11 = request.version == Some(1);
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
@@ -784,6 +792,7 @@ mod tests {
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/2.0\r\n\r\n",
+            "GET http://[::1 HTTP/1.1\r\n\r\n",
             "NOT HTTP\r\n\r\n",
         ] {
             assert!(

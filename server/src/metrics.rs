@@ -173,6 +173,14 @@ impl Drop for OpenConnection {
 struct PoolCollector(Arc<Pools>);
 
 type PoolLabels = [(&'static str, &'static str); 1];
+/// A metric read from a pool's stats: name, help, value.
+type StatMetric = (&'static str, &'static str, fn(&PoolStats) -> u64);
+/// A latency histogram read from a pool's metrics: name, help, which.
+type LatencyMetric = (
+    &'static str,
+    &'static str,
+    fn(&harbor_pool::PoolMetrics) -> &Histogram,
+);
 
 impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -184,7 +192,7 @@ impl Collector for PoolCollector {
             .iter()
             .map(|(labels, pool)| (*labels, pool.stats()))
             .collect();
-        let gauges: [(&str, &str, fn(&PoolStats) -> u64); 5] = [
+        let gauges: [StatMetric; 5] = [
             ("harbor_pool_workers", "Configured worker threads", |s| {
                 s.workers as u64
             }),
@@ -210,7 +218,7 @@ impl Collector for PoolCollector {
                 metric.encode_family(labels)?.encode_gauge(&value)?;
             }
         }
-        let counters: [(&str, &str, fn(&PoolStats) -> u64); 7] = [
+        let counters: [StatMetric; 7] = [
             ("harbor_pool_jobs_submitted", "Jobs accepted", |s| {
                 s.submitted
             }),
@@ -253,7 +261,7 @@ impl Collector for PoolCollector {
             .iter()
             .map(|(labels, pool)| (*labels, pool.metrics()))
             .collect();
-        let histograms: [(&str, &str, fn(&harbor_pool::PoolMetrics) -> &Histogram); 2] = [
+        let histograms: [LatencyMetric; 2] = [
             (
                 "harbor_pool_queue_wait",
                 "Time jobs waited in the queue",

@@ -163,7 +163,7 @@ async fn sleep(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Respon
         SLEEP_MAX,
     ) {
         Ok(duration) => duration,
-        Err(response) => return response,
+        Err(message) => return reply::error(400, message),
     };
     let pool = &app.pools.http;
     let mut handle = match pool.try_submit(move |token| {
@@ -305,10 +305,10 @@ async fn submit(State(app): State<Arc<App>>, body: Bytes) -> Response {
     }
 }
 
-/// Parses the `<id>` of `/jobs/<id>`, or answers 400.
-fn parse_id(id: Result<Path<String>, PathRejection>) -> Result<JobId, Response> {
-    let Path(text) = id.map_err(|err| reply::error(400, err.body_text()))?;
-    JobId::from_str(&text).map_err(|err| reply::error(400, format!("{err} (got {text:?})")))
+/// Parses the `<id>` of `/jobs/<id>`; the error is a 400's message.
+fn parse_id(id: Result<Path<String>, PathRejection>) -> Result<JobId, String> {
+    let Path(text) = id.map_err(|err| err.body_text())?;
+    JobId::from_str(&text).map_err(|err| format!("{err} (got {text:?})"))
 }
 
 fn unknown_job(id: JobId) -> Response {
@@ -325,7 +325,7 @@ async fn job_status(
 ) -> Response {
     let id = match parse_id(id) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(message) => return reply::error(400, message),
     };
     match app.pools.jobs.info(id) {
         Some(info) => reply::json(200, &job_json(&info)),
@@ -337,7 +337,7 @@ async fn job_status(
 async fn cancel(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Response {
     let id = match parse_id(id) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(message) => return reply::error(400, message),
     };
     match app.pools.jobs.cancel(id) {
         CancelOutcome::NotFound => unknown_job(id),
@@ -358,7 +358,7 @@ async fn wait(
 ) -> Response {
     let id = match parse_id(id) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(message) => return reply::error(400, message),
     };
     let timeout = match reply::query_duration(
         query.as_deref().unwrap_or(""),
@@ -367,7 +367,7 @@ async fn wait(
         WAIT_MAX,
     ) {
         Ok(timeout) => timeout,
-        Err(response) => return response,
+        Err(message) => return reply::error(400, message),
     };
     let jobs = &app.pools.jobs;
     if jobs.info(id).is_none() {

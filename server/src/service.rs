@@ -91,9 +91,11 @@ pub(crate) async fn call(
     stack: Stack,
     conn: Arc<ConnShared>,
     metrics: Arc<Metrics>,
+    max_header_bytes: usize,
     mut request: hyper::Request<Incoming>,
 ) -> Result<Response, Infallible> {
-    if request.version() == Version::HTTP_2 {
+    let http2 = request.version() == Version::HTTP_2;
+    if http2 {
         // HTTP/1 requests are counted by the guard as it hands them over.
         conn.request_started();
     }
@@ -101,7 +103,12 @@ pub(crate) async fn call(
     let response = if request.uri().path() == guard::rejection_path()
         && let Some(rejection) = conn.take_rejection()
     {
-        refused_head(&metrics, &rejection)
+        refused_head(&metrics, &rejection, Version::HTTP_11)
+    } else if http2 && header_list_size(&request) > max_header_bytes {
+        // HTTP/2 has no head for the guard to measure; h2 itself refuses a
+        // list twice this size (with an empty 431) before it is decoded.
+        let rejection = Rejection::HeadTooLarge(max_header_bytes);
+        refused_head(&metrics, &rejection, Version::HTTP_2)
     } else {
         request.extensions_mut().insert(Arc::clone(&conn));
         match stack.oneshot(request.map(Body::new)).await {
@@ -112,12 +119,33 @@ pub(crate) async fn call(
     Ok(response.map(|body| Body::new(Tracked { body, _done: done })))
 }
 
-/// The answer to a head the guard refused (its invariant 3).
-fn refused_head(metrics: &Metrics, rejection: &Rejection) -> Response {
+/// The size of an HTTP/2 request's header list as RFC 9113 counts it
+/// (each field's name and value, plus 32), with the pseudo-headers.
+fn header_list_size<B>(request: &hyper::Request<B>) -> usize {
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    let uri = request.uri();
+    let pseudo = request.method().as_str().len()
+        + uri.path_and_query().map_or(1, |path| path.as_str().len())
+        + uri.scheme_str().map_or(0, str::len)
+        + uri
+            .authority()
+            .map_or(0, |authority| authority.as_str().len())
+        + 4 * 32
+        + ":method:path:scheme:authority".len();
+    fields + pseudo
+}
+
+/// The answer to a head the guard refused (its invariant 3), or to an
+/// HTTP/2 header list over the limit.
+fn refused_head(metrics: &Metrics, rejection: &Rejection, version: Version) -> Response {
     let status = rejection.status();
     metrics.limit(rejection.limit());
     metrics.request("refused", status, 0.0);
-    reply::close(reply::error(status, rejection.message()), Version::HTTP_11)
+    reply::close(reply::error(status, rejection.message()), version)
 }
 
 /// A response body that counts its response finished when dropped, so
