@@ -1277,3 +1277,209 @@ fn an_idle_http2_connection_is_closed_after_the_keep_alive_timeout() {
     // The server spoke HTTP/2 before closing: SETTINGS first.
     assert!(frames.len() >= 9 && frames[3] == 4, "{frames:?}");
 }
+
+/// Heads and bodies at the edges of HTTP/1.1 framing, which the server's
+/// connection guard frames itself before hyper does: each gets a prompt
+/// answer (never the header timeout), JSON when it is an error, and a
+/// close whenever the framing is in doubt.
+#[test]
+fn framing_edge_cases_get_a_prompt_answer() {
+    let _serial = serial();
+    // A long header timeout: a case that waits for it is a failure.
+    let server = Server::start(&["--header-timeout-ms", "30000"]);
+    let job = r#"{"kind":"sleep","ms":0}"#;
+    let post = "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+    // (what, bytes, acceptable statuses, must the connection close after)
+    let cases: Vec<(&str, String, &[u16], bool)> = vec![
+        (
+            "two different Content-Length values",
+            format!(
+                "{post}Content-Length: {}\r\nContent-Length: 5\r\n\r\n{job}",
+                job.len()
+            ),
+            &[400],
+            true,
+        ),
+        (
+            "a negative Content-Length",
+            format!("{post}Content-Length: -1\r\n\r\n{job}"),
+            &[400],
+            true,
+        ),
+        (
+            "a Content-Length past u64",
+            format!("{post}Content-Length: 18446744073709551616\r\n\r\n{job}"),
+            &[400, 413],
+            true,
+        ),
+        (
+            "a chunk size past u64",
+            format!("{post}Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n{job}"),
+            &[400, 413],
+            true,
+        ),
+        (
+            "a chunk size that is not hex",
+            format!("{post}Transfer-Encoding: chunked\r\n\r\nzz\r\n{job}\r\n0\r\n\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "a space before the colon",
+            "GET /stats HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n".to_owned(),
+            &[400],
+            true,
+        ),
+        (
+            "a folded header line",
+            "GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\r\n folded\r\n\r\n".to_owned(),
+            &[400],
+            true,
+        ),
+        (
+            "a NUL in a header value",
+            "GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\0b\r\n\r\n".to_owned(),
+            &[400],
+            true,
+        ),
+        (
+            "bare LF line ends",
+            "GET /stats HTTP/1.1\nHost: 127.0.0.1\n\n".to_owned(),
+            &[200, 400],
+            false,
+        ),
+        (
+            "an absolute-form target",
+            "GET http://127.0.0.1/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_owned(),
+            &[200],
+            false,
+        ),
+        (
+            "HTTP/1.0 without Host",
+            "GET /stats HTTP/1.0\r\n\r\n".to_owned(),
+            &[200],
+            true,
+        ),
+        (
+            "a chunked body with an extension and a trailer",
+            format!(
+                "{post}Transfer-Encoding: chunked\r\n\r\n{:x};name=value\r\n{job}\r\n0\r\nX-Trailer: t\r\n\r\n",
+                job.len()
+            ),
+            &[202],
+            false,
+        ),
+    ];
+    for (what, bytes, expected, closes) in cases {
+        let mut conn = server.connect();
+        conn.send(bytes.as_bytes());
+        conn.set_read_timeout(Duration::from_secs(5));
+        let started = Instant::now();
+        let reply = conn
+            .response()
+            .unwrap_or_else(|err| panic!("{what}: no answer: {err}"));
+        assert!(
+            expected.contains(&reply.status),
+            "{what}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        if reply.status >= 400 {
+            reply.expect_error(reply.status);
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        if closes || reply.status >= 400 {
+            conn.closed_within(PATIENCE)
+                .unwrap_or_else(|err| panic!("{what}: after a {}: {err}", reply.status));
+        } else {
+            // Still in step: the connection serves a next request.
+            let next = conn
+                .get("/")
+                .unwrap_or_else(|err| panic!("{what}: the next request: {err}"));
+            assert_eq!(next.status, 200, "{what}: the next request");
+        }
+    }
+}
+
+/// `Expect: 100-continue` with a body over the limit: the server answers
+/// 413 at once instead of inviting the body.
+#[test]
+fn expect_100_continue_over_the_limit_gets_413_without_the_body() {
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    conn.send(
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Content-Length: 10737418240\r\nExpect: 100-continue\r\n\r\n",
+    );
+    conn.set_read_timeout(Duration::from_secs(5));
+    let reply = conn
+        .response()
+        .unwrap_or_else(|err| panic!("no answer to the head: {err}"));
+    reply.expect_error(413);
+    conn.closed_within(PATIENCE)
+        .unwrap_or_else(|err| panic!("after the 413: {err}"));
+}
+
+/// Chunk extensions and trailers are framing the guard reads itself: a
+/// flood of either is cut off, not buffered.
+#[test]
+fn chunk_extension_and_trailer_floods_are_cut_off() {
+    const ABSORBED: u64 = 16 * MIB;
+    const FLOOD: u64 = 256 * MIB;
+    const RSS_SLACK_KIB: u64 = 50 * 1024;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let start_rss = server.rss_kib();
+    for (what, opening, filler) in [
+        ("a chunk extension", "1;ext=", "a".repeat(64 * 1024)),
+        (
+            "a trailer",
+            "0\r\n",
+            format!("X-Trailer: {}\r\n", "t".repeat(1000)).repeat(64),
+        ),
+    ] {
+        let mut conn = server.connect();
+        conn.send(
+            format!(
+                "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{opening}"
+            )
+            .as_bytes(),
+        );
+        let mut stream = conn.stream().try_clone().expect("clone the stream");
+        let writer = thread::spawn(move || {
+            let mut sent = 0_u64;
+            let deadline = Instant::now() + PATIENCE;
+            while sent < FLOOD && Instant::now() < deadline {
+                if let Err(err) = stream.write_all(filler.as_bytes()) {
+                    return (sent, Some(err));
+                }
+                sent += filler.len() as u64;
+            }
+            (sent, None)
+        });
+        let reply = conn.response();
+        let closed = conn.closed_within(PATIENCE);
+        let (sent, write_error) = writer.join().expect("the writer thread");
+        let rss = server.rss_kib();
+        eprintln!("{what} flood: sent {sent} bytes before {write_error:?}; RSS {rss} KiB");
+        let reply = reply.unwrap_or_else(|err| panic!("{what} flood: no answer: {err}"));
+        assert!(
+            matches!(reply.status, 400 | 413 | 431),
+            "{what} flood: {} {}",
+            reply.status,
+            reply.text()
+        );
+        reply.expect_error(reply.status);
+        closed.unwrap_or_else(|err| panic!("{what} flood, after the error: {err}"));
+        assert!(
+            matches!(&write_error, Some(err) if is_reset(err)) && sent <= ABSORBED,
+            "{what} flood: the client could send {sent} bytes ({write_error:?})"
+        );
+        assert!(
+            rss <= start_rss + RSS_SLACK_KIB,
+            "{what} flood: RSS {start_rss} -> {rss} KiB"
+        );
+    }
+}
