@@ -1483,3 +1483,161 @@ fn chunk_extension_and_trailer_floods_are_cut_off() {
         );
     }
 }
+
+/// Raw HTTP/2 frames (RFC 9113, section 4.1), for clients no well-behaved
+/// library would be.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).expect("a frame under 16 MiB");
+    let mut frame = length.to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The preface and an empty SETTINGS frame.
+fn h2_preface() -> Vec<u8> {
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(h2_frame(0x4, 0, 0, &[]));
+    bytes
+}
+
+/// An HPACK header block for `GET path` (RFC 7541: indexed `:method GET`
+/// and `:scheme http`, literal `:path` and `:authority` with indexed names).
+fn h2_get_block(path: &str) -> Vec<u8> {
+    let mut block = vec![
+        0x82,
+        0x86,
+        0x04,
+        u8::try_from(path.len()).expect("a short path"),
+    ];
+    block.extend_from_slice(path.as_bytes());
+    block.extend([0x01, 9]);
+    block.extend_from_slice(b"127.0.0.1");
+    block
+}
+
+/// CVE-2024-27316 and kin: a header block that never ends, in CONTINUATION
+/// frames, is cut off instead of buffered.
+#[test]
+fn an_endless_http2_continuation_flood_is_cut_off() {
+    const ABSORBED: u64 = 16 * MIB;
+    const FLOOD: u64 = 256 * MIB;
+    const RSS_SLACK_KIB: u64 = 50 * 1024;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let start_rss = server.rss_kib();
+    let mut conn = server.connect();
+    let mut opening = h2_preface();
+    // HEADERS with END_STREAM and without END_HEADERS.
+    opening.extend(h2_frame(0x1, 0x1, 1, &h2_get_block("/stats")));
+    conn.send(&opening);
+    // Literal header fields, new names, without indexing: 108 bytes each.
+    let mut field = vec![0x00, 5];
+    field.extend_from_slice(b"x-abc");
+    field.push(100);
+    field.extend(std::iter::repeat_n(b'v', 100));
+    let continuation = h2_frame(0x9, 0, 1, &field.repeat(150));
+    let pid = server.pid();
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    let writer = thread::spawn(move || {
+        let mut sent = 0_u64;
+        let mut peak = 0_u64;
+        let deadline = Instant::now() + PATIENCE;
+        while sent < FLOOD && Instant::now() < deadline {
+            if let Err(err) = stream.write_all(&continuation) {
+                return (sent, peak, Some(err));
+            }
+            sent += continuation.len() as u64;
+            if sent % MIB < continuation.len() as u64 {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))?
+                            .split_whitespace()
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(0);
+                peak = peak.max(rss);
+            }
+        }
+        (sent, peak, None)
+    });
+    // Whatever the server sends (SETTINGS, GOAWAY), it must then close.
+    let mut received = Vec::new();
+    let read = conn.stream().take(MIB).read_to_end(&mut received);
+    let (sent, peak, write_error) = writer.join().expect("the writer thread");
+    let rss = server.rss_kib().max(peak);
+    eprintln!(
+        "CONTINUATION flood: sent {sent} bytes before {write_error:?}, read {} bytes then \
+         {read:?}; RSS {start_rss} -> at most {rss} KiB",
+        received.len()
+    );
+    assert!(
+        read.as_ref().map_or_else(is_reset, |_| true),
+        "the connection stayed open: {read:?}"
+    );
+    assert!(
+        matches!(&write_error, Some(err) if is_reset(err)) && sent <= ABSORBED,
+        "the client could send {sent} bytes of one header block ({write_error:?})"
+    );
+    assert!(
+        rss <= start_rss + RSS_SLACK_KIB,
+        "RSS {start_rss} -> {rss} KiB"
+    );
+    assert_eq!(server.get("/stats").status, 200);
+}
+
+/// CVE-2023-44487: streams opened and reset at once, by the thousand, on
+/// a handler that occupies a pool worker. Other clients stay served at
+/// once, and no reset stream keeps a worker busy.
+#[test]
+fn an_http2_rapid_reset_flood_leaves_other_clients_served() {
+    const STREAMS: u32 = 20_000;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    conn.send(&h2_preface());
+    let block = h2_get_block("/sleep?ms=10000");
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    let writer = thread::spawn(move || {
+        let mut streams = 0_u32;
+        // A batch of 100 HEADERS + RST_STREAM(CANCEL) pairs per write.
+        while streams < STREAMS {
+            let mut batch = Vec::new();
+            for _ in 0..100 {
+                let id = 2 * streams + 1;
+                batch.extend(h2_frame(0x1, 0x5, id, &block));
+                batch.extend(h2_frame(0x3, 0, id, &8_u32.to_be_bytes()));
+                streams += 1;
+            }
+            if let Err(err) = stream.write_all(&batch) {
+                return (streams, Some(err));
+            }
+        }
+        (streams, None)
+    });
+    let mut slowest = Duration::ZERO;
+    while !writer.is_finished() {
+        let started = Instant::now();
+        assert_eq!(server.get("/stats").status, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    let (streams, write_error) = writer.join().expect("the writer thread");
+    eprintln!(
+        "rapid reset: {streams} streams sent before {write_error:?}; slowest /stats {slowest:?}"
+    );
+    assert!(
+        slowest < AT_ONCE,
+        "GET /stats took {slowest:?} during a rapid-reset flood"
+    );
+    // The cancelled sleeps give their workers back.
+    eventually("the request pool to be idle again", || {
+        let http = &server.stats()["http"];
+        (http["busy"] == 0 && http["queued"] == 0).then_some(())
+    });
+    drop(conn);
+}
