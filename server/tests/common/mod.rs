@@ -41,7 +41,22 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(binary())
+        Server::start_command(Command::new(binary()), args)
+    }
+
+    /// Starts the server with its open-file limit (soft and hard) set to
+    /// `limit`, through the shell's `ulimit`.
+    pub(crate) fn start_with_fd_limit(limit: u32, args: &[&str]) -> Server {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(binary());
+        Server::start_command(command, args)
+    }
+
+    fn start_command(mut command: Command, args: &[&str]) -> Server {
+        let mut child = command
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
