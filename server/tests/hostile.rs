@@ -410,6 +410,8 @@ fn keep_alive_requests_during_shutdown_are_answered_or_closed_with_connection_cl
 
     server.signal("TERM");
     let signalled = Instant::now();
+    // The pipelined request is sent once the server is shutting down.
+    server.stdout_line_containing("shutting down", PATIENCE);
     busy.send(&request_bytes("GET", "/stats", None, &[]));
 
     // Every response is a 200; the connection ends only after a response
@@ -987,6 +989,9 @@ fn a_second_signal_exits_at_once_with_130() {
     let mut sleeper = server.connect();
     sleeper.send(&request_bytes("GET", "/sleep?ms=10000", None, &[]));
     server.signal("TERM");
+    // Signals that arrive together may be delivered, or noticed, as one:
+    // the second is sent once the first has been acted on.
+    server.stdout_line_containing("shutting down", PATIENCE);
     server.signal("TERM");
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(130), "exit status {status}");

@@ -164,7 +164,8 @@ impl Server {
         server
     }
 
-    fn stdout_line_containing(&self, needle: &str, timeout: Duration) -> String {
+    /// Waits for a line of the server's stdout containing `needle`.
+    pub(crate) fn stdout_line_containing(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
