@@ -1,8 +1,13 @@
 //! `harbor-server` against idle, slow, oversized and otherwise hostile
 //! clients: one test per failure of today's tiny_http server that issue 9
-//! lists, each with the issue's bound, plus the limits the contract adds
-//! (refusing connections over `--max-connections`, surviving `EMFILE`,
-//! the header timeout).
+//! lists, each with the issue's bound; the limits the contract adds
+//! (refusing connections over `--max-connections`, surviving `EMFILE`, the
+//! header, body, keep-alive and request timeouts, a second signal); and
+//! attacks beyond both: slowloris heads and bodies, endless chunked bodies,
+//! chunk-extension, trailer and HTTP/2 CONTINUATION floods, HTTP/2 rapid
+//! reset, framing edge cases (`Content-Length` beside `Transfer-Encoding`,
+//! conflicting lengths, bare LF, folded lines), a client that never reads
+//! its answers, and thousands of short connections.
 //!
 //! Each test starts the real binary on a free port and speaks raw HTTP/1.1
 //! over `std::net::TcpStream` (HTTP/2 through hyper's client). Every wait is
@@ -1645,4 +1650,71 @@ fn an_http2_rapid_reset_flood_leaves_other_clients_served() {
         (http["busy"] == 0 && http["queued"] == 0).then_some(())
     });
     drop(conn);
+}
+
+/// The header and keep-alive timers are for idle clients: a slow handler
+/// or a long-poll outlasting both is answered, not cut off.
+#[test]
+fn slow_handlers_outlast_the_header_and_keep_alive_timeouts() {
+    let _serial = serial();
+    let server = Server::start(&[
+        "--header-timeout-ms",
+        "300",
+        "--keep-alive-timeout-ms",
+        "300",
+    ]);
+    let id = server.submit(r#"{"kind":"sleep","ms":60000}"#);
+    let mut conn = server.connect();
+    let reply = conn
+        .get("/sleep?ms=1000")
+        .expect("a slow handler is answered");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["slept_ms"], 1000);
+    let reply = conn
+        .get(&format!("/jobs/{id}/wait?timeout_ms=1000"))
+        .expect("a long-poll is answered on the same connection");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["finished"], false);
+    assert_eq!(
+        server
+            .request("DELETE", &format!("/jobs/{id}"), None)
+            .status,
+        200
+    );
+}
+
+/// Thousands of short connections, each with one request: the server's
+/// fds come back to where they were, and its memory barely moves.
+#[test]
+fn thousands_of_short_connections_leak_no_fd_and_little_memory() {
+    const CONNECTIONS: usize = 3000;
+    const RSS_SLACK_KIB: u64 = 20 * 1024;
+    let _serial = serial();
+    let server = Server::start(&[]);
+    let fds = server.open_fds();
+    // Warm up the allocator and the runtime before measuring.
+    for _ in 0..100 {
+        assert_eq!(server.get("/stats").status, 200);
+    }
+    let start_rss = server.rss_kib();
+    for index in 0..CONNECTIONS {
+        let mut conn = server.connect();
+        match index % 3 {
+            // Keep-alive, answered, then the client leaves.
+            0 => assert_eq!(conn.get("/").expect("a request").status, 200),
+            // Half a head, then the client leaves.
+            1 => conn.send(b"GET /stats HTTP/1.1\r\nHost: 127.0.0"),
+            // Connect and leave.
+            _ => {}
+        }
+    }
+    let end_rss = server.rss_kib();
+    eventually("the server's fds back to their count before", || {
+        (server.open_fds() <= fds).then_some(())
+    });
+    eprintln!("{CONNECTIONS} short connections: RSS {start_rss} -> {end_rss} KiB");
+    assert!(
+        end_rss <= start_rss + RSS_SLACK_KIB,
+        "RSS {start_rss} -> {end_rss} KiB after {CONNECTIONS} short connections"
+    );
 }
