@@ -7,8 +7,9 @@
 //! and on failure its stderr is shown.
 //!
 //! `HOSTILE_SERVER_BIN=/path/to/binary` runs the tests against another
-//! build, such as today's `examples/web_server` (tiny_http), to see which of
-//! them fail there; flags that binary does not know are then left out.
+//! build, such as the tiny_http `examples/web_server` of commit `10bb213`,
+//! to see which of them fail there; flags that binary does not know are
+//! then left out.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -24,7 +25,7 @@ pub(crate) const STARTUP: Duration = Duration::from_secs(30);
 /// The bound on every wait that should end "soon" on a loaded 2-core box.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The flags of today's `examples/web_server`; with `HOSTILE_SERVER_BIN` set
+/// The flags of the tiny_http `examples/web_server`; with `HOSTILE_SERVER_BIN` set
 /// every other flag (and its value) is left out.
 const LEGACY_FLAGS: [&str; 6] = [
     "--addr",
