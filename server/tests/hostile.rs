@@ -15,7 +15,7 @@
 //! client. The tests run one at a time (`support::serial`): some load the
 //! machine, others time single requests in milliseconds.
 //!
-//! `HOSTILE_SERVER_BIN=target/wrk-bench/old-10bb213/target/release/old-web-server
+//! `HOSTILE_SERVER_BIN=$PWD/target/wrk-bench/old-10bb213/target/release/old-web-server
 //! cargo test -p harbor-server --test hostile` runs them against the
 //! tiny_http server of commit `10bb213` instead (built there by
 //! `server/benches/wrk.sh`; see `support`), where 30 of them fail.
