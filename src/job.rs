@@ -48,8 +48,6 @@ use crate::cancel::CancelToken;
 use crate::error::{JobError, JobResult, ParseJobIdError};
 use crate::events::{Span, SpanSlot};
 use crate::forensics::JobPanic;
-#[cfg(test)]
-use crate::metrics::NOT_READ;
 use crate::metrics::Tick;
 use crate::progress::Progress;
 use crate::registry::{CancelStep, Record};
@@ -589,17 +587,14 @@ where
 pub(crate) fn new_cell<F, T>(
     id: JobId,
     options: JobOptions,
-    submitted: Tick,
     job: F,
 ) -> (Arc<dyn Tracked>, JobHandleParts<T>)
 where
     F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    let mut record = Record::new(id, options.timeout, options.abandon_after);
-    record.submitted = submitted;
     let cell = Arc::new(JobCell {
-        record,
+        record: Record::new(id, options.timeout, options.abandon_after),
         span: SpanSlot::current(),
         job: Mutex::new(Some(job)),
         slot: Mutex::new(SlotState {
@@ -616,7 +611,7 @@ pub(crate) fn test_cell<T: Send + 'static>(
     job: impl FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     shared: &Arc<Shared>,
 ) -> (Arc<dyn Tracked>, JobHandle<T>) {
-    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), NOT_READ, job);
+    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), job);
     (cell, parts.into_handle(Arc::downgrade(shared), shared.id))
 }
 
@@ -1094,7 +1089,6 @@ pub(crate) fn test_job() -> Arc<dyn Tracked> {
     new_cell(
         JobId::new(),
         JobOptions::default(),
-        NOT_READ,
         |_: &CancelToken| Ok(()),
     )
     .0
@@ -1127,12 +1121,9 @@ mod tests {
 
     #[test]
     fn detached_slot_drops_results_at_once() {
-        let (cell, parts) = new_cell(
-            JobId::new(),
-            JobOptions::default(),
-            NOT_READ,
-            |_: &CancelToken| Ok(vec![1_u8; 16]),
-        );
+        let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), |_: &CancelToken| {
+            Ok(vec![1_u8; 16])
+        });
         let handle = parts.into_handle(Weak::new(), 0);
         let typed = Arc::clone(&handle.cell);
         drop(handle);

@@ -276,8 +276,7 @@ impl Pool {
             abandon_after: options.abandon_after.or(self.shared.config.abandon_after),
             ..options
         };
-        let submitted = self.shared.counters.latency.submitted();
-        let (cell, parts) = job::new_cell(id, options, submitted, job);
+        let (cell, parts) = job::new_cell(id, options, job);
         let deadline = cell.record().deadline.map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {

@@ -57,6 +57,7 @@ use crate::error::SubmitError;
 use crate::idle::IdleGate;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
+use crate::metrics::Tick;
 use crate::registry::{CancelStep, Notify, Record, Registry};
 use crate::report::ReportLog;
 use crate::slots::Slots;
@@ -271,19 +272,21 @@ impl Shared {
         }
     }
 
-    /// Records the end of a tracked job that `tally`'s worker ran.
+    /// Records the end of a tracked job that `tally`'s worker ran, at tick
+    /// `ended` (just read).
     pub(crate) fn finish(
         &self,
         job: &dyn Tracked,
         status: JobStatus,
         panicked: bool,
         tally: &Tally,
+        ended: Tick,
     ) {
         let record = job.record();
         let ending = Ending::of(&status, panicked);
         // Always `Some` for the worker that started the job (registry
         // invariant 2).
-        if let Some(notify) = record.finish(status) {
+        if let Some(notify) = record.finish_at(status, ended) {
             self.ended(record, notify, tally, ending);
         }
     }
