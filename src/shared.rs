@@ -46,7 +46,7 @@
 //!    itself): a blocking submission from one refuses with
 //!    [`SubmitError::QueueFull`] instead.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -365,15 +365,28 @@ impl Shared {
             .count()
     }
 
-    /// Called after a job was counted finished (or refused): releases
-    /// `wait_idle` callers if that made the pool idle (invariant 3). Costs
-    /// one load of a read-mostly line unless someone is waiting.
+    /// Called after a job was counted finished (or refused), and after a
+    /// worker skipped a queue entry whose job had already ended: releases
+    /// `wait_idle` callers if the pool is idle (invariant 3). Costs one load
+    /// of a read-mostly line unless someone is waiting; then, while the
+    /// queue holds an entry, a fence and a look at the queue, and otherwise
+    /// a sum over every worker's tally.
     ///
-    /// No shortcut on the queue's length: a job cancelled while queued is
-    /// counted when it is cancelled, so "the queue is non-empty" does not
-    /// mean "not idle", and a shortcut on it once lost wake-ups.
+    /// The queue may hold entries of jobs that already ended (cancelled
+    /// while queued, or run inline by a job that joined them), so "the
+    /// queue is non-empty" does not mean "not idle": it means a worker will
+    /// take an entry off and check again (idle invariant 6). A shortcut on
+    /// it without that second check once lost wake-ups.
     pub(crate) fn check_idle(&self) {
-        self.idle.check(|| self.counters.outstanding());
+        self.idle.check_unless(
+            || {
+                // Idle invariant 6: between this thread's count (or dequeue)
+                // and its look at the queue.
+                fence(Ordering::SeqCst);
+                !self.jobs_rx.is_empty()
+            },
+            || self.counters.outstanding(),
+        );
     }
 
     /// Blocks until no accepted job was pending or running at some instant

@@ -367,6 +367,9 @@ fn claim(
     if !record.was_started() {
         shared.discard(job);
     }
+    // Its entry is off the queue: a finisher that skipped its idle check
+    // because of it relies on this one (idle invariant 6).
+    shared.check_idle();
     None
 }
 
