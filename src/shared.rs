@@ -7,7 +7,9 @@
 //!
 //! 1. Intake: a job enters the queue only while its submitter holds an
 //!    intake permit, and no permit is granted once shutdown has closed the
-//!    intake. Shutdown waits for outstanding permits to be returned, so after
+//!    intake. Shutdown waits until every permit granted before it closed
+//!    has queued its job (its entry is in the queue or was taken off it) or
+//!    was withdrawn (`Intake::close_and_drain`), so after
 //!    [`Shared::begin_shutdown`] has closed the intake, nothing is ever added
 //!    to the queue again.
 //! 2. Workers are told to stop (the `stop` signal) only after 1 holds, so a
@@ -416,7 +418,9 @@ impl Shared {
             if let Some(slots) = &self.slots {
                 slots.close();
             }
-            self.counters.intake.close_and_drain();
+            self.counters
+                .intake
+                .close_and_drain(|| self.counters.taken() + self.jobs_rx.len() as u64);
             // The supervisor hears of the shutdown before any worker can exit
             // because of it (one FIFO channel), so it never mistakes a
             // stopping worker for a dead one.

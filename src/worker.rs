@@ -192,6 +192,8 @@ impl Worker {
         log::debug!("{} started", self.name());
 
         while let Some(message) = self.next() {
+            // For a shutdown's drain (stats `Intake::close_and_drain`).
+            self.tally().took();
             self.process(message);
             if self.is_stray() {
                 // Invariant 8: its job was abandoned and a replacement took
