@@ -52,8 +52,9 @@ pub(crate) type Tick = u64;
 /// The tick of a job submitted while latency metrics are off.
 pub(crate) const NOT_READ: Tick = 0;
 
-/// The process's latency clock: `quanta`'s, calibrated once (about a
-/// millisecond, on first use). A raw read is one `rdtsc`, about 11 ns on
+/// The process's latency clock: `quanta`'s, calibrated once (usually about
+/// a millisecond, at most 200 ms on a very busy machine; on first use, which
+/// the first pool's build makes). A raw read is one `rdtsc`, about 11 ns on
 /// the machine of `docs/benchmarks.md` against 30 ns for
 /// `std::time::Instant::now`; ticks become nanoseconds only for a
 /// difference (one multiply and shift).

@@ -266,17 +266,19 @@ impl Worker {
 
     fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>, span: &Span, submitted: Tick) {
         let boundary = self.boundary.take();
+        // Indexed once: the tally is touched three times per job.
+        let tally = &self.shared.counters.workers[self.index];
         // Off the queue: its slot is free (shared invariant 5).
         self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
         if self.shared.abort.load(Ordering::Acquire) {
             self.shared.report.untracked_dropped();
-            self.tally().count(Ending::Cancelled);
+            tally.count(Ending::Cancelled);
             unwind::drop_quietly(job);
             self.shared.check_idle();
             return;
         }
-        self.tally().busy.store(true, Ordering::Relaxed);
+        tally.busy.store(true, Ordering::Relaxed);
         self.current = Current::Untracked;
         let _span = span.enter();
         // The capture slot is armed for the job alone (forensics invariant 2).
@@ -290,12 +292,12 @@ impl Worker {
         // Before counting it (metrics invariant 2).
         self.boundary = timer.map(JobTimer::stop);
         let caught = armed.and_then(Armed::disarm);
-        self.tally().busy.store(false, Ordering::Relaxed);
+        tally.busy.store(false, Ordering::Relaxed);
         let ending = match result {
             Ok(()) => Ending::Completed,
             Err(_) => Ending::Panicked,
         };
-        self.tally().count(ending);
+        tally.count(ending);
         self.current = Current::Idle;
         self.shared.check_idle();
         // Reported after the bookkeeping, so a panicking logger (it would
