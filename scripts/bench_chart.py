@@ -16,9 +16,12 @@ aside after each run, and pass every copy with --criterion: each benchmark
 then gets the median of its per-run medians, and the table shows the range
 across runs.
 
+With --issue11 it reads the groups of `cargo bench --bench floor` instead,
+writes docs/benchmarks-issue11.svg and checks issue 11's targets.
+
 Python 3 standard library only.
 
-    python3 scripts/bench_chart.py [--criterion DIR ...] [--out FILE]
+    python3 scripts/bench_chart.py [--issue11] [--criterion DIR ...] [--out FILE]
 """
 
 import argparse
@@ -46,6 +49,35 @@ POOLS = [
     ("tokio_spawn_blocking", "tokio spawn_blocking + await", "#b03a2e"),
 ]
 REFERENCE = "threadpool"
+
+# `--issue11`: benches/floor.rs, its own chart (docs/benchmarks-issue11.svg).
+I11_WORKLOADS = [
+    ("i11_untracked_1", "untracked,", "one submitter"),
+    ("i11_untracked_4", "untracked,", "four submitters"),
+    ("i11_tracked", "tracked,", "submit + join"),
+    ("i11_many_workers", "16 submitters,", "2 and 64 workers"),
+    ("i11_features", "features,", "on and off"),
+]
+I11_POOLS = [
+    ("floor", "floor: channel + box + catch_unwind", "#8c8c8c"),
+    ("harbor_execute", "harbor execute", "#1f5fa8"),
+    ("threadpool", "threadpool 1.8", "#e8812a"),
+    ("harbor_submit_join", "harbor submit + join", "#7fb2e5"),
+    ("harbor_submit_join_retained", "harbor submit + join, all retained", "#0b2f5c"),
+    ("execute_2w", "execute, 2 workers", "#1f5fa8"),
+    ("execute_2w_joiner", "execute, 2 workers, a joiner", "#5b8fd0"),
+    ("execute_64w", "execute, 64 workers", "#0b2f5c"),
+    ("execute_64w_joiner", "execute, 64 workers, a joiner", "#3d6fa8"),
+    ("submit_2w", "submit + join, 2 workers", "#7fb2e5"),
+    ("submit_2w_joiner", "submit + join, 2 workers, a joiner", "#a9cdf0"),
+    ("submit_64w", "submit + join, 64 workers", "#4f86c6"),
+    ("submit_64w_joiner", "submit + join, 64 workers, a joiner", "#6fa0d8"),
+    ("execute_metrics_on", "execute, histograms on", "#1f5fa8"),
+    ("execute_metrics_off", "execute, histograms off", "#6fa0d8"),
+    ("submit_join_metrics_on", "submit + join, histograms on", "#0b2f5c"),
+    ("submit_join_metrics_off", "submit + join, histograms off", "#4f86c6"),
+    ("submit_join_progress", "submit + join, progress reported", "#7fb2e5"),
+]
 
 
 def load_run(criterion_dir):
@@ -199,11 +231,51 @@ def targets(results):
     return "\n".join(lines)
 
 
+def ratio_row(lines, text, num, den, limit, unit="ns per job"):
+    if num is None or den is None:
+        return
+    ok = num / den <= limit
+    lines.append(
+        f"| {text} | {num:,.0f} vs {den:,.0f} {unit}: {num / den:.2f}x | "
+        f"{'yes' if ok else '**no**'} |"
+    )
+
+
+def targets_issue11(results):
+    """Issue 11's targets, checked against the medians."""
+    lines = ["| target (issue 11) | measured (medians) | met |", "|---|---|---|"]
+    for group, name in (("i11_untracked_1", "one submitter"), ("i11_untracked_4", "four submitters")):
+        ex = per_job(results, group, "harbor_execute")
+        ratio_row(lines, f"1. execute at most 0.9x threadpool, {name}", ex,
+                  per_job(results, group, "threadpool"), 0.9)
+        ratio_row(lines, f"1. execute within 10% of the floor, {name}", ex,
+                  per_job(results, group, "floor"), 1.1)
+    ex = per_job(results, "i11_tracked", "harbor_execute")
+    ratio_row(lines, "2. tracked submit + join at most 2x execute", per_job(
+        results, "i11_tracked", "harbor_submit_join"), ex, 2.0)
+    ratio_row(lines, "2. the same, every record retained", per_job(
+        results, "i11_tracked", "harbor_submit_join_retained"), ex, 2.0)
+    g = "i11_many_workers"
+    for kind in ("execute", "submit"):
+        ratio_row(lines, f"4. {kind}: 64 workers at most 1.2x 2 workers (16 submitters)",
+                  per_job(results, g, f"{kind}_64w"), per_job(results, g, f"{kind}_2w"), 1.2)
+        ratio_row(lines, f"4. {kind}, 64 workers: a joiner during the run (no O(workers) cost)",
+                  per_job(results, g, f"{kind}_64w_joiner"), per_job(results, g, f"{kind}_64w"), 1.2)
+    g = "i11_features"
+    ratio_row(lines, "5. execute, histograms on vs off (issue 8: at most 1.1x)",
+              per_job(results, g, "execute_metrics_on"), per_job(results, g, "execute_metrics_off"), 1.1)
+    ratio_row(lines, "5. submit + join, histograms on vs off (issue 8: at most 1.1x)",
+              per_job(results, g, "submit_join_metrics_on"), per_job(results, g, "submit_join_metrics_off"), 1.1)
+    ratio_row(lines, "5. submit + join, progress reported vs not (issue 8: at most 1.1x)",
+              per_job(results, g, "submit_join_progress"), per_job(results, g, "submit_join_metrics_on"), 1.1)
+    return "\n".join(lines)
+
+
 def esc(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def chart(results, runs):
+def chart(results, runs, title="harbor-pool against its peers: median time per job (lower is better)"):
     groups = [w for w in WORKLOADS if any((w[0], p[0]) in results for p in POOLS)]
     width, height = 960, 580
     left, right, top, bottom = 90, 20, 92, 150
@@ -223,7 +295,7 @@ def chart(results, runs):
         f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{width / 2}" y="28" font-size="19" font-weight="bold" text-anchor="middle">'
-        "harbor-pool against its peers: median time per job (lower is better)</text>",
+        f"{esc(title)}</text>",
         f'<text x="{width / 2}" y="50" font-size="12.5" fill="#444" text-anchor="middle">'
         f"criterion medians{f' (median of {runs} runs)' if runs > 1 else ''}; "
         "pools sized to the machine's cores; log scale</text>",
@@ -263,7 +335,8 @@ def chart(results, runs):
     )
     # Bars.
     group_w = plot_w / len(groups)
-    bar_w = min(34, group_w * 0.8 / 5)
+    most = max(len([p for p in POOLS if (g[0], p[0]) in results]) for g in groups)
+    bar_w = min(34, group_w * 0.9 / max(5, most))
     for gi, (group, title, subtitle) in enumerate(groups):
         present = [p for p in POOLS if (group, p[0]) in results]
         start = left + gi * group_w + (group_w - bar_w * len(present)) / 2
@@ -307,9 +380,15 @@ def chart(results, runs):
         f'<text x="{left + plot_w / 2}" y="{top + plot_h + 60}" font-size="13" '
         'text-anchor="middle">workload (numbers on bars: ns per job)</text>'
     )
-    # Legend, two rows of three under the axis title.
+    # Legend, rows of three under the axis title.
     shown = [p for p in POOLS if any((g[0], p[0]) in results for g in groups)]
     per_row = 3
+    height += 24 * max(0, (len(shown) + per_row - 1) // per_row - 2)
+    out[0] = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">'
+    )
+    out[1] = f'<rect width="{width}" height="{height}" fill="white"/>'
     col_w = plot_w / per_row
     for i, (pool, label, color) in enumerate(shown):
         lx = left + (i % per_row) * col_w + 20
@@ -328,17 +407,32 @@ def main():
         help="a criterion output directory; repeat for several runs "
         "(default: target/criterion)",
     )
-    parser.add_argument("--out", default="docs/benchmarks.svg")
+    parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--issue11",
+        action="store_true",
+        help="benches/floor.rs (issue 11): its groups, its targets, "
+        "docs/benchmarks-issue11.svg",
+    )
     args = parser.parse_args()
     dirs = args.criterion or ["target/criterion"]
     results = load(dirs)
     if not results:
         sys.exit(f"no criterion results under {', '.join(dirs)}; run `cargo bench` first")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(chart(results, len(dirs)))
+    if args.issue11:
+        global WORKLOADS, POOLS
+        WORKLOADS, POOLS = I11_WORKLOADS, I11_POOLS
+        out = args.out or "docs/benchmarks-issue11.svg"
+        title = "harbor-pool at the floor of its design (issue 11): median time per job"
+    else:
+        out = args.out or "docs/benchmarks.svg"
+        title = "harbor-pool against its peers: median time per job (lower is better)"
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(chart(results, len(dirs), title))
     print(table(results))
     print()
-    print(targets(results))
+    print(targets_issue11(results) if args.issue11 else targets(results))
+    args.out = out
     print(f"\nwrote {args.out}", file=sys.stderr)
 
 

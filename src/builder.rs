@@ -350,12 +350,15 @@ impl Builder {
     /// [`Pool::metrics`](Pool::metrics) (queue wait and run time of every
     /// job). On by default.
     ///
-    /// They cost three clock reads per job (about 11 ns each where the CPU
-    /// has an invariant TSC), one on the submitting thread and two on the
-    /// worker, plus two bucket updates: about 35 ns a job in all, which is
-    /// a large share of an empty untracked job (see `docs/benchmarks.md`).
-    /// Off, no clock is read for them and `metrics()` returns empty
-    /// histograms; job progress and [`Pool::info`]'s times are unaffected.
+    /// For an untracked job they cost two clock reads (about 11 ns each
+    /// where the CPU has an invariant TSC), one on the submitting thread and
+    /// one on the worker between two jobs (a third when the worker was
+    /// idle), plus two bucket updates: a noticeable share of an empty
+    /// untracked job (see `docs/benchmarks.md`). A tracked job reads the
+    /// same clock for its [`Pool::info`] times anyway, so for it only the
+    /// bucket updates remain. Off, no clock is read for the histograms and
+    /// `metrics()` returns empty histograms; job progress and `info`'s
+    /// times are unaffected.
     ///
     /// # Examples
     ///

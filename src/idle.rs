@@ -40,6 +40,16 @@
 //!    returns `true` for an instant before it began.
 //! 5. `generation`'s lock is a leaf: the `outstanding` closure must not take
 //!    a lock, and no user code runs under it.
+//! 6. A finisher may skip the sum when [`IdleGate::check_unless`]'s
+//!    `pending` says so: the pool's says "the queue holds an entry", and
+//!    whoever takes that entry off checks afterwards (a worker after the
+//!    job it ran, or after an entry it skipped, already ended; the
+//!    supervisor after draining). Each side puts a `SeqCst` fence between
+//!    its own write (the finisher's count, the taker's dequeue) and its
+//!    read of the other's (the queue, the counters), so either the finisher
+//!    sees the entry gone or the taker's sum sees the finish. Without it,
+//!    every finish while someone joins would sum every worker's tally:
+//!    O(workers) cache misses per job.
 
 use std::time::Instant;
 
@@ -70,12 +80,25 @@ impl IdleGate {
     /// Called after a job was counted finished (or a submission refused):
     /// releases every waiter if `outstanding` is now zero. Costs one load
     /// of a read-mostly line unless someone waits.
+    #[cfg(test)]
     pub(crate) fn check(&self, outstanding: impl Fn() -> u64) {
+        self.check_unless(|| false, outstanding);
+    }
+
+    /// As [`check`](Self::check), but while someone waits, first asks
+    /// `pending`, an O(1) look that says the caller need not sum: `true`
+    /// only if some thread will check again after this one's count is
+    /// visible to it (invariant 6). `outstanding` may be a sum over every
+    /// worker; `pending` spares it on every finish while work is queued.
+    pub(crate) fn check_unless(&self, pending: impl Fn() -> bool, outstanding: impl Fn() -> u64) {
         // The caller's count comes before this load (invariant 1; see
         // `seq_cst_handshake` for the model's fence). Of several finishing
         // threads, the last to count sees every finish in its sum.
         seq_cst_handshake();
         if self.joiners.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if pending() {
             return;
         }
         // A first look without the lock, so that a busy pool with a waiter

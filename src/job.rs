@@ -48,8 +48,6 @@ use crate::cancel::CancelToken;
 use crate::error::{JobError, JobResult, ParseJobIdError};
 use crate::events::{Span, SpanSlot};
 use crate::forensics::JobPanic;
-#[cfg(test)]
-use crate::metrics::NOT_READ;
 use crate::metrics::Tick;
 use crate::observer::{Feed, Mark};
 use crate::progress::Progress;
@@ -590,7 +588,6 @@ where
 pub(crate) fn new_cell<F, T>(
     id: JobId,
     options: JobOptions,
-    submitted: Tick,
     feed: Option<Arc<Feed>>,
     job: F,
 ) -> (Arc<dyn Tracked>, JobHandleParts<T>)
@@ -599,7 +596,6 @@ where
     T: Send + 'static,
 {
     let mut record = Record::new(id, options.timeout, options.abandon_after);
-    record.submitted = submitted;
     record.mark = Mark::new(feed);
     let cell = Arc::new(JobCell {
         record,
@@ -619,7 +615,7 @@ pub(crate) fn test_cell<T: Send + 'static>(
     job: impl FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     shared: &Arc<Shared>,
 ) -> (Arc<dyn Tracked>, JobHandle<T>) {
-    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), NOT_READ, None, job);
+    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), None, job);
     (cell, parts.into_handle(Arc::downgrade(shared), shared.id))
 }
 
@@ -1097,7 +1093,6 @@ pub(crate) fn test_job() -> Arc<dyn Tracked> {
     new_cell(
         JobId::new(),
         JobOptions::default(),
-        NOT_READ,
         None,
         |_: &CancelToken| Ok(()),
     )
@@ -1134,7 +1129,6 @@ mod tests {
         let (cell, parts) = new_cell(
             JobId::new(),
             JobOptions::default(),
-            NOT_READ,
             None,
             |_: &CancelToken| Ok(vec![1_u8; 16]),
         );

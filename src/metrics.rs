@@ -7,7 +7,8 @@
 //! fixed: powers of two from 1 µs to about 134 s
 //! ([`Histogram::upper_bounds`]), plus one for anything longer. With
 //! [`Builder::latency_metrics`](crate::Builder::latency_metrics) off there
-//! are no histograms and no clock is read.
+//! are no histograms and no clock is read for them (tracked jobs read it
+//! for their times, [`wall_at`]).
 //!
 //! Invariants:
 //!
@@ -28,10 +29,19 @@
 //! 4. A pool's switch is fixed when it is built: a job is submitted and run
 //!    under the same setting, so a worker never times a job whose
 //!    submission tick was not read.
+//! 5. One reading per job boundary: a worker that takes its next job
+//!    straight off the queue, on its first try after finishing a job, starts
+//!    that job at the tick that ended the previous one (never before the
+//!    job's own submission tick). Its queue wait then ends when the worker
+//!    became free for it, and its run time includes the pool's bookkeeping
+//!    between the two jobs (a fraction of a microsecond, below the first
+//!    bucket's bound). A worker that had to spin, yield or park reads the
+//!    clock afresh.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -42,8 +52,9 @@ pub(crate) type Tick = u64;
 /// The tick of a job submitted while latency metrics are off.
 pub(crate) const NOT_READ: Tick = 0;
 
-/// The process's latency clock: `quanta`'s, calibrated once (about a
-/// millisecond, on first use). A raw read is one `rdtsc`, about 11 ns on
+/// The process's latency clock: `quanta`'s, calibrated once (usually about
+/// a millisecond, at most 200 ms on a very busy machine; on first use, which
+/// the first pool's build makes). A raw read is one `rdtsc`, about 11 ns on
 /// the machine of `docs/benchmarks.md` against 30 ns for
 /// `std::time::Instant::now`; ticks become nanoseconds only for a
 /// difference (one multiply and shift).
@@ -54,15 +65,57 @@ fn clock() -> &'static quanta::Clock {
 
 /// Reads the clock.
 #[inline]
-fn now() -> Tick {
+pub(crate) fn now() -> Tick {
     clock().raw()
 }
 
 /// Nanoseconds from `start` to `end`; zero if the clock seems to have gone
 /// backwards (readings on different cores), never a huge latency.
 #[inline]
-fn nanos_between(start: Tick, end: Tick) -> u64 {
+pub(crate) fn nanos_between(start: Tick, end: Tick) -> u64 {
     clock().delta_as_nanos(start, end)
+}
+
+/// How long a thread's wall-clock anchor serves ([`wall_at`]) before the
+/// wall clock is read again. The tick scale is calibrated to a few parts
+/// in 10^5, so a time derived over 10 ms is off by well under a
+/// microsecond (plus what NTP slews the wall clock by meanwhile, at most
+/// 5 µs over 10 ms).
+const ANCHOR_NANOS: u64 = 10_000_000;
+
+thread_local! {
+    /// This thread's last wall-clock reading and the tick read with it.
+    /// `Cell`s of plain values with a `const` initialiser: no destructor.
+    static ANCHOR: Cell<(SystemTime, Tick)> = const { Cell::new((SystemTime::UNIX_EPOCH, NOT_READ)) };
+}
+
+/// The wall-clock time at tick `at`, which the caller read just now (or a
+/// worker's boundary tick, invariant 5): this thread's anchor plus the
+/// ticks since, reading the wall clock (about 35 ns here) only when the
+/// anchor is older than 10 ms. So a tracked job's three times (submitted,
+/// started, finished) cost no wall-clock read on a busy pool, where they
+/// cost three. Times derived on different threads may disagree by a
+/// microsecond; callers keep a job's times in order.
+pub(crate) fn wall_at(at: Tick) -> SystemTime {
+    ANCHOR
+        .try_with(|anchor| {
+            let (wall, tick) = anchor.get();
+            if tick == NOT_READ || at > tick {
+                let nanos = nanos_between(tick, at);
+                if tick != NOT_READ && nanos <= ANCHOR_NANOS {
+                    return wall + Duration::from_nanos(nanos);
+                }
+                let wall = SystemTime::now();
+                anchor.set((wall, at));
+                return wall;
+            }
+            // A tick from before the anchor (a reading taken on another
+            // core, or `at == tick`): the anchor itself if equal, else the
+            // wall clock, without re-anchoring on an older tick.
+            if at == tick { wall } else { SystemTime::now() }
+        })
+        // While the thread's locals are destroyed: read it.
+        .unwrap_or_else(|_| SystemTime::now())
 }
 
 /// Finite buckets: upper bounds 1 µs × 2^i for i in 0..FINITE.
@@ -323,8 +376,8 @@ impl fmt::Debug for Histogram {
 /// `failed`, and those `cancelled` after they started.
 ///
 /// Each worker records into its own histograms without locks or
-/// read-modify-writes: a few nanoseconds plus three clock reads per job
-/// (see [`Builder::latency_metrics`](crate::Builder::latency_metrics),
+/// read-modify-writes: a few nanoseconds plus two clock reads per untracked
+/// job (see [`Builder::latency_metrics`](crate::Builder::latency_metrics),
 /// which turns them off, and `docs/benchmarks.md`). While jobs run, a
 /// snapshot is approximate (a job may show in a bucket but not yet in the
 /// sum); once [`Pool::join`](crate::Pool::join) returns it is exact.
@@ -346,17 +399,22 @@ impl fmt::Debug for Histogram {
 #[non_exhaustive]
 pub struct PoolMetrics {
     /// From submission to start: the time in the queue, including any time
-    /// the submitter spent blocked on a full bounded queue.
+    /// the submitter spent blocked on a full bounded queue. A worker that
+    /// takes a job straight after finishing another starts it when it
+    /// became free (one clock reading serves both).
     pub queue_wait: Histogram,
     /// From start to end: running the job, including dropping its closure
-    /// (and, for a tracked job, storing its result).
+    /// (and, for a tracked job, storing its result); for a job taken
+    /// straight after another, also the pool's bookkeeping between the two
+    /// (a fraction of a microsecond).
     pub run_time: Histogram,
 }
 
 /// One histogram's cells, written by one worker (invariant 1).
 struct Cells {
     counts: [AtomicU64; BUCKETS],
-    /// `f64` bits, in nanoseconds.
+    /// Nanoseconds, saturating (at 584 years per worker); added up as `f64`
+    /// by readers.
     sum_nanos: AtomicU64,
 }
 
@@ -364,7 +422,7 @@ impl Cells {
     fn new() -> Self {
         Cells {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0.0_f64.to_bits()),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 
@@ -375,10 +433,8 @@ impl Cells {
     fn add(&self, nanos: u64) {
         let cell = &self.counts[bucket(nanos)];
         cell.store(cell.load(Relaxed) + 1, Relaxed);
-        // Through `i64`: one instruction, where `u64 as f64` takes several.
-        let nanos = nanos.min(i64::MAX as u64) as i64 as f64;
-        let sum = f64::from_bits(self.sum_nanos.load(Relaxed)) + nanos;
-        self.sum_nanos.store(sum.to_bits(), Relaxed);
+        let sum = self.sum_nanos.load(Relaxed).saturating_add(nanos);
+        self.sum_nanos.store(sum, Relaxed);
     }
 
     /// Adds these cells into `histogram` (relaxed: invariant 3).
@@ -386,7 +442,7 @@ impl Cells {
         for (total, cell) in histogram.counts.iter_mut().zip(&self.counts) {
             *total += cell.load(Relaxed);
         }
-        histogram.sum_nanos += f64::from_bits(self.sum_nanos.load(Relaxed));
+        histogram.sum_nanos += self.sum_nanos.load(Relaxed) as f64;
     }
 }
 
@@ -424,11 +480,32 @@ pub(crate) struct JobTimer<'a> {
 }
 
 impl JobTimer<'_> {
-    /// Reads the clock and records the job. Call on the worker's thread
-    /// (invariant 1), before counting the job finished (invariant 2).
+    /// Reads the clock, records the job and returns the reading (the next
+    /// job's start if the worker takes one at once, invariant 5). Call on
+    /// the worker's thread (invariant 1), before counting the job finished
+    /// (invariant 2).
     #[inline]
-    pub(crate) fn stop(self) {
-        self.cells.record(self.submitted, self.started, now());
+    pub(crate) fn stop(self) -> Tick {
+        let ended = now();
+        self.stop_at(ended);
+        ended
+    }
+
+    /// Records the job as ended at `ended`, a reading the caller took.
+    #[inline]
+    pub(crate) fn stop_at(self, ended: Tick) {
+        self.cells.record(self.submitted, self.started, ended);
+    }
+}
+
+/// The start tick of a job submitted at `submitted` that starts now: the
+/// worker's `boundary` tick if it has one (invariant 5), never before the
+/// submission, or a fresh reading.
+#[inline]
+pub(crate) fn started(submitted: Tick, boundary: Option<Tick>) -> Tick {
+    match boundary {
+        Some(boundary) => boundary.max(submitted),
+        None => now(),
     }
 }
 
@@ -443,11 +520,9 @@ impl Latency {
     /// Histograms for `workers` workers if `on`
     /// ([`Builder::latency_metrics`](crate::Builder::latency_metrics)).
     pub(crate) fn new(workers: usize, on: bool) -> Self {
-        if on {
-            // Calibrate the clock while the pool is built, not in the first
-            // job.
-            let _ = now();
-        }
+        // Calibrate the clock while the pool is built, not in the first job:
+        // tracked jobs read it for their times even when this is off.
+        let _ = now();
         Latency {
             workers: (0..if on { workers } else { 0 })
                 .map(|_| WorkerLatency::new())
@@ -466,14 +541,37 @@ impl Latency {
     }
 
     /// Starts timing a job submitted at `submitted` that worker `index` is
-    /// about to run; `None` when off.
+    /// about to run, at `boundary` if the worker has one (invariant 5) or
+    /// now; `None` when off (and then no clock is read).
     #[inline]
-    pub(crate) fn start(&self, index: usize, submitted: Tick) -> Option<JobTimer<'_>> {
+    pub(crate) fn start(
+        &self,
+        index: usize,
+        submitted: Tick,
+        boundary: Option<Tick>,
+    ) -> Option<JobTimer<'_>> {
         let cells = self.workers.get(index)?;
         Some(JobTimer {
             cells,
             submitted,
-            started: now(),
+            started: started(submitted, boundary),
+        })
+    }
+
+    /// As [`start`](Self::start), for a job whose start tick the caller
+    /// read already (a tracked job's, for its record); `None` when off.
+    #[inline]
+    pub(crate) fn timer(
+        &self,
+        index: usize,
+        submitted: Tick,
+        started: Tick,
+    ) -> Option<JobTimer<'_>> {
+        let cells = self.workers.get(index)?;
+        Some(JobTimer {
+            cells,
+            submitted,
+            started,
         })
     }
 
@@ -601,9 +699,11 @@ mod tests {
         let latency = Latency::new(3, true);
         // Ticks are not nanoseconds: derive them from real readings.
         let t0 = now();
-        let timers: Vec<_> = (0..3).map(|i| latency.start(i, t0).unwrap()).collect();
+        let timers: Vec<_> = (0..3)
+            .map(|i| latency.start(i, t0, None).unwrap())
+            .collect();
         for timer in timers {
-            timer.stop();
+            assert!(timer.stop() >= t0);
         }
         // A clock that seems to go backwards counts as zero.
         latency.workers[0].record(now(), t0, t0);
@@ -618,8 +718,48 @@ mod tests {
     fn off_reads_no_clock_and_records_nothing() {
         let latency = Latency::new(2, false);
         assert_eq!(latency.submitted(), NOT_READ);
-        assert!(latency.start(0, NOT_READ).is_none());
+        assert!(latency.start(0, NOT_READ, None).is_none());
+        assert!(latency.timer(0, NOT_READ, now()).is_none());
         assert_eq!(latency.snapshot(), PoolMetrics::default());
+    }
+
+    #[test]
+    fn a_boundary_start_is_never_before_the_submission() {
+        let submitted = now();
+        assert_eq!(started(submitted, Some(submitted - 5)), submitted);
+        assert_eq!(started(submitted, Some(submitted + 5)), submitted + 5);
+        assert!(started(submitted, None) >= submitted);
+    }
+
+    #[test]
+    fn wall_times_come_from_an_anchor_refreshed_every_10_ms() {
+        let from = now();
+        // The first call on a thread reads the wall clock and anchors there.
+        let anchored = wall_at(from);
+        let wall = SystemTime::now();
+        assert!(wall.duration_since(anchored).unwrap() < Duration::from_secs(1));
+        // Ticks for between 5 and 10 ms later: derived from the anchor.
+        let mut ticks = 1;
+        while nanos_between(from, from + ticks) < ANCHOR_NANOS / 2 {
+            ticks *= 2;
+        }
+        let nanos = nanos_between(from, from + ticks);
+        assert!(nanos <= ANCHOR_NANOS, "{nanos}");
+        assert_eq!(
+            wall_at(from + ticks),
+            anchored + Duration::from_nanos(nanos)
+        );
+        // Beyond 10 ms: a fresh reading, and a new anchor.
+        let later = from + 4 * ticks;
+        let fresh = wall_at(later);
+        assert!(fresh >= wall);
+        assert_eq!(wall_at(later), fresh);
+        // Before the anchor: a reading, and the anchor stays.
+        assert!(wall_at(from) >= fresh);
+        assert_eq!(
+            wall_at(later + 1),
+            fresh + Duration::from_nanos(nanos_between(later, later + 1))
+        );
     }
 
     #[test]

@@ -137,7 +137,6 @@ mod tests {
 
     use super::JobObserver;
     use crate::job::{JobInfo, JobStatus, Message, new_cell};
-    use crate::metrics::NOT_READ;
     use crate::sync::PATIENCE;
     use crate::{CancelToken, JobError, JobId, JobOptions, Pool};
 
@@ -165,7 +164,6 @@ mod tests {
         let (cell, parts) = new_cell(
             JobId::new(),
             JobOptions::default(),
-            NOT_READ,
             pool.shared.feed.clone(),
             |_: &CancelToken| Ok(()),
         );

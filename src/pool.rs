@@ -276,9 +276,8 @@ impl Pool {
             abandon_after: options.abandon_after.or(self.shared.config.abandon_after),
             ..options
         };
-        let submitted = self.shared.counters.latency.submitted();
         let feed = self.shared.feed.clone();
-        let (cell, parts) = job::new_cell(id, options, submitted, feed, job);
+        let (cell, parts) = job::new_cell(id, options, feed, job);
         let deadline = cell.record().deadline.map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {

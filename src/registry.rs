@@ -58,7 +58,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cancel::TokenState;
 use crate::forensics::JobPanic;
 use crate::job::{JobId, JobInfo, JobStatus, Tracked};
-use crate::metrics::{NOT_READ, Tick};
+use crate::metrics::{self, Tick};
 use crate::observer::Mark;
 use crate::progress::{self, Progress, ProgressCell};
 use crate::sync::{lock, wait_until};
@@ -75,8 +75,9 @@ pub(crate) struct Record {
     /// The state of the job's [`CancelToken`](crate::CancelToken)s.
     pub(crate) cancel: TokenState,
     pub(crate) submitted_at: SystemTime,
-    /// When it was submitted, on the latency histograms' clock
-    /// (`NOT_READ` until `job::new_cell` sets it, and when metrics are off).
+    /// When it was submitted, on the latency histograms' clock. Its wall
+    /// times (`submitted_at`, and the start and end ones) are derived from
+    /// ticks (`metrics::wall_at`): a tracked job rarely reads the wall clock.
     pub(crate) submitted: Tick,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
@@ -150,12 +151,13 @@ impl Record {
         timeout: Option<Duration>,
         abandon_after: Option<Duration>,
     ) -> Self {
+        let submitted = metrics::now();
         Record {
             id,
             abandon_after,
             cancel: TokenState::default(),
-            submitted_at: SystemTime::now(),
-            submitted: NOT_READ,
+            submitted_at: metrics::wall_at(submitted),
+            submitted,
             timeout,
             deadline: timeout.and_then(crate::sync::deadline_after),
             progress: ProgressCell::default(),
@@ -175,22 +177,42 @@ impl Record {
         }
     }
 
-    /// `Pending -> Running` on `worker`. Returns `false` (and changes
+    /// `Pending -> Running` on `worker`, now. Returns `false` (and changes
     /// nothing) if the record is no longer pending.
+    #[cfg(test)]
     pub(crate) fn start(&self, worker: usize) -> bool {
+        self.start_at(worker, metrics::now())
+    }
+
+    /// `Pending -> Running` on `worker`, at tick `at`, just read (or the
+    /// worker's boundary tick, metrics invariant 5). Returns `false` (and
+    /// changes nothing) if the record is no longer pending.
+    pub(crate) fn start_at(&self, worker: usize, at: Tick) -> bool {
+        // Outside the lock. Derived on another thread than `submitted_at`:
+        // kept in order.
+        let started_at = metrics::wall_at(at).max(self.submitted_at);
         let mut state = lock(&self.state);
         if state.status != JobStatus::Pending {
             return false;
         }
         state.status = JobStatus::Running;
-        state.started_at = Some(SystemTime::now());
+        state.started_at = Some(started_at);
         state.worker = Some(worker);
         true
     }
 
-    /// Moves to the terminal `status`, unless already terminal (invariant 1).
+    /// Moves to the terminal `status` now, unless already terminal
+    /// (invariant 1).
+    #[cfg(test)]
     pub(crate) fn finish(&self, status: JobStatus) -> Option<Notify> {
+        self.finish_at(status, metrics::now())
+    }
+
+    /// Moves to the terminal `status` at tick `at`, just read, unless already
+    /// terminal (invariant 1).
+    pub(crate) fn finish_at(&self, status: JobStatus, at: Tick) -> Option<Notify> {
         debug_assert!(status.is_terminal());
+        let finished_at = metrics::wall_at(at);
         let mut state = lock(&self.state);
         // Invariant 6: from here on, the job's thread is no longer inside it.
         state.returned = true;
@@ -198,7 +220,8 @@ impl Record {
             return None;
         }
         state.status = status;
-        state.finished_at = Some(SystemTime::now());
+        // In order even if the wall clock stepped back between two anchors.
+        state.finished_at = Some(state.started_at.map_or(finished_at, |s| s.max(finished_at)));
         Some(Notify::taken_from(&mut state))
     }
 

@@ -7,7 +7,9 @@
 //!
 //! 1. Intake: a job enters the queue only while its submitter holds an
 //!    intake permit, and no permit is granted once shutdown has closed the
-//!    intake. Shutdown waits for outstanding permits to be returned, so after
+//!    intake. Shutdown waits until every permit granted before it closed
+//!    has queued its job (its entry is in the queue or was taken off it) or
+//!    was withdrawn (`Intake::close_and_drain`), so after
 //!    [`Shared::begin_shutdown`] has closed the intake, nothing is ever added
 //!    to the queue again.
 //! 2. Workers are told to stop (the `stop` signal) only after 1 holds, so a
@@ -46,7 +48,7 @@
 //!    itself): a blocking submission from one refuses with
 //!    [`SubmitError::QueueFull`] instead.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -57,6 +59,7 @@ use crate::error::SubmitError;
 use crate::idle::IdleGate;
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
+use crate::metrics::Tick;
 use crate::observer::{self, Feed};
 use crate::registry::{CancelStep, Notify, Registry};
 use crate::report::ReportLog;
@@ -280,19 +283,21 @@ impl Shared {
         }
     }
 
-    /// Records the end of a tracked job that `tally`'s worker ran.
+    /// Records the end of a tracked job that `tally`'s worker ran, at tick
+    /// `ended` (just read).
     pub(crate) fn finish(
         &self,
         job: &Arc<dyn Tracked>,
         status: JobStatus,
         panicked: bool,
         tally: &Tally,
+        ended: Tick,
     ) {
         let record = job.record();
         let ending = Ending::of(&status, panicked);
         // Always `Some` for the worker that started the job (registry
         // invariant 2).
-        if let Some(notify) = record.finish(status) {
+        if let Some(notify) = record.finish_at(status, ended) {
             self.ended(job, notify, tally, ending);
         }
     }
@@ -376,15 +381,28 @@ impl Shared {
             .count()
     }
 
-    /// Called after a job was counted finished (or refused): releases
-    /// `wait_idle` callers if that made the pool idle (invariant 3). Costs
-    /// one load of a read-mostly line unless someone is waiting.
+    /// Called after a job was counted finished (or refused), and after a
+    /// worker skipped a queue entry whose job had already ended: releases
+    /// `wait_idle` callers if the pool is idle (invariant 3). Costs one load
+    /// of a read-mostly line unless someone is waiting; then, while the
+    /// queue holds an entry, a fence and a look at the queue, and otherwise
+    /// a sum over every worker's tally.
     ///
-    /// No shortcut on the queue's length: a job cancelled while queued is
-    /// counted when it is cancelled, so "the queue is non-empty" does not
-    /// mean "not idle", and a shortcut on it once lost wake-ups.
+    /// The queue may hold entries of jobs that already ended (cancelled
+    /// while queued, or run inline by a job that joined them), so "the
+    /// queue is non-empty" does not mean "not idle": it means a worker will
+    /// take an entry off and check again (idle invariant 6). A shortcut on
+    /// it without that second check once lost wake-ups.
     pub(crate) fn check_idle(&self) {
-        self.idle.check(|| self.counters.outstanding());
+        self.idle.check_unless(
+            || {
+                // Idle invariant 6: between this thread's count (or dequeue)
+                // and its look at the queue.
+                fence(Ordering::SeqCst);
+                !self.jobs_rx.is_empty()
+            },
+            || self.counters.outstanding(),
+        );
     }
 
     /// Blocks until no accepted job was pending or running at some instant
@@ -414,7 +432,9 @@ impl Shared {
             if let Some(slots) = &self.slots {
                 slots.close();
             }
-            self.counters.intake.close_and_drain();
+            self.counters
+                .intake
+                .close_and_drain(|| self.counters.taken() + self.jobs_rx.len() as u64);
             // The supervisor hears of the shutdown before any worker can exit
             // because of it (one FIFO channel), so it never mistakes a
             // stopping worker for a dead one.

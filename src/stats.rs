@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize,
-    Ordering::{Acquire, Relaxed, SeqCst},
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
 };
 
 use crate::job::JobStatus;
@@ -124,6 +124,11 @@ pub(crate) struct Tally {
     cancelled: AtomicU64,
     abandoned: AtomicU64,
     pub(crate) busy: AtomicBool,
+    /// Queue entries this tally's thread took off the queue (a worker, or
+    /// the supervisor draining it for `others`). One writer at a time, so a
+    /// load and a `Release` store, no read-modify-write; read by
+    /// [`Intake::close_and_drain`].
+    taken: AtomicU64,
     /// Bumped by the supervisor when it detaches this position's stuck
     /// thread; a worker that sees it differ from its own exits as a stray
     /// once it returns from its job (registry invariant 6).
@@ -143,6 +148,14 @@ impl Tally {
             Ending::Cancelled => self.cancelled.fetch_add(1, SeqCst),
             Ending::Abandoned => self.abandoned.fetch_add(1, SeqCst),
         };
+    }
+
+    /// Counts one entry taken off the queue. Call only on the thread that
+    /// owns this tally (see `taken`), right after the dequeue.
+    pub(crate) fn took(&self) {
+        // Release: a drain that sees this count also sees the entry gone
+        // from the queue (the dequeue precedes it).
+        self.taken.store(self.taken.load(Relaxed) + 1, Release);
     }
 
     fn finished(&self) -> u64 {
@@ -196,6 +209,13 @@ impl Counters {
         self.intake.accepted().saturating_sub(finished)
     }
 
+    /// Queue entries taken off the queue so far, by every worker and the
+    /// supervisor.
+    pub(crate) fn taken(&self) -> u64 {
+        // Acquire: pairs with `Tally::took`.
+        self.tallies().map(|tally| tally.taken.load(Acquire)).sum()
+    }
+
     fn tallies(&self) -> impl Iterator<Item = &Tally> {
         self.workers.iter().chain(std::iter::once(&self.others))
     }
@@ -231,15 +251,21 @@ impl Counters {
 /// cache line of its own: submitters write it for every job, and it must not
 /// share a line with the read-mostly fields workers load per job.
 ///
-/// A submission costs two uncontended read-modify-writes here: `entered`
-/// on the way in (it is also the submission count), `left` on the way out.
+/// A queued submission costs one read-modify-write here, `entered` (it is
+/// also the submission count). Leaving is not counted: a permit's job is
+/// either in the queue, taken off it (each taker counts its entries, with
+/// no read-modify-write, [`Tally::took`]), or refused (`withdrawn`, the rare
+/// path). So [`close_and_drain`](Intake::close_and_drain) knows every
+/// permit granted before it closed has left once entries taken, entries
+/// queued and permits withdrawn add up to the permits granted.
 #[repr(align(128))]
 #[derive(Default)]
 pub(crate) struct Intake {
     /// Submissions begun, times two; bit 0 is "closed".
     entered: AtomicU64,
-    /// Submissions begun before closing that have finished (queued or refused).
-    left: AtomicU64,
+    /// Permits granted and then refused (full queue, shutdown while
+    /// blocked): they left without queueing anything.
+    withdrawn: AtomicU64,
     /// Submissions refused (closed intake, full queue, shutdown while blocked).
     refused: AtomicU64,
 }
@@ -273,7 +299,7 @@ impl Intake {
         // caller counts this submission in the value it waits for.
         let previous = self.entered.fetch_add(ONE, SeqCst);
         if previous & CLOSED != 0 {
-            // Closed just now: not waited for, so `left` is untouched.
+            // Closed just now: not waited for, so not `withdrawn`.
             self.refused.fetch_add(1, SeqCst);
             return None;
         }
@@ -285,13 +311,22 @@ impl Intake {
 
     /// Closes the intake and waits for every submitter that entered before
     /// to leave. Afterwards nothing can be queued again.
-    pub(crate) fn close_and_drain(&self) {
+    ///
+    /// `delivered` counts the entries that reached the queue: those taken
+    /// off it ([`Counters::taken`]), read first, then those in it. It never
+    /// counts an entry twice (one seen taken is seen gone from the queue),
+    /// and may miss one moving between the two reads, which only makes this
+    /// look again. An entry counts as in the queue from the moment its send
+    /// reserved its slot; a worker that finds the slot still being written
+    /// waits for it, so it is not lost.
+    pub(crate) fn close_and_drain(&self, delivered: impl Fn() -> u64) {
         let before = self.entered.fetch_or(CLOSED, SeqCst) / ONE;
         // Bounded: a permit is held only across taking a queue slot, a
         // registry insert and one queue send, and a submitter waiting for a
         // slot is woken by closing the slots, which the caller does before
-        // this.
-        while self.left.load(SeqCst) < before {
+        // this. Every permit granted before `before` ends queued (counted
+        // by `delivered` once its send reserved a slot) or withdrawn.
+        while self.withdrawn.load(SeqCst) + delivered() < before {
             std::thread::yield_now();
         }
     }
@@ -319,16 +354,51 @@ impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.queued {
             self.intake.refused.fetch_add(1, SeqCst);
+            // After `refused`: `close_and_drain` seeing this permit leave
+            // implies `accepted` no longer counts it.
+            self.intake.withdrawn.fetch_add(1, SeqCst);
         }
-        // SeqCst: the queue send (or refusal) happens before
-        // `close_and_drain` sees this submitter leave.
-        self.intake.left.fetch_add(1, SeqCst);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, mpsc};
+    use std::time::Duration;
+
+    use crate::sync::{PATIENCE, eventually};
+
+    /// Shared invariant 1 with one read-modify-write per submission: the
+    /// drain returns only once every permit granted before it closed has
+    /// queued its entry (counted by `delivered`) or been withdrawn.
+    #[test]
+    fn close_and_drain_waits_for_every_permit_granted_before() {
+        let intake = Arc::new(Intake::default());
+        let delivered = Arc::new(AtomicU64::new(0));
+        let queueing = intake.enter().unwrap();
+        let refusing = intake.enter().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let drain = {
+            let (intake, delivered) = (Arc::clone(&intake), Arc::clone(&delivered));
+            std::thread::spawn(move || {
+                intake.close_and_drain(|| delivered.load(SeqCst));
+                done_tx.send(()).unwrap();
+            })
+        };
+        assert!(eventually(|| intake.is_closed()));
+        assert!(intake.enter().is_none(), "no permit once closed");
+        drop(refusing);
+        // A bounded look: one permit is still out.
+        assert!(done_rx.recv_timeout(Duration::from_millis(50)).is_err());
+        // Its entry reaches the queue (a send reserves its slot), then the
+        // submitter leaves.
+        delivered.store(1, SeqCst);
+        queueing.queued();
+        done_rx.recv_timeout(PATIENCE).unwrap();
+        drain.join().unwrap();
+        assert_eq!(intake.accepted(), 1);
+    }
 
     #[test]
     fn panicked_counts_as_failed_too() {

@@ -685,6 +685,9 @@ impl Supervisor {
         let mut count = 0;
         while let Ok(message) = self.shared.jobs_rx.try_recv() {
             count += 1;
+            // The supervisor is the only thread that takes entries for
+            // `others` (stats `Tally::took`).
+            self.shared.counters.others.took();
             if let Some(job) = message.tracked() {
                 // Drops its closure and frees its slot if it was still
                 // pending.

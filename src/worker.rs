@@ -55,7 +55,7 @@ use crate::cancel::CancelToken;
 use crate::events::{self, Span};
 use crate::forensics::{self, Armed, JobPanic};
 use crate::job::{JobStatus, Message, Tracked};
-use crate::metrics::Tick;
+use crate::metrics::{self, JobTimer, Tick};
 use crate::observer;
 use crate::shared::Shared;
 use crate::stats::{Ending, Tally};
@@ -132,6 +132,7 @@ pub(crate) fn spawn(
             up: false,
             started,
             current: Current::Idle,
+            boundary: None,
         }
         .run();
     })
@@ -154,6 +155,10 @@ struct Worker {
     /// Told once the start hook is over (invariant 5).
     started: Option<Sender<()>>,
     current: Current,
+    /// The tick that ended the last job this thread ran, while it may
+    /// start the next one: kept only if that job is taken on the first try
+    /// (metrics invariant 5).
+    boundary: Option<Tick>,
 }
 
 impl Worker {
@@ -190,6 +195,8 @@ impl Worker {
         log::debug!("{} started", self.name());
 
         while let Some(message) = self.next() {
+            // For a shutdown's drain (stats `Intake::close_and_drain`).
+            self.tally().took();
             self.process(message);
             if self.is_stray() {
                 // Invariant 8: its job was abandoned and a replacement took
@@ -214,8 +221,14 @@ impl Worker {
 
     /// The next job, or `None` once the pool is stopping and the queue is
     /// empty (shared invariant 2 makes that final).
-    fn next(&self) -> Option<Message> {
+    fn next(&mut self) -> Option<Message> {
         let jobs = &self.shared.jobs_rx;
+        if let Ok(message) = jobs.try_recv() {
+            // Taken at once: the last job's end is this one's start
+            // (metrics invariant 5).
+            return Some(message);
+        }
+        self.boundary = None;
         // A short spin, then a few yields, before parking: a submitter that
         // is slightly slower than the workers would otherwise pay a futex
         // wake-up (a syscall) for nearly every job. Bounded: SPIN_STEPS tries.
@@ -255,34 +268,39 @@ impl Worker {
     }
 
     fn run_untracked(&mut self, job: Box<dyn FnOnce() + Send>, span: &Span, submitted: Tick) {
+        let boundary = self.boundary.take();
+        // Indexed once: the tally is touched three times per job.
+        let tally = &self.shared.counters.workers[self.index];
         // Off the queue: its slot is free (shared invariant 5).
         self.shared.release_slot();
         // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
         if self.shared.abort.load(Ordering::Acquire) {
             self.shared.report.untracked_dropped();
-            self.tally().count(Ending::Cancelled);
+            tally.count(Ending::Cancelled);
             unwind::drop_quietly(job);
             self.shared.check_idle();
             return;
         }
-        self.tally().busy.store(true, Ordering::Relaxed);
+        tally.busy.store(true, Ordering::Relaxed);
         self.current = Current::Untracked;
         let _span = span.enter();
         // The capture slot is armed for the job alone (forensics invariant 2).
         let armed = forensics::arm(self.shared.config.forensics);
-        let timer = self.shared.counters.latency.start(self.index, submitted);
+        let timer = self
+            .shared
+            .counters
+            .latency
+            .start(self.index, submitted, boundary);
         let result = unwind::catch(job);
         // Before counting it (metrics invariant 2).
-        if let Some(timer) = timer {
-            timer.stop();
-        }
+        self.boundary = timer.map(JobTimer::stop);
         let caught = armed.and_then(Armed::disarm);
-        self.tally().busy.store(false, Ordering::Relaxed);
+        tally.busy.store(false, Ordering::Relaxed);
         let ending = match result {
             Ok(()) => Ending::Completed,
             Err(_) => Ending::Panicked,
         };
-        self.tally().count(ending);
+        tally.count(ending);
         self.current = Current::Idle;
         self.shared.check_idle();
         // Reported after the bookkeeping, so a panicking logger (it would
@@ -295,16 +313,17 @@ impl Worker {
     }
 
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
-        if !claim(&self.shared, &job, self.index) {
+        let Some(started) = claim(&self.shared, &job, self.index, self.boundary.take()) else {
             return;
-        }
+        };
         // Before anything that could end the thread (even a log call: a
         // logger may panic), so the drop guard finishes the job (invariant 2).
         self.current = Current::Tracked(Arc::clone(&job));
         let span = job.take_span();
         let _span = span.enter();
         self.tally().busy.store(true, Ordering::Relaxed);
-        let ended = run_claimed(&self.shared, &job, self.index);
+        let (ended, at) = run_claimed(&self.shared, &job, self.index, started);
+        self.boundary = Some(at);
         // A stray must not clear its replacement's flag.
         if !self.is_stray() {
             self.tally().busy.store(false, Ordering::Relaxed);
@@ -314,20 +333,30 @@ impl Worker {
     }
 }
 
-/// Takes a tracked job out of `Pending` on worker `index`, or ends it
-/// `Cancelled` if the pool is aborting or its deadline passed. Returns
-/// whether the caller must now run it (with [`run_claimed`]).
-fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
+/// Takes a tracked job out of `Pending` on worker `index` (at `boundary`
+/// if the worker has one, metrics invariant 5), or ends it `Cancelled` if
+/// the pool is aborting or its deadline passed. Returns the start tick if
+/// the caller must now run it (with [`run_claimed`]).
+fn claim(
+    shared: &Shared,
+    job: &Arc<dyn Tracked>,
+    index: usize,
+    boundary: Option<Tick>,
+) -> Option<Tick> {
     let record = job.record();
     let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
     // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
-    if shared.abort.load(Ordering::Acquire) || expired {
+    let aborting = shared.abort.load(Ordering::Acquire);
+    // Read before the record's lock, and wasted only if the job is no longer
+    // pending.
+    let started = metrics::started(record.submitted, boundary);
+    if aborting || expired {
         // A pending job whose deadline passed never starts. If it was
         // cancelled already (by id, by the deadline timer, by
         // `shutdown_now`'s sweep), this changes nothing: its canceller
         // counted it.
         shared.cancel(job);
-    } else if record.start(index) {
+    } else if record.start_at(index, started) {
         // This thread won `Pending -> Running` (shared invariant 5).
         shared.release_slot();
         observer::note(job);
@@ -336,7 +365,7 @@ fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
         if shared.abort.load(Ordering::SeqCst) {
             shared.interrupt_for_shutdown(job);
         }
-        return true;
+        return Some(started);
     }
     // Not this worker's to run: cancelled while queued, or run inline by a
     // worker that joined it. The timer and `shutdown_now`'s sweep leave a
@@ -346,7 +375,10 @@ fn claim(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> bool {
     if !record.was_started() {
         shared.discard(job);
     }
-    false
+    // Its entry is off the queue: a finisher that skipped its idle check
+    // because of it relies on this one (idle invariant 6).
+    shared.check_idle();
+    None
 }
 
 /// How a tracked job ended, kept to report it after the bookkeeping.
@@ -372,21 +404,32 @@ impl Ended {
     }
 }
 
-/// Runs a job [`claim`] took, on worker `index`'s thread, and records how it
-/// ended. Nothing here unwinds: the job runs under `catch_unwind`, and the
-/// only log call is contained.
-fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
+/// Runs a job [`claim`] took at tick `started`, on worker `index`'s thread,
+/// and records how it ended; returns that and the tick it ended at. Nothing
+/// here unwinds: the job runs under `catch_unwind`, and the only log call
+/// is contained.
+fn run_claimed(
+    shared: &Shared,
+    job: &Arc<dyn Tracked>,
+    index: usize,
+    started: Tick,
+) -> (Ended, Tick) {
     let name = &shared.names[index];
     log_quietly!(events::started(job.record().id, name));
     // The capture slot is armed for the job alone (forensics invariant 2).
     let armed = forensics::arm(shared.config.forensics);
     // The token's state lives in the job's record: no allocation.
-    let timer = shared.counters.latency.start(index, job.record().submitted);
+    let timer = shared
+        .counters
+        .latency
+        .timer(index, job.record().submitted, started);
     let outcome = job.run(&CancelToken::for_job(Arc::clone(job)));
+    // One reading for the record's end time and the histograms.
+    let at = metrics::now();
     // Before the record turns terminal and the job is counted (metrics
     // invariant 2); on this worker's thread, inline or not (invariant 3).
     if let Some(timer) = timer {
-        timer.stop();
+        timer.stop_at(at);
     }
     let caught = armed.and_then(Armed::disarm);
     let panic = match &outcome.status {
@@ -409,8 +452,9 @@ fn run_claimed(shared: &Shared, job: &Arc<dyn Tracked>, index: usize) -> Ended {
         outcome.status,
         outcome.panicked,
         &shared.counters.workers[index],
+        at,
     );
-    ended
+    (ended, at)
 }
 
 /// Runs the tracked job `job` on this thread, now, if this thread is one of
@@ -432,12 +476,16 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
     {
         return;
     }
-    if job.record().status() != JobStatus::Pending || !claim(shared, job, index) {
+    if job.record().status() != JobStatus::Pending {
         return;
     }
+    // Not after a boundary: the waiting job is still running.
+    let Some(started) = claim(shared, job, index, None) else {
+        return;
+    };
     let span = job.take_span();
     let _span = span.enter();
-    let ended = run_claimed(shared, job, index);
+    let (ended, _) = run_claimed(shared, job, index, started);
     // Contained: a panicking logger here would unwind into the job that
     // joined this one and change its outcome.
     log_quietly!(ended.report(shared, job));
@@ -480,6 +528,7 @@ impl Drop for Worker {
                     JobStatus::Failed(message.clone()),
                     false,
                     self.tally(),
+                    metrics::now(),
                 );
                 Some((Some(job.record().id), message))
             }

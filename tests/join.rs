@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use common::PATIENCE;
-use harbor_pool::Pool;
+use harbor_pool::{CancelOutcome, Pool};
 
 /// Joiners per wave.
 const JOINERS: usize = 6;
@@ -83,6 +83,46 @@ fn join_wavesurfer_every_waiter_of_an_idle_instant_returns() {
         common::join(&pool);
     }
     assert_eq!(pool.stats().completed, (WAVES * (JOINERS + 1)) as u64);
+}
+
+/// A join waiting while the queue holds only entries of jobs that already
+/// ended (cancelled while queued) returns once the running job ends. The
+/// job's finisher sees the queue non-empty and skips summing the counters;
+/// the worker that then takes those entries off (and skips them) must check
+/// again, or the join sleeps through the idle pool (idle invariant 6).
+#[test]
+#[cfg(target_os = "linux")] // `blocked` reads /proc
+fn a_join_behind_entries_of_cancelled_jobs_returns() {
+    let pool = Arc::new(Pool::builder().workers(1).build().unwrap());
+    for round in 0..10 {
+        let release = common::block_worker(&pool);
+        for _ in 0..5 {
+            let handle = pool.submit(|_| Ok(())).unwrap();
+            assert_eq!(handle.cancel(), CancelOutcome::Cancelled);
+        }
+        let name = format!("stale-joiner-{round}");
+        let (joined_tx, joined_rx) = mpsc::channel();
+        let joiner = {
+            let pool = Arc::clone(&pool);
+            std::thread::Builder::new()
+                .name(name.clone())
+                // Its own timeout ends with a look at the counters, which
+                // would hide the lost wake-up: longer than the wait below.
+                .spawn(move || joined_tx.send(pool.join_timeout(PATIENCE * 3)).unwrap())
+                .unwrap()
+        };
+        // Asleep in `join` before the blocker ends, so the blocker's finish
+        // is the one that sees the joiner.
+        assert!(common::eventually(|| blocked(&name)));
+        release.send(()).unwrap();
+        assert_eq!(
+            joined_rx.recv_timeout(PATIENCE),
+            Ok(true),
+            "round {round}: the join slept through the idle pool"
+        );
+        joiner.join().unwrap();
+    }
+    assert_eq!(pool.stats().cancelled, 50);
 }
 
 /// Whether this process's thread named `name` is asleep (state `S` in

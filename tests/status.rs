@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use harbor_pool::{JobStatus, Pool};
 
@@ -50,6 +50,45 @@ fn pending_running_completed_in_order() {
     assert!(info.finished_at.unwrap() >= info.started_at.unwrap());
     assert!(info.started_at.unwrap() >= info.submitted_at);
     blocker.join().unwrap();
+}
+
+/// A tracked job's times are derived from one clock's ticks and a wall-clock
+/// anchor per thread (read at most every 10 ms): they stay in order across
+/// the submitting and the worker thread, measure real durations, and agree
+/// with the wall clock.
+#[test]
+fn derived_times_are_in_order_and_measure_real_durations() {
+    let before = SystemTime::now();
+    let pool = Pool::new(2).unwrap();
+    let handles: Vec<_> = (0..2_000)
+        .map(|_| pool.submit(|_| Ok(())).unwrap())
+        .collect();
+    let sleeper = pool
+        .submit(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(())
+        })
+        .unwrap();
+    let sleeper_id = sleeper.id();
+    sleeper.join().unwrap();
+    for handle in handles {
+        let id = handle.id();
+        handle.join().unwrap();
+        let info = pool.info(id).unwrap();
+        let (started, finished) = (info.started_at.unwrap(), info.finished_at.unwrap());
+        assert!(
+            info.submitted_at <= started && started <= finished,
+            "{info:?}"
+        );
+    }
+    let info = pool.info(sleeper_id).unwrap();
+    let (started, finished) = (info.started_at.unwrap(), info.finished_at.unwrap());
+    let ran = finished.duration_since(started).unwrap();
+    // Slept 20 ms at least; a time derived from a stale or wrong anchor
+    // would be off by far more than the slack here.
+    assert!(ran >= Duration::from_millis(19), "{ran:?}");
+    let after = SystemTime::now();
+    assert!(before <= info.submitted_at && finished <= after, "{info:?}");
 }
 
 #[test]

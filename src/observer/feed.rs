@@ -480,7 +480,6 @@ mod tests {
 
     use super::{Drain, Feed, MAX_BATCH, note};
     use crate::job::{JobInfo, JobStatus, new_cell};
-    use crate::metrics::NOT_READ;
     use crate::registry::CancelStep;
     use crate::stats::Ending;
     use crate::sync::{PATIENCE, lock};
@@ -528,7 +527,6 @@ mod tests {
             let (job, parts) = new_cell(
                 JobId::new(),
                 JobOptions::default(),
-                NOT_READ,
                 Some(Arc::clone(&feed)),
                 move |_: &CancelToken| {
                     let _doomed = &doomed;
