@@ -101,6 +101,9 @@ mod writer;
 // `impl harbor_pool::JobObserver for Store`.
 mod observer;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use crate::config::{MAX_REPLICA_ID_BYTES, StoreConfig};
 pub use crate::error::StoreError;
 pub use crate::job::{CancelRequest, StoredJob, StoredStatus, Transition};
