@@ -405,7 +405,7 @@ fn both_replicas_keep_serving_through_a_postgres_outage_and_the_store_catches_up
 }
 
 #[test]
-fn a_clean_stop_records_the_pool_s_last_states_then_the_replica_s_stop() {
+fn a_clean_stop_leaves_the_jobs_last_states_and_the_replica_s_stop_in_the_store() {
     let Some(pg) = Postgres::start() else {
         return;
     };
@@ -419,8 +419,8 @@ fn a_clean_stop_records_the_pool_s_last_states_then_the_replica_s_stop() {
     let row = client
         .query_one("SELECT status FROM harbor_jobs WHERE id = $1", &[&uuid])
         .unwrap();
-    // Cancelled by the shutdown, and that reached the store before it
-    // stopped (stopping the store first would have left it `lost`).
+    // Cancelled by the shutdown's grace, and that state reached the store
+    // before the store stopped and marked what was unfinished `lost`.
     assert_eq!(row.get::<_, String>(0), "cancelled");
     let row = client
         .query_one(
