@@ -501,14 +501,12 @@ mod tests {
             panic!("no flags serves");
         };
         assert_eq!(config.store, None);
-        let from_env = |args: &[&str], env: Option<&str>| {
-            match Config::from_args_and_env(
-                args.iter().map(|arg| (*arg).to_owned()),
-                env.map(str::to_owned),
-            ) {
-                Ok(Command::Serve(config)) => config.store,
-                other => panic!("{other:?}"),
-            }
+        let from_env = |args: &[&str], env: Option<&str>| match Config::from_args_and_env(
+            args.iter().map(|arg| (*arg).to_owned()),
+            env.map(str::to_owned),
+        ) {
+            Ok(Command::Serve(config)) => config.store,
+            other => panic!("{other:?}"),
         };
         assert_eq!(from_env(&[], Some("")), None);
         let store = from_env(&[], Some("host=env")).expect("a store");

@@ -447,7 +447,10 @@ mod tests {
             assert!(text.contains(line), "{line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
-        assert!(!text.contains("harbor_store_"), "no store, no store metrics");
+        assert!(
+            !text.contains("harbor_store_"),
+            "no store, no store metrics"
+        );
         drop(open);
         assert!(metrics.encode().contains("http_open_connections 0"));
     }

@@ -130,8 +130,7 @@ impl Attached {
     ) -> Result<Option<StoredJob>, Unanswered> {
         // The store resolves a wait by its deadline plus one query; the
         // extra bound only covers a query hung on a dead network.
-        match tokio::time::timeout(timeout + CALL_BOUND, self.store.wait_async(id, timeout)).await
-        {
+        match tokio::time::timeout(timeout + CALL_BOUND, self.store.wait_async(id, timeout)).await {
             Ok(result) => result.map_err(unanswered),
             Err(_) => Err(Unanswered(format!(
                 "job store: no answer about job {id} within {:?}",
@@ -186,7 +185,10 @@ mod tests {
         };
         match open(&unreachable, None) {
             Err(OpenError::Unavailable(message)) => {
-                assert!(message.starts_with("cannot open the job store: "), "{message}");
+                assert!(
+                    message.starts_with("cannot open the job store: "),
+                    "{message}"
+                );
             }
             other => panic!("{other:?}"),
         }

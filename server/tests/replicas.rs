@@ -188,7 +188,12 @@ fn a_killed_replica_s_jobs_become_lost_after_its_lease_and_its_restart_serves_ne
     let reply = b.get(&format!("/jobs/{running}/wait?timeout_ms=15000"));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let job = reply.json();
-    assert_eq!(job["status"], "lost", "{:?} after the kill: {job}", killed.elapsed());
+    assert_eq!(
+        job["status"],
+        "lost",
+        "{:?} after the kill: {job}",
+        killed.elapsed()
+    );
     assert_eq!(job["finished"], true, "{job}");
     assert!(job["finished_at"].is_string(), "{job}");
     let job = b.job(&pending);
@@ -321,7 +326,8 @@ fn both_replicas_keep_serving_through_a_postgres_outage_and_the_store_catches_up
     let loads: Vec<_> = [&a, &b]
         .into_iter()
         .map(|server| {
-            let (agent, base, stop) = (server.agent.clone(), server.base.clone(), Arc::clone(&stop));
+            let (agent, base, stop) =
+                (server.agent.clone(), server.base.clone(), Arc::clone(&stop));
             thread::spawn(move || load(&agent, &base, &stop))
         })
         .collect();
@@ -383,14 +389,22 @@ fn both_replicas_keep_serving_through_a_postgres_outage_and_the_store_catches_up
         let (status, error) = &rows[id];
         if *fail {
             assert_eq!(status, "failed", "{id}");
-            assert!(error.as_deref().is_some_and(|e| e.ends_with("failed")), "{id}");
+            assert!(
+                error.as_deref().is_some_and(|e| e.ends_with("failed")),
+                "{id}"
+            );
         } else {
             assert_eq!(status, "completed", "{id}: {error:?}");
         }
     }
     // The writers lost their connection and came back; nothing dropped.
     for server in [&a, &b] {
-        assert!(metric(server, "harbor_store_reconnects_total{connection=\"writer\"}") >= 1.0);
+        assert!(
+            metric(
+                server,
+                "harbor_store_reconnects_total{connection=\"writer\"}"
+            ) >= 1.0
+        );
         assert_eq!(metric(server, "harbor_store_overflowed_total"), 0.0);
         assert_eq!(metric(server, "harbor_store_buffered_jobs"), 0.0);
     }
