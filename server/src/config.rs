@@ -158,8 +158,8 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Command {
-    /// Serve with this configuration.
-    Serve(Config),
+    /// Serve with this configuration (boxed: it is large, `Help` is not).
+    Serve(Box<Config>),
     /// Print the usage and exit 0.
     Help,
 }
@@ -278,7 +278,7 @@ impl Config {
             }
         }
         config.store = store.resolve(env_url)?;
-        Ok(Command::Serve(config))
+        Ok(Command::Serve(Box::new(config)))
     }
 }
 

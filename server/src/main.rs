@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let env_url = std::env::var(DATABASE_URL_ENV).ok();
     let config = match Config::from_args_and_env(std::env::args().skip(1), env_url) {
-        Ok(Command::Serve(config)) => config,
+        Ok(Command::Serve(config)) => *config,
         Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
