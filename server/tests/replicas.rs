@@ -444,3 +444,34 @@ fn a_clean_stop_leaves_the_jobs_last_states_and_the_replica_s_stop_in_the_store(
         .unwrap();
     assert!(row.get::<_, bool>(0), "the stop is recorded");
 }
+
+#[test]
+fn a_database_unreachable_at_start_exits_1_and_a_store_flag_without_one_exits_2() {
+    // No PostgreSQL needed: nothing listens on port 1. Bounded by
+    // `timeout`, as the server itself is by its 5 s connect timeout.
+    let run = |args: &[&str]| {
+        std::process::Command::new("timeout")
+            .args(["--kill-after=5", "60"])
+            .arg(common::binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("HARBOR_DATABASE_URL")
+            .output()
+            .expect("run harbor-server")
+    };
+    let out = run(&[
+        "--database-url",
+        "host=127.0.0.1 port=1 user=postgres connect_timeout=2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot open the job store"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
+    let out = run(&["--replica-id", "a"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--replica-id needs --database-url"),
+        "{stderr}"
+    );
+}
