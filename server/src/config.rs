@@ -14,6 +14,8 @@ usage: harbor-server [--addr HOST:PORT] [--workers N] [--queue N]
                      [--header-timeout-ms N] [--body-timeout-ms N]
                      [--keep-alive-timeout-ms N] [--request-timeout-ms N]
                      [--shutdown-grace-ms N]
+                     [--database-url URL [--replica-id ID] [--replica-address URL]
+                      [--lease-ms N] [--cancel-poll-ms N] [--wait-poll-ms N]]
 
   --addr HOST:PORT           where to listen (default 127.0.0.1:7878; port 0 picks a free port)
   --workers N                request-pool threads, which run /sleep and /panic (default 8)
@@ -31,7 +33,24 @@ usage: harbor-server [--addr HOST:PORT] [--workers N] [--queue N]
   --keep-alive-timeout-ms N  an idle keep-alive connection is closed after it (default 60000)
   --request-timeout-ms N     a handler running longer answers 503 (default 70000)
   --shutdown-grace-ms N      after SIGINT/SIGTERM, demo jobs get this long before they are
-                             cancelled (default 1000)";
+                             cancelled (default 1000)
+
+  With a PostgreSQL store, replicas sharing one database answer, wait for and cancel
+  each other's jobs by id (without it, everything stays in memory):
+  --database-url URL         the store's database, a postgres:// URL or libpq key=value string
+                             (default: the HARBOR_DATABASE_URL environment variable; none: in memory)
+  --replica-id ID            this replica's stable id, the same across its restarts
+                             (default HOSTNAME:PORT, the listening port)
+  --replica-address URL      where clients reach this replica, shown with its jobs
+                             (default http://HOST:PORT, the listening address)
+  --lease-ms N               this replica's lease: its unfinished jobs read `lost` once it has
+                             gone this long without a heartbeat (default 15000, at least 1000)
+  --cancel-poll-ms N         how often cancel requests are polled for, besides NOTIFY (default 2000)
+  --wait-poll-ms N           how often remote waits re-read the store, besides NOTIFY (default 1000)";
+
+/// The environment variable read for the database URL when
+/// `--database-url` is not given.
+pub(crate) const DATABASE_URL_ENV: &str = "HARBOR_DATABASE_URL";
 
 /// The smallest `--max-header-bytes`: room for a short request line and a
 /// few headers.
@@ -64,7 +83,53 @@ pub(crate) struct Config {
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    /// The store's settings; `None`: in memory.
+    pub(crate) store: Option<StoreFlags>,
 }
+
+/// The PostgreSQL store's flags, present when a database URL is.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct StoreFlags {
+    pub(crate) database_url: String,
+    /// `None`: `HOSTNAME:PORT`, known once listening.
+    pub(crate) replica_id: Option<String>,
+    /// `None`: `http://HOST:PORT`, the listening address.
+    pub(crate) replica_address: Option<String>,
+    pub(crate) lease: Duration,
+    pub(crate) cancel_poll: Duration,
+    pub(crate) wait_poll: Duration,
+}
+
+impl fmt::Debug for StoreFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: the store's own Debug hides it.
+        f.debug_struct("StoreFlags")
+            .field("replica_id", &self.replica_id)
+            .field("replica_address", &self.replica_address)
+            .field("lease", &self.lease)
+            .field("cancel_poll", &self.cancel_poll)
+            .field("wait_poll", &self.wait_poll)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store flags' defaults, before a URL says whether they are used.
+#[derive(Debug, Default)]
+struct StoreArgs {
+    database_url: Option<String>,
+    replica_id: Option<String>,
+    replica_address: Option<String>,
+    lease: Option<Duration>,
+    cancel_poll: Option<Duration>,
+    wait_poll: Option<Duration>,
+}
+
+/// The default lease, cancel poll and wait poll (the store's defaults).
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_CANCEL_POLL: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_WAIT_POLL: Duration = Duration::from_secs(1);
+/// The shortest lease the store accepts.
+const MIN_LEASE: Duration = Duration::from_secs(1);
 
 impl Default for Config {
     fn default() -> Self {
@@ -85,6 +150,7 @@ impl Default for Config {
             keep_alive_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(70),
             shutdown_grace: Duration::from_secs(1),
+            store: None,
         }
     }
 }
@@ -92,8 +158,8 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Command {
-    /// Serve with this configuration.
-    Serve(Config),
+    /// Serve with this configuration (boxed: it is large, `Help` is not).
+    Serve(Box<Config>),
     /// Print the usage and exit 0.
     Help,
 }
@@ -117,11 +183,28 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Parses the arguments after the program name.
-    pub(crate) fn from_args(
+    /// Parses the arguments after the program name; the database URL
+    /// comes from `--database-url`, else from `env_url` (the value of
+    /// [`DATABASE_URL_ENV`], if set and not empty).
+    pub(crate) fn from_args_and_env(
+        args: impl Iterator<Item = String>,
+        env_url: Option<String>,
+    ) -> Result<Command, ConfigError> {
+        Config::parse(args, env_url.filter(|url| !url.is_empty()))
+    }
+
+    /// Parses the arguments after the program name, with no environment.
+    #[cfg(test)]
+    pub(crate) fn from_args(args: impl Iterator<Item = String>) -> Result<Command, ConfigError> {
+        Config::parse(args, None)
+    }
+
+    fn parse(
         mut args: impl Iterator<Item = String>,
+        env_url: Option<String>,
     ) -> Result<Command, ConfigError> {
         let mut config = Config::default();
+        let mut store = StoreArgs::default();
         while let Some(flag) = args.next() {
             if matches!(flag.as_str(), "-h" | "--help") {
                 return Ok(Command::Help);
@@ -171,11 +254,70 @@ impl Config {
                 "--shutdown-grace-ms" => {
                     config.shutdown_grace = millis(&flag, &value(&mut args)?)?;
                 }
+                "--database-url" => {
+                    store.database_url = Some(non_empty(&flag, value(&mut args)?)?);
+                }
+                "--replica-id" => store.replica_id = Some(non_empty(&flag, value(&mut args)?)?),
+                "--replica-address" => {
+                    store.replica_address = Some(non_empty(&flag, value(&mut args)?)?);
+                }
+                "--lease-ms" => {
+                    let lease = millis(&flag, &value(&mut args)?)?;
+                    if lease < MIN_LEASE {
+                        return Err(ConfigError::new(format!(
+                            "{flag} {}: must be at least {}",
+                            lease.as_millis(),
+                            MIN_LEASE.as_millis()
+                        )));
+                    }
+                    store.lease = Some(lease);
+                }
+                "--cancel-poll-ms" => store.cancel_poll = Some(millis(&flag, &value(&mut args)?)?),
+                "--wait-poll-ms" => store.wait_poll = Some(millis(&flag, &value(&mut args)?)?),
                 _ => return Err(ConfigError::new(format!("unknown option {flag}"))),
             }
         }
-        Ok(Command::Serve(config))
+        config.store = store.resolve(env_url)?;
+        Ok(Command::Serve(Box::new(config)))
     }
+}
+
+impl StoreArgs {
+    /// The store's flags if a URL was given (by flag or environment); a
+    /// store flag without one is an error, not silently ignored.
+    fn resolve(self, env_url: Option<String>) -> Result<Option<StoreFlags>, ConfigError> {
+        let Some(database_url) = self.database_url.or(env_url) else {
+            let given = [
+                ("--replica-id", self.replica_id.is_some()),
+                ("--replica-address", self.replica_address.is_some()),
+                ("--lease-ms", self.lease.is_some()),
+                ("--cancel-poll-ms", self.cancel_poll.is_some()),
+                ("--wait-poll-ms", self.wait_poll.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(ConfigError::new(format!(
+                    "{flag} needs --database-url (or {DATABASE_URL_ENV})"
+                )));
+            }
+            return Ok(None);
+        };
+        Ok(Some(StoreFlags {
+            database_url,
+            replica_id: self.replica_id,
+            replica_address: self.replica_address,
+            lease: self.lease.unwrap_or(DEFAULT_LEASE),
+            cancel_poll: self.cancel_poll.unwrap_or(DEFAULT_CANCEL_POLL),
+            wait_poll: self.wait_poll.unwrap_or(DEFAULT_WAIT_POLL),
+        }))
+    }
+}
+
+/// A value that may not be empty.
+fn non_empty(flag: &str, value: String) -> Result<String, ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::new(format!("{flag} may not be empty")));
+    }
+    Ok(value)
 }
 
 /// A whole number in `min..=max`.
@@ -335,5 +477,83 @@ mod tests {
         assert!(error(&["--max-connections", "0"]).contains("from 1"));
         assert!(error(&["--queue", "0"]).contains("at least 1"));
         assert!(error(&["--http-threads", "0"]).contains("from 1"));
+        assert_eq!(
+            error(&["--replica-id", "a"]),
+            "--replica-id needs --database-url (or HARBOR_DATABASE_URL)"
+        );
+        assert_eq!(
+            error(&["--lease-ms", "2000"]),
+            "--lease-ms needs --database-url (or HARBOR_DATABASE_URL)"
+        );
+        assert_eq!(
+            error(&["--database-url", ""]),
+            "--database-url may not be empty"
+        );
+        assert_eq!(
+            error(&["--database-url", "host=db", "--lease-ms", "999"]),
+            "--lease-ms 999: must be at least 1000"
+        );
+    }
+
+    #[test]
+    fn the_store_is_off_without_a_url_and_takes_the_environment_s() {
+        let Ok(Command::Serve(config)) = parse(&[]) else {
+            panic!("no flags serves");
+        };
+        assert_eq!(config.store, None);
+        let from_env = |args: &[&str], env: Option<&str>| match Config::from_args_and_env(
+            args.iter().map(|arg| (*arg).to_owned()),
+            env.map(str::to_owned),
+        ) {
+            Ok(Command::Serve(config)) => config.store,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(from_env(&[], Some("")), None);
+        let store = from_env(&[], Some("host=env")).expect("a store");
+        assert_eq!(store.database_url, "host=env");
+        assert_eq!(store.replica_id, None);
+        assert_eq!(
+            (store.lease, store.cancel_poll, store.wait_poll),
+            (DEFAULT_LEASE, DEFAULT_CANCEL_POLL, DEFAULT_WAIT_POLL)
+        );
+        // The flag wins over the environment.
+        let store = from_env(
+            &[
+                "--database-url",
+                "postgres://db/harbor",
+                "--replica-id",
+                "a",
+                "--replica-address",
+                "http://a:8080",
+                "--lease-ms",
+                "3000",
+                "--cancel-poll-ms",
+                "300",
+                "--wait-poll-ms",
+                "200",
+            ],
+            Some("host=env"),
+        )
+        .expect("a store");
+        assert_eq!(store.database_url, "postgres://db/harbor");
+        assert_eq!(store.replica_id.as_deref(), Some("a"));
+        assert_eq!(store.replica_address.as_deref(), Some("http://a:8080"));
+        let ms = Duration::from_millis;
+        assert_eq!(
+            (store.lease, store.cancel_poll, store.wait_poll),
+            (ms(3000), ms(300), ms(200))
+        );
+        for default in ["(default 15000", "(default 2000)", "(default 1000)"] {
+            assert!(USAGE.contains(default), "{default}");
+        }
+        // The URL's password stays out of debug output.
+        let config = Config {
+            store: Some(StoreFlags {
+                database_url: "postgres://u:s3cret@db/h".into(),
+                ..store
+            }),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 }

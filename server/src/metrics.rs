@@ -4,11 +4,13 @@
 //! time from [`Pool::stats`] and [`Pool::metrics`] by a collector, so
 //! serving a request costs the pools nothing; the HTTP side's counters are
 //! `prometheus-client` metrics updated as requests and connections come
-//! and go.
+//! and go. With a store, its counters ([`Store::stats`]) are read at
+//! scrape time too.
 
 use std::sync::Arc;
 
 use harbor_pool::{Histogram, Pool, PoolStats};
+use harbor_store_postgres::{Store, StoreStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
@@ -63,8 +65,9 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric; the pools' are read from `pools` at scrape time.
-    pub(crate) fn new(pools: Arc<Pools>) -> Self {
+    /// Registers every metric; the pools' are read from `pools` at scrape
+    /// time, and the store's from `store` when there is one.
+    pub(crate) fn new(pools: Arc<Pools>, store: Option<Arc<Store>>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -108,6 +111,9 @@ impl Metrics {
             limits.clone(),
         );
         registry.register_collector(Box::new(PoolCollector(pools)));
+        if let Some(store) = store {
+            registry.register_collector(Box::new(StoreCollector(store)));
+        }
         Metrics {
             registry,
             requests,
@@ -284,6 +290,94 @@ impl Collector for PoolCollector {
     }
 }
 
+/// Reads the store's counters at scrape time.
+#[derive(Debug)]
+struct StoreCollector(Arc<Store>);
+
+/// A store figure: name, help, value.
+type StoreMetric = (&'static str, &'static str, fn(&StoreStats) -> u64);
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let buffered = i64::try_from(stats.buffered).unwrap_or(i64::MAX);
+        encoder
+            .encode_descriptor(
+                "harbor_store_buffered_jobs",
+                "Jobs whose latest state waits in the store's buffer to be written",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&buffered)?;
+        let counters: [StoreMetric; 6] = [
+            (
+                "harbor_store_transitions_written",
+                "Job states written to PostgreSQL (after coalescing)",
+                |s| s.transitions,
+            ),
+            (
+                "harbor_store_batches",
+                "Batch statements written, one round trip each",
+                |s| s.batches,
+            ),
+            (
+                "harbor_store_write_errors",
+                "Batch writes that failed and were retried",
+                |s| s.write_errors,
+            ),
+            (
+                "harbor_store_overflowed",
+                "Job states dropped because the store's buffer was full",
+                |s| s.overflowed,
+            ),
+            (
+                "harbor_store_heartbeats",
+                "Lease renewals of this replica",
+                |s| s.heartbeats,
+            ),
+            (
+                "harbor_store_purged",
+                "Finished job rows deleted by retention",
+                |s| s.purged,
+            ),
+        ];
+        for (name, help, value) in counters {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(&value(&stats), None)?;
+        }
+        let mut reconnects = encoder.encode_descriptor(
+            "harbor_store_reconnects",
+            "Connections the store opened again after losing one, by connection",
+            None,
+            MetricType::Counter,
+        )?;
+        for (connection, opened) in [
+            ("writer", stats.writer_connections),
+            ("listener", stats.listener_connections),
+        ] {
+            reconnects
+                .encode_family(&[("connection", connection)])?
+                .encode_counter::<NoLabelSet, _, u64>(&opened.saturating_sub(1), None)?;
+        }
+        let mut cancels = encoder.encode_descriptor(
+            "harbor_store_cancels_delivered",
+            "Cancel requests from other replicas handed to this pool, by how they were found",
+            None,
+            MetricType::Counter,
+        )?;
+        for (via, count) in [
+            ("notify", stats.cancels_notified),
+            ("poll", stats.cancels_polled),
+        ] {
+            cancels
+                .encode_family(&[("via", via)])?
+                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+        }
+        Ok(())
+    }
+}
+
 /// A pool's latency histogram as a Prometheus histogram, its buckets those
 /// of [`Histogram::upper_bounds`] in seconds.
 struct PoolHistogram<'a>(&'a Histogram);
@@ -329,7 +423,7 @@ mod tests {
                 .unwrap(),
         });
         pools.jobs.submit(|_| Ok(())).unwrap().join().unwrap();
-        let metrics = Arc::new(Metrics::new(Arc::clone(&pools)));
+        let metrics = Arc::new(Metrics::new(Arc::clone(&pools), None));
         metrics.request("/stats", 200, 0.001);
         metrics.limit("header_bytes");
         metrics.refused();
@@ -353,6 +447,10 @@ mod tests {
             assert!(text.contains(line), "{line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+        assert!(
+            !text.contains("harbor_store_"),
+            "no store, no store metrics"
+        );
         drop(open);
         assert!(metrics.encode().contains("http_open_connections 0"));
     }

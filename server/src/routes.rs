@@ -13,7 +13,14 @@
 //! | `DELETE /jobs/<id>` | cancels the job |
 //! | `GET /jobs/<id>/wait?timeout_ms=N` | long-polls until the job is finished |
 //! | `GET /stats` | both pools' counters |
-//! | `GET /metrics` | Prometheus text: pools, latencies, HTTP |
+//! | `GET /metrics` | Prometheus text: pools, latencies, HTTP (and the store's figures) |
+//!
+//! With a store (`--database-url`), the three `/jobs/<id>` routes answer
+//! for any replica's job: from this replica's pool when the job is local
+//! (the same JSON, plus `replica` and `replica_address`), else from the
+//! store (the same fields, `lost` among the statuses, plus
+//! `cancel_requested_at`); store calls run on blocking threads or as a
+//! future woken by the store ([`crate::store`]).
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -30,11 +37,13 @@ use harbor_pool::{
     CancelOutcome, JobError, JobId, JobInfo, JobOptions, JobResult, JobStatus, Pool, PoolStats,
     SubmitError,
 };
+use harbor_store_postgres::{CancelRequest, StoredJob, StoredStatus};
 use serde_json::{Value, json};
 
 use crate::demo::{JobSpec, millis};
 use crate::metrics::{self, Metrics, Pools};
 use crate::reply;
+use crate::store::{Attached, Unanswered};
 
 /// How long `GET /sleep` sleeps by default, and the most `?ms=` may ask for.
 pub(crate) const SLEEP_DEFAULT: Duration = Duration::from_secs(5);
@@ -48,6 +57,21 @@ pub(crate) const WAIT_MAX: Duration = Duration::from_secs(60);
 pub(crate) struct App {
     pub(crate) pools: Arc<Pools>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The PostgreSQL store, with `--database-url`.
+    pub(crate) store: Option<Arc<Attached>>,
+}
+
+impl App {
+    /// A local job's JSON: the in-memory server's, plus this replica's id
+    /// and address when there is a store.
+    fn local_json(&self, info: &JobInfo) -> Value {
+        let mut job = job_json(info);
+        if let Some(attached) = &self.store {
+            job["replica"] = Value::from(attached.replica.as_str());
+            job["replica_address"] = Value::from(attached.address.as_str());
+        }
+        job
+    }
 }
 
 /// The routes, without the limits and metrics around them
@@ -318,6 +342,22 @@ fn unknown_job(id: JobId) -> Response {
     )
 }
 
+/// 404 for a job neither the pool nor the store knows.
+fn unknown_anywhere(id: JobId) -> Response {
+    reply::error(
+        404,
+        format!(
+            "no job {id} on any replica: never submitted, not recorded yet, \
+             or finished and forgotten"
+        ),
+    )
+}
+
+/// 503 for a store that could not answer: ask again.
+fn unanswered(Unanswered(message): Unanswered) -> Response {
+    reply::busy(message)
+}
+
 /// `GET /jobs/<id>`.
 async fn job_status(
     State(app): State<Arc<App>>,
@@ -327,9 +367,16 @@ async fn job_status(
         Ok(id) => id,
         Err(message) => return reply::error(400, message),
     };
-    match app.pools.jobs.info(id) {
-        Some(info) => reply::json(200, &job_json(&info)),
-        None => unknown_job(id),
+    if let Some(info) = app.pools.jobs.info(id) {
+        return reply::json(200, &app.local_json(&info));
+    }
+    let Some(attached) = &app.store else {
+        return unknown_job(id);
+    };
+    match attached.job(id).await {
+        Ok(Some(job)) => reply::json(200, &stored_json(&job)),
+        Ok(None) => unknown_anywhere(id),
+        Err(err) => unanswered(err),
     }
 }
 
@@ -339,12 +386,45 @@ async fn cancel(State(app): State<Arc<App>>, id: Result<Path<String>, PathReject
         Ok(id) => id,
         Err(message) => return reply::error(400, message),
     };
-    match app.pools.jobs.cancel(id) {
-        CancelOutcome::NotFound => unknown_job(id),
-        outcome => reply::json(
+    let outcome = app.pools.jobs.cancel(id);
+    let Some(attached) = &app.store else {
+        return match outcome {
+            CancelOutcome::NotFound => unknown_job(id),
+            outcome => reply::json(
+                200,
+                &json!({ "id": id.to_string(), "outcome": outcome.as_str() }),
+            ),
+        };
+    };
+    if outcome != CancelOutcome::NotFound {
+        return reply::json(
             200,
-            &json!({ "id": id.to_string(), "outcome": outcome.as_str() }),
+            &json!({
+                "id": id.to_string(),
+                "outcome": outcome.as_str(),
+                "replica": attached.replica,
+            }),
+        );
+    }
+    // Another replica's job: the store records the request and notifies
+    // its owner, whose cancel handler cancels it in its pool.
+    match attached.cancel(id).await {
+        Ok(CancelRequest::Requested { replica }) => reply::json(
+            200,
+            &json!({ "id": id.to_string(), "outcome": "requested", "replica": replica }),
         ),
+        Ok(CancelRequest::Finished(status)) => reply::json(
+            200,
+            &json!({
+                "id": id.to_string(),
+                "outcome": CancelOutcome::AlreadyFinished.as_str(),
+                "status": status.as_str(),
+            }),
+        ),
+        Ok(CancelRequest::NotFound) => unknown_anywhere(id),
+        // A request of a kind added to the store later.
+        Ok(other) => reply::error(500, format!("job {id}: unexpected cancel answer {other:?}")),
+        Err(err) => unanswered(err),
     }
 }
 
@@ -371,13 +451,36 @@ async fn wait(
     };
     let jobs = &app.pools.jobs;
     if jobs.info(id).is_none() {
-        return unknown_job(id);
+        return match &app.store {
+            None => unknown_job(id),
+            Some(attached) => wait_in_store(attached, id, timeout).await,
+        };
     }
     // Timing out is an answer too: the job's current state.
     let _ = tokio::time::timeout(timeout, jobs.wait_async(id)).await;
     match jobs.info(id) {
-        Some(info) => reply::json(200, &job_json(&info)),
+        Some(info) => reply::json(200, &app.local_json(&info)),
         None => unknown_job(id),
+    }
+}
+
+/// `/jobs/<id>/wait` for another replica's job: a job the store does not
+/// know is a 404 at once; otherwise the store's wait (woken by `NOTIFY`
+/// when the owner writes its end, or by its poll), answering the job's
+/// state at the end or at the timeout.
+async fn wait_in_store(attached: &Attached, id: JobId, timeout: Duration) -> Response {
+    let started = tokio::time::Instant::now();
+    match attached.job(id).await {
+        Ok(Some(job)) if job.status.is_terminal() => return reply::json(200, &stored_json(&job)),
+        Ok(Some(_)) => {}
+        Ok(None) => return unknown_anywhere(id),
+        Err(err) => return unanswered(err),
+    }
+    let left = timeout.saturating_sub(started.elapsed());
+    match attached.wait(id, left).await {
+        Ok(Some(job)) => reply::json(200, &stored_json(&job)),
+        Ok(None) => unknown_anywhere(id),
+        Err(err) => unanswered(err),
     }
 }
 
@@ -401,6 +504,35 @@ fn job_json(info: &JobInfo) -> Value {
         job["error"] = Value::from(message.as_str());
     }
     job
+}
+
+/// Another replica's job, read from the store: the fields of
+/// [`job_json`] (`worker` and `timeout_ms` are the owner's to know: null),
+/// plus the owner and when a cancel was first requested. `status` may be
+/// `lost`.
+fn stored_json(job: &StoredJob) -> Value {
+    let mut value = json!({
+        "id": job.id.to_string(),
+        "status": job.status.as_str(),
+        "finished": job.status.is_terminal(),
+        "submitted_at": reply::rfc3339(job.submitted_at),
+        "started_at": job.started_at.map(reply::rfc3339),
+        "finished_at": job.finished_at.map(reply::rfc3339),
+        "worker": Value::Null,
+        "timeout_ms": Value::Null,
+        "progress": job.progress.as_ref().map(|progress| json!({
+            "done": progress.done,
+            "total": progress.total,
+            "message": progress.message,
+        })),
+        "replica": job.replica,
+        "replica_address": job.replica_address,
+        "cancel_requested_at": job.cancel_requested_at.map(reply::rfc3339),
+    });
+    if let StoredStatus::Failed(message) = &job.status {
+        value["error"] = Value::from(message.as_str());
+    }
+    value
 }
 
 #[cfg(test)]

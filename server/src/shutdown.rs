@@ -12,7 +12,11 @@
 //!    grace plus [`DRAIN_GRACE`] (the longest `/sleep`) to finish; any still
 //!    open then are dropped.
 //! 4. The request pool shuts down (its jobs cancelled after
-//!    [`POOL_GRACE`]); the summary goes to stdout; exit 0.
+//!    [`POOL_GRACE`]); the summary goes to stdout.
+//! 5. With a store: the store shuts down last, so that the pools' last
+//!    transitions are in it ([`STORE_GRACE`] to write what it buffers; a
+//!    clean stop marks the replica stopped and its unfinished jobs, if
+//!    any, `lost`); exit 0.
 //!
 //! A second signal at any point exits at once with status 130. So the
 //! process exits within the grace plus about 13 s.
@@ -33,6 +37,7 @@ use crate::limits::RequestLimits;
 use crate::metrics::{Metrics, Pools};
 use crate::routes::{App, SLEEP_MAX};
 use crate::service;
+use crate::store::Attached;
 
 /// How long requests get to finish after the demo jobs' grace.
 pub(crate) const DRAIN_GRACE: Duration = SLEEP_MAX;
@@ -40,6 +45,8 @@ pub(crate) const DRAIN_GRACE: Duration = SLEEP_MAX;
 pub(crate) const RUNTIME_GRACE: Duration = Duration::from_secs(1);
 /// How long the request pool's jobs get at exit before they are cancelled.
 pub(crate) const POOL_GRACE: Duration = Duration::from_secs(1);
+/// How long the store gets at exit to write what it buffers.
+pub(crate) const STORE_GRACE: Duration = Duration::from_secs(5);
 /// File descriptors kept for the server's own use below the limit.
 const RESERVED_FDS: u64 = 64;
 
@@ -103,20 +110,33 @@ fn connection_limit(requested: usize) -> usize {
     requested
 }
 
-/// Serves until a signal, then stops (steps 1 to 3 of the module docs).
-pub(crate) async fn serve(config: &Config, pools: Arc<Pools>) -> Result<(), String> {
-    let listener = TcpListener::bind(&config.addr)
+/// Binds the listening socket.
+pub(crate) async fn bind(addr: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|err| format!("cannot listen on {}: {err}", config.addr))?;
+        .map_err(|err| format!("cannot listen on {addr}: {err}"))
+}
+
+/// Serves until a signal, then stops (steps 1 to 3 of the module docs).
+pub(crate) async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    pools: Arc<Pools>,
+    store: Option<Arc<Attached>>,
+) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|err| format!("cannot read the listening address: {err}"))?;
     let mut signals = Signals::new().map_err(|err| format!("cannot handle signals: {err}"))?;
     let max_connections = connection_limit(config.max_connections);
-    let metrics = Arc::new(Metrics::new(Arc::clone(&pools)));
+    let metrics = Arc::new(Metrics::new(
+        Arc::clone(&pools),
+        store.as_ref().map(|attached| Arc::clone(&attached.store)),
+    ));
     let app = Arc::new(App {
         pools: Arc::clone(&pools),
         metrics: Arc::clone(&metrics),
+        store,
     });
     let request_limits = Arc::new(RequestLimits {
         max_body_bytes: config.max_body_bytes,
@@ -209,4 +229,14 @@ pub(crate) fn stop_pools(pools: &Pools) {
         jobs.failed,
         jobs.cancelled
     );
+}
+
+/// Step 5: stops the store (bounded), after the pools.
+pub(crate) fn stop_store(store: &harbor_store_postgres::Store) {
+    if !store.shutdown(STORE_GRACE) {
+        log::warn!(
+            "the job store did not stop cleanly within {STORE_GRACE:?}: some states may be \
+             unwritten, and this replica's lease is left to expire"
+        );
+    }
 }

@@ -75,8 +75,15 @@
 //!
 //! # Schema, guarantees and design
 //!
-//! The crate's README has the schema, what is and is not guaranteed, and
-//! the design (with a diagram): read it beside this documentation.
+//! The crate's README has the schema and what is and is not guaranteed;
+//! the design (with a diagram) and how `harbor-server` uses the store are
+//! in the workspace's `docs/design.md` ("Several replicas: the PostgreSQL
+//! store"): read them beside this documentation.
+//!
+//! # Testing
+//!
+//! The `testing` feature adds [`testing`]: a throwaway PostgreSQL for
+//! tests, started from the installed binaries. Only tests use it.
 //!
 //! # Logging
 //!
@@ -100,6 +107,9 @@ mod writer;
 
 // `impl harbor_pool::JobObserver for Store`.
 mod observer;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::config::{MAX_REPLICA_ID_BYTES, StoreConfig};
 pub use crate::error::StoreError;
