@@ -348,10 +348,10 @@ async fn submit(State(app): State<Arc<App>>, body: Bytes) -> Response {
         // Dropping the handle detaches the job; it stays queryable by id.
         Ok(handle) => {
             // `{"id":"<uuid>"}` as serde_json writes it (a UUID needs no
-            // escaping), without a `Value`.
+            // escaping), without a `Value` or `format!`.
             let id = handle.id().to_string();
-            let mut response = reply::json_text(202, format!("{{\"id\":\"{id}\"}}"));
-            if let Ok(location) = HeaderValue::from_str(&format!("/jobs/{id}")) {
+            let mut response = reply::json_text(202, ["{\"id\":\"", &id, "\"}"].concat());
+            if let Ok(location) = HeaderValue::from_str(&["/jobs/", &id].concat()) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
             response
