@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
 }
 
+/// hyper's own limit of header fields (its `DEFAULT_MAX_HEADERS`), which
+/// [`builder`] leaves as it is: the guard's.
+const _: () = assert!(guard::MAX_HEADERS == 100);
+
 /// hyper's settings (see "Settings" in `server/README.md`).
 pub(crate) fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -62,7 +66,10 @@ pub(crate) fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         // connections itself: hyper's own head timer would close a
         // keep-alive connection after 30 s.
         .header_read_timeout(None)
-        .max_headers(guard::MAX_HEADERS)
+        // hyper's default limit of header fields is the guard's, 100 (the
+        // guard refuses more first). Not set explicitly: with a value set,
+        // hyper initialises that many slots on the heap for every request;
+        // with its default, an array on the stack, uninitialised.
         .max_buf_size(limits.max_header_bytes.max(8192) + 64 * 1024);
     builder
         .http2()

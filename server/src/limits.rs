@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -52,13 +52,10 @@ impl RequestLimits {
     }
 }
 
-/// Middleware: reads the request's body whole, at most `max_body_bytes`
-/// and within `body_timeout`, or answers 413 / 408 / 400 and closes.
-pub(crate) async fn read_body(
-    State(limits): State<Arc<RequestLimits>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Reads the request's body whole, at most `max_body_bytes` and within
+/// `body_timeout`, then runs `next`; or answers 413 / 408 / 400 and
+/// closes. (Part of the service's one middleware, `service::around`.)
+pub(crate) async fn read_body(limits: &RequestLimits, request: Request, next: Next) -> Response {
     let version = request.version();
     let conn = request.extensions().get::<Arc<ConnShared>>().cloned();
     let max = limits.max_body_bytes;
@@ -105,14 +102,14 @@ pub(crate) async fn read_body(
     next.run(Request::from_parts(parts, Body::from(body))).await
 }
 
-/// Middleware: a handler that takes longer than `request_timeout` is
-/// dropped (a request-pool job it awaited is cancelled) and answered 503.
+/// A handler that takes longer than `request_timeout` is dropped (a
+/// request-pool job it awaited is cancelled) and answered 503. (Part of
+/// the service's one middleware, `service::around`.)
 pub(crate) async fn request_timeout(
-    State(limits): State<Arc<RequestLimits>>,
-    request: Request,
-    next: Next,
+    limits: &RequestLimits,
+    handler: impl Future<Output = Response>,
 ) -> Response {
-    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+    match tokio::time::timeout(limits.request_timeout, handler).await {
         Ok(response) => response,
         Err(_elapsed) => {
             limits.metrics.limit("request_timeout");

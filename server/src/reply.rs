@@ -17,7 +17,16 @@ pub(crate) const JSON: &str = "application/json";
 
 /// A JSON response.
 pub(crate) fn json(status: u16, body: &Value) -> Response {
-    let mut response = Response::new(Body::from(body.to_string()));
+    // `to_vec` writes straight into the buffer; `to_string` goes through
+    // `fmt::Display` and its formatter. The same text.
+    let text = serde_json::to_vec(body).unwrap_or_default();
+    json_text(status, text)
+}
+
+/// A JSON response whose text is already written (a hot route builds its
+/// few fields without a `Value`; see `routes::stats_text`).
+pub(crate) fn json_text(status: u16, text: impl Into<Body>) -> Response {
+    let mut response = Response::new(text.into());
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     response
         .headers_mut()
