@@ -52,6 +52,16 @@ struct LimitLabels {
     limit: &'static str,
 }
 
+/// A request in flight: counted in `http_requests_in_flight` until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -59,6 +69,7 @@ pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, histogram::Histogram>,
     open_connections: Gauge,
+    in_flight: Gauge,
     accepted: Counter,
     refused: Counter,
     limits: Family<LimitLabels, Counter>,
@@ -91,6 +102,12 @@ impl Metrics {
             "Connections open now",
             open_connections.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "Requests received and not yet answered (a scrape counts itself)",
+            in_flight.clone(),
+        );
         let accepted = Counter::default();
         registry.register(
             "http_connections_accepted",
@@ -119,10 +136,18 @@ impl Metrics {
             requests,
             durations,
             open_connections,
+            in_flight,
             accepted,
             refused,
             limits,
         }
+    }
+
+    /// Counts a request in flight until the returned guard is dropped
+    /// (answered, or its connection gone).
+    pub(crate) fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
     /// Counts an answered request.
@@ -428,6 +453,7 @@ mod tests {
         metrics.limit("header_bytes");
         metrics.refused();
         let open = metrics.connection();
+        let in_flight = metrics.in_flight();
         let text = metrics.encode();
         for line in [
             "harbor_pool_workers{pool=\"http\"} 1",
@@ -440,6 +466,7 @@ mod tests {
             "http_requests_total{route=\"/stats\",status=\"200\"} 1",
             "http_request_duration_seconds_count{route=\"/stats\"} 1",
             "http_open_connections 1",
+            "http_requests_in_flight 1",
             "http_connections_accepted_total 1",
             "http_connections_refused_total 1",
             "http_limit_rejections_total{limit=\"header_bytes\"} 1",
@@ -452,6 +479,9 @@ mod tests {
             "no store, no store metrics"
         );
         drop(open);
-        assert!(metrics.encode().contains("http_open_connections 0"));
+        drop(in_flight);
+        let text = metrics.encode();
+        assert!(text.contains("http_open_connections 0"), "{text}");
+        assert!(text.contains("http_requests_in_flight 0"), "{text}");
     }
 }

@@ -88,6 +88,7 @@ async fn observe<F: Future<Output = Response>>(
     inner: impl FnOnce(Request) -> F,
 ) -> Response {
     let started = Instant::now();
+    let _in_flight = metrics.in_flight();
     let route = routes::route_label(request.uri().path());
     // Kept for the log line only when it will be written.
     let line = log::log_enabled!(log::Level::Debug)

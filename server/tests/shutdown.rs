@@ -85,6 +85,12 @@ fn demo_jobs_get_the_grace_then_are_cancelled_and_long_polls_answer() {
     let long = server.submit(r#"{"kind":"progress","steps":600,"ms":100}"#);
     server.wait_running(&long);
     let poll = server.in_background(&format!("/jobs/{long}/wait?timeout_ms=60000"));
+    // Received before the stop begins (a request still on its way when the
+    // listener closes is not one the server has to answer): in flight are
+    // the long-poll and this scrape.
+    eventually("the long-poll to be received", || {
+        (server.metric("http_requests_in_flight") >= 2.0).then_some(())
+    });
     let signalled = Instant::now();
     server.signal("TERM");
 

@@ -203,6 +203,18 @@ impl Server {
         rx
     }
 
+    /// The value of an unlabelled metric in `GET /metrics`.
+    pub(crate) fn metric(&self, name: &str) -> f64 {
+        let reply = self.get("/metrics");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply
+            .body
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{}", reply.body))
+    }
+
     pub(crate) fn stats(&self) -> Value {
         let reply = self.get("/stats");
         assert_eq!(reply.status, 200, "{}", reply.body);
