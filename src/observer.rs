@@ -44,14 +44,17 @@ use crate::job::JobInfo;
 ///   (and logged, at most once a second), never waited for.
 ///
 /// `observe` runs on one thread, `{thread_name}-observer`, with none of the
-/// pool's locks held: it may call the pool (`info`, `cancel`, `submit`). A
+/// pool's locks held: it may call the pool (`info`, `cancel`, `submit`).
+/// That thread counts as one of the pool's own, so a blocking `submit` from
+/// it into a full bounded queue returns `SubmitError::QueueFull` instead of
+/// waiting (as from a worker: waiting could deadlock the pool). A
 /// slow `observe` delays only the next batch (and fills the buffer). A
 /// panic in it is caught and logged at error level; that batch is not
 /// delivered again, and the thread goes on. At shutdown the pool waits up
 /// to [`Builder::observer_shutdown_timeout`](crate::Builder::observer_shutdown_timeout)
 /// for the last batches (after the last jobs cancelled on other threads
-/// were counted, which is bounded by that timeout too); an `observe` that takes longer is left running on
-/// its detached thread (logged, and counted in
+/// were counted, which is bounded by that timeout too); an `observe` that
+/// takes longer is left running on its detached thread (logged, and counted in
 /// [`PoolStats::stray_threads`](crate::PoolStats::stray_threads) until it
 /// returns), and the transitions still buffered are not delivered.
 ///
