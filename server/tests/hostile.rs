@@ -705,34 +705,9 @@ fn a_head_trickled_byte_by_byte_gets_408_at_the_header_timeout() {
     let _serial = serial();
     let server = Server::start(&["--header-timeout-ms", "600"]);
     let mut conn = server.connect();
-    let started = Instant::now();
-    let mut stream = conn.stream().try_clone().expect("clone the stream");
-    // The slow client: its sleeps are its slowness, not synchronisation.
-    let trickler = thread::spawn(move || {
-        let head = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".iter();
-        let endless = head.chain(std::iter::repeat(&b'a'));
-        let deadline = Instant::now() + PATIENCE;
-        for byte in endless {
-            if Instant::now() > deadline || stream.write_all(&[*byte]).is_err() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    });
-    conn.set_read_timeout(TIMEOUT + Duration::from_secs(5));
-    let reply = conn.response().unwrap_or_else(|err| {
-        panic!(
-            "no 408 for a head trickled for {:?}: {err}",
-            started.elapsed()
-        )
-    });
-    let waited = started.elapsed();
-    reply.expect_error(408);
-    eprintln!("trickled head: 408 after {waited:?}");
-    assert!(waited >= TIMEOUT, "408 after {waited:?}");
-    conn.closed_within(PATIENCE)
-        .unwrap_or_else(|err| panic!("after the 408: {err}"));
-    trickler.join().expect("the trickling thread");
+    let head = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".iter();
+    let endless = head.copied().chain(std::iter::repeat(b'a'));
+    trickle_until_408(&mut conn, endless, TIMEOUT, "head");
 }
 
 /// A body trickled byte by byte is cut off at the body timeout, not kept
@@ -747,31 +722,7 @@ fn a_body_trickled_byte_by_byte_gets_408_at_the_body_timeout() {
         b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
           Content-Length: 2000\r\n\r\n",
     );
-    let started = Instant::now();
-    let mut stream = conn.stream().try_clone().expect("clone the stream");
-    let trickler = thread::spawn(move || {
-        let deadline = Instant::now() + PATIENCE;
-        for _ in 0..1999 {
-            if Instant::now() > deadline || stream.write_all(b" ").is_err() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    });
-    conn.set_read_timeout(TIMEOUT + Duration::from_secs(5));
-    let reply = conn.response().unwrap_or_else(|err| {
-        panic!(
-            "no 408 for a body trickled for {:?}: {err}",
-            started.elapsed()
-        )
-    });
-    let waited = started.elapsed();
-    reply.expect_error(408);
-    eprintln!("trickled body: 408 after {waited:?}");
-    assert!(waited >= TIMEOUT, "408 after {waited:?}");
-    conn.closed_within(PATIENCE)
-        .unwrap_or_else(|err| panic!("after the 408: {err}"));
-    trickler.join().expect("the trickling thread");
+    trickle_until_408(&mut conn, std::iter::repeat_n(b' ', 1999), TIMEOUT, "body");
     assert_eq!(server.stats()["jobs"]["submitted"], 0);
 }
 
@@ -1718,4 +1669,41 @@ fn thousands_of_short_connections_leak_no_fd_and_little_memory() {
         end_rss <= start_rss + RSS_SLACK_KIB,
         "RSS {start_rss} -> {end_rss} KiB after {CONNECTIONS} short connections"
     );
+}
+
+/// Sends `bytes` on `conn` one every 50 ms from another thread (the slow
+/// client: its sleeps are its slowness, not synchronisation) until the
+/// server answers; asserts the answer is a 408 that came no sooner than
+/// `timeout`, and that the server then closes the connection.
+fn trickle_until_408(
+    conn: &mut Conn,
+    bytes: impl Iterator<Item = u8> + Send + 'static,
+    timeout: Duration,
+    what: &str,
+) {
+    let started = Instant::now();
+    let mut stream = conn.stream().try_clone().expect("clone the stream");
+    let trickler = thread::spawn(move || {
+        let deadline = Instant::now() + PATIENCE;
+        for byte in bytes {
+            if Instant::now() > deadline || stream.write_all(&[byte]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    conn.set_read_timeout(timeout + Duration::from_secs(5));
+    let reply = conn.response().unwrap_or_else(|err| {
+        panic!(
+            "no 408 for a {what} trickled for {:?}: {err}",
+            started.elapsed()
+        )
+    });
+    let waited = started.elapsed();
+    reply.expect_error(408);
+    eprintln!("trickled {what}: 408 after {waited:?}");
+    assert!(waited >= timeout, "408 after {waited:?}");
+    conn.closed_within(PATIENCE)
+        .unwrap_or_else(|err| panic!("after the 408: {err}"));
+    trickler.join().expect("the trickling thread");
 }
