@@ -371,36 +371,45 @@ impl Collector for StoreCollector {
                 .encode_descriptor(name, help, None, MetricType::Counter)?
                 .encode_counter::<NoLabelSet, _, u64>(&value(&stats), None)?;
         }
-        let mut reconnects = encoder.encode_descriptor(
+        labelled_counter(
+            &mut encoder,
             "harbor_store_reconnects",
             "Connections the store opened again after losing one, by connection",
-            None,
-            MetricType::Counter,
+            "connection",
+            [
+                ("writer", stats.writer_connections.saturating_sub(1)),
+                ("listener", stats.listener_connections.saturating_sub(1)),
+            ],
         )?;
-        for (connection, opened) in [
-            ("writer", stats.writer_connections),
-            ("listener", stats.listener_connections),
-        ] {
-            reconnects
-                .encode_family(&[("connection", connection)])?
-                .encode_counter::<NoLabelSet, _, u64>(&opened.saturating_sub(1), None)?;
-        }
-        let mut cancels = encoder.encode_descriptor(
+        labelled_counter(
+            &mut encoder,
             "harbor_store_cancels_delivered",
             "Cancel requests from other replicas handed to this pool, by how they were found",
-            None,
-            MetricType::Counter,
+            "via",
+            [
+                ("notify", stats.cancels_notified),
+                ("poll", stats.cancels_polled),
+            ],
         )?;
-        for (via, count) in [
-            ("notify", stats.cancels_notified),
-            ("poll", stats.cancels_polled),
-        ] {
-            cancels
-                .encode_family(&[("via", via)])?
-                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
-        }
         Ok(())
     }
+}
+
+/// One counter family with a single label, a value per label value.
+fn labelled_counter<const N: usize>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [(&'static str, u64); N],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in values {
+        family
+            .encode_family(&[(label, value)])?
+            .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+    }
+    Ok(())
 }
 
 /// A pool's latency histogram as a Prometheus histogram, its buckets those

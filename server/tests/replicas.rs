@@ -297,14 +297,6 @@ fn stored(pg: &Postgres, ids: &[uuid::Uuid]) -> HashMap<String, (String, Option<
         .collect()
 }
 
-/// The value of the first sample line of `/metrics` starting with `name`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let text = server.get("/metrics").body;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 #[test]
 fn both_replicas_keep_serving_through_a_postgres_outage_and_the_store_catches_up() {
     let Some(pg) = Postgres::start() else {
@@ -399,14 +391,9 @@ fn both_replicas_keep_serving_through_a_postgres_outage_and_the_store_catches_up
     }
     // The writers lost their connection and came back; nothing dropped.
     for server in [&a, &b] {
-        assert!(
-            metric(
-                server,
-                "harbor_store_reconnects_total{connection=\"writer\"}"
-            ) >= 1.0
-        );
-        assert_eq!(metric(server, "harbor_store_overflowed_total"), 0.0);
-        assert_eq!(metric(server, "harbor_store_buffered_jobs"), 0.0);
+        assert!(server.metric("harbor_store_reconnects_total{connection=\"writer\"}") >= 1.0);
+        assert_eq!(server.metric("harbor_store_overflowed_total"), 0.0);
+        assert_eq!(server.metric("harbor_store_buffered_jobs"), 0.0);
     }
     eprintln!(
         "outage: {} jobs accepted in all, {} + {} while PostgreSQL was down; \

@@ -203,7 +203,8 @@ impl Server {
         rx
     }
 
-    /// The value of an unlabelled metric in `GET /metrics`.
+    /// The value of one series in `GET /metrics`: `name` is the metric with
+    /// its labels as exposed, e.g. `x_total{via="poll"}`.
     pub(crate) fn metric(&self, name: &str) -> f64 {
         let reply = self.get("/metrics");
         assert_eq!(reply.status, 200, "{}", reply.body);
