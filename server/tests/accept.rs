@@ -29,7 +29,7 @@ fn the_accept_loop_survives_running_out_of_file_descriptors() {
     // No descriptor left for another connection: the limit is one above
     // the highest open descriptor, and the holes below it are filled with
     // more connections.
-    let pid = server.child.id();
+    let pid = server.pid();
     let fds: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the server's descriptors")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())

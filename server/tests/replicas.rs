@@ -181,7 +181,7 @@ fn a_killed_replica_s_jobs_become_lost_after_its_lease_and_its_restart_serves_ne
         job["status"] == "completed"
     });
 
-    a.child.kill().expect("kill -9 A");
+    a.kill();
     a.wait_exit();
     let killed = Instant::now();
     // B's long-poll on the running job answers once A's lease is over.
@@ -230,7 +230,7 @@ fn a_replica_restarted_under_its_id_marks_its_previous_run_s_jobs_lost_at_once()
     seen(&b, &id, "B to see the job running", |job| {
         job["status"] == "running"
     });
-    a.child.kill().expect("kill -9 A");
+    a.kill();
     a.wait_exit();
     assert_eq!(b.job(&id)["status"], "running", "the lease still holds");
 

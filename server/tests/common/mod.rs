@@ -7,15 +7,19 @@
 //! log shown on failure).
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "../process/mod.rs"]
+mod process;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use self::process::Process;
 
 /// How long a server may take to print its address.
 pub(crate) const STARTUP: Duration = Duration::from_secs(30);
@@ -31,12 +35,10 @@ pub(crate) fn binary() -> &'static str {
 
 /// A running `harbor-server`. Killed when dropped.
 pub(crate) struct Server {
-    pub(crate) child: Child,
+    process: Process,
     pub(crate) addr: SocketAddr,
     pub(crate) base: String,
     pub(crate) agent: ureq::Agent,
-    stdout: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -56,98 +58,47 @@ impl Server {
     }
 
     fn start_command(mut command: Command, args: &[&str]) -> Server {
-        let mut child = command
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start harbor-server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        // Spawned before waiting, so a server that fails to start is killed.
+        let process = Process::spawn(command);
+        let line = process.stdout_line_containing("listening on http://", STARTUP);
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("exactly `listening on http://HOST:PORT`: {line:?}"));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(DEADLINE))
             .build()
             .into();
-        // Built before waiting, so a server that fails to start is killed.
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            base: String::new(),
+        Server {
+            process,
+            addr: addr.parse().expect("HOST:PORT"),
+            base: format!("http://{addr}"),
             agent,
-            stdout: lines,
-            stderr: log,
-        };
-        let line = server.stdout_line_containing("listening on http://", STARTUP);
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("exactly `listening on http://HOST:PORT`: {line:?}"));
-        server.addr = addr.parse().expect("HOST:PORT");
-        server.base = format!("http://{addr}");
-        server
+        }
     }
 
     pub(crate) fn stdout_line_containing(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no stdout line containing {needle:?} within {timeout:?}")
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("the server closed stdout before printing {needle:?}")
-                }
-            }
-        }
+        self.process.stdout_line_containing(needle, timeout)
     }
 
     /// Everything the server printed after its address, once it has exited.
     pub(crate) fn rest_of_stdout(&self) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        let mut output = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-                Err(RecvTimeoutError::Disconnected) => return output,
-                Err(RecvTimeoutError::Timeout) => panic!("stdout still open: {output}"),
-            }
-        }
+        self.process.rest_of_stdout(DEADLINE)
     }
 
     /// What the server logged so far.
     pub(crate) fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.process.log()
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// SIGKILL, at once.
+    pub(crate) fn kill(&mut self) {
+        self.process.kill();
     }
 
     pub(crate) fn try_get(&self, path: &str) -> Result<Reply, ureq::Error> {
@@ -263,11 +214,7 @@ impl Server {
     }
 
     pub(crate) fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        self.process.signal(name);
     }
 
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
@@ -275,30 +222,7 @@ impl Server {
     }
 
     pub(crate) fn wait_exit_within(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        // Polls: std offers no wait-with-timeout on a child.
-        loop {
-            if let Some(status) = self.child.try_wait().expect("query the child") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit within {timeout:?}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if thread::panicking() {
-            eprintln!("--- harbor-server stderr ---\n{}--- end ---", self.stderr());
-        }
+        self.process.wait_exit(timeout)
     }
 }
 

@@ -12,13 +12,17 @@
 //! then left out.
 #![allow(dead_code)] // each test binary uses a different subset
 
+#[path = "../process/mod.rs"]
+mod process;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::process::{Command, ExitStatus};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use self::process::Process;
 
 /// How long a server may take to print its address.
 pub(crate) const STARTUP: Duration = Duration::from_secs(30);
@@ -77,10 +81,8 @@ impl<'a> Launch<'a> {
 /// A running server. Killed and reaped when dropped.
 #[derive(Debug)]
 pub(crate) struct Server {
-    child: Child,
+    process: Process,
     addr: SocketAddr,
-    stdout: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -117,70 +119,25 @@ impl Server {
             }
             None => Command::new(&binary),
         };
-        let mut child = command
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        // Built before waiting, so a server that never starts is killed.
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stdout: lines,
-            stderr: log,
-        };
+        command.args(&args);
+        // Spawned before waiting, so a server that never starts is killed.
+        let process = Process::spawn(command);
         let marker = "listening on http://";
-        let line = server.stdout_line_containing(marker, STARTUP);
+        let line = process.stdout_line_containing(marker, STARTUP);
         let addr = line[line.find(marker).expect("the marker") + marker.len()..]
             .split_whitespace()
             .next()
             .expect("an address after the marker")
             .trim_end_matches('/');
-        server.addr = addr
+        let addr = addr
             .parse()
             .unwrap_or_else(|err| panic!("not an address: {addr:?}: {err}"));
-        server
+        Server { process, addr }
     }
 
     /// Waits for a line of the server's stdout containing `needle`.
     pub(crate) fn stdout_line_containing(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no stdout line containing {needle:?} within {timeout:?}")
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("the server closed stdout before printing {needle:?}")
-                }
-            }
-        }
+        self.process.stdout_line_containing(needle, timeout)
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -188,20 +145,17 @@ impl Server {
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// What the server logged so far.
     pub(crate) fn log(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.process.log()
     }
 
     /// Asserts that the process is still running.
     pub(crate) fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("query the child") {
+        if let Some(status) = self.process.try_wait() {
             panic!("the server exited: {status}");
         }
     }
@@ -280,44 +234,12 @@ impl Server {
 
     /// Sends a signal with kill(1).
     pub(crate) fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        self.process.signal(name);
     }
 
     /// Waits for the process to exit, for at most `timeout`.
     pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        // Polls: std offers no wait-with-timeout on a child.
-        loop {
-            if let Some(status) = self.child.try_wait().expect("query the child") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit within {timeout:?}"
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let log = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
-            let tail: String = {
-                let lines: Vec<&str> = log.lines().collect();
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            };
-            eprintln!("--- harbor-server stderr (last 40 lines) ---\n{tail}\n--- end ---");
-        }
+        self.process.wait_exit(timeout)
     }
 }
 
