@@ -2,10 +2,10 @@
 //!
 //! `Pool::join` waits here until no accepted job is pending or running;
 //! every thread that counts a job finished (or a submission refused) checks
-//! here afterwards. The gate knows nothing of the pool: the caller passes
-//! the number of outstanding jobs as a closure (`Counters::outstanding`,
-//! a sum over the counters, in the pool), so the handshake is modelled on
-//! its own (`loom_tests` below).
+//! here afterwards. The gate knows nothing of the pool: it reads the pool's
+//! counters through [`Counts`] (`Shared`'s implementation sums
+//! `Counters`), so the handshake is modelled on its own (`loom_tests`
+//! below).
 //!
 //! The guarantee: a wait returns `true` once the pool has been idle at some
 //! instant after the wait began, as seen either by the waiter's own sum or by
@@ -38,10 +38,10 @@
 //!    wake, spurious or not. With 1 to 3: no wake-up is lost, every waiter
 //!    of an idle instant that a finisher or a waiter sees returns, and none
 //!    returns `true` for an instant before it began.
-//! 5. `generation`'s lock is a leaf: the `outstanding` closure must not take
-//!    a lock, and no user code runs under it.
-//! 6. A finisher may skip the sum when [`IdleGate::check_unless`]'s
-//!    `pending` says so: the pool's says "the queue holds an entry", and
+//! 5. `generation`'s lock is a leaf: [`Counts`] must not take a lock, and
+//!    no user code runs under it.
+//! 6. A finisher may skip the sum when [`Counts::pending`] says so: the
+//!    pool's says "the queue holds an entry", and
 //!    whoever takes that entry off checks afterwards (a worker after the
 //!    job it ran, or after an entry it skipped, already ended; the
 //!    supervisor after draining). Each side puts a `SeqCst` fence between
@@ -49,18 +49,56 @@
 //!    read of the other's (the queue, the counters), so either the finisher
 //!    sees the entry gone or the taker's sum sees the finish. Without it,
 //!    every finish while someone joins would sum every worker's tally:
-//!    O(workers) cache misses per job.
+//!    O(workers) cache misses per job. A waiter may skip its own sum the
+//!    same way (its write is its registration in `joiners`), on every look
+//!    but the last one after its deadline passed, which must answer.
+//! 7. Idle mark: every sum that finds nothing outstanding stores the
+//!    accepted count it read in `idle_mark`. A waiter that then reads the
+//!    same accepted count ([`Counts::accepted`], O(1)) returns `true`
+//!    without registering or summing: the sum read every finish before the
+//!    accepted count, so when it saw zero, every submission entered up to
+//!    that read had been refused or had finished; the accepted count only
+//!    comes back to that value if every submission entered since was
+//!    refused too (a refusal is counted after its own entry, and entries
+//!    are read after refusals). So the pool is idle at the waiter's read,
+//!    an instant after its wait began. Any idle sum's count serves, however
+//!    old, so racing stores need no order. Without the mark, a thread
+//!    that joins an idle pool over and over (a health check, a loop that
+//!    joins between batches) would sum every worker's tally on every call.
 
 use std::time::Instant;
 
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Condvar, Mutex, lock, seq_cst_handshake, wait_until};
+
+/// What the gate reads of the pool's counters.
+pub(crate) trait Counts {
+    /// O(1), no lock: `true` only if some thread will check the gate again
+    /// after the caller's last write is visible to it (invariant 6). Puts
+    /// a `SeqCst` fence before its look.
+    fn pending(&self) -> bool;
+
+    /// Submissions accepted so far (entered and not refused), O(1) and
+    /// without a lock, read as invariant 7 requires: refusals, then entries.
+    fn accepted(&self) -> u64;
+
+    /// Accepted jobs not yet finished, and the accepted count this sum
+    /// read (after every finish it read). May be O(workers); takes no lock
+    /// (invariant 5).
+    fn outstanding(&self) -> (u64, u64);
+}
+
+/// `idle_mark` before any sum saw the pool idle.
+const NO_MARK: u64 = u64::MAX;
 
 /// Where `join` waits for the pool to go idle (see the module docs).
 pub(crate) struct IdleGate {
     /// Threads in [`IdleGate::wait`]; finishers skip the gate while it is 0,
     /// so a pool nobody joins pays one load per finish.
     joiners: AtomicUsize,
+    /// The accepted count of the last sum that found the pool idle, or
+    /// [`NO_MARK`] (invariant 7).
+    idle_mark: AtomicU64,
     /// Idle instants seen by finishers while someone waited (invariant 3).
     /// Wraps; a waiter only compares it for equality.
     generation: Mutex<u64>,
@@ -72,25 +110,18 @@ impl IdleGate {
     pub(crate) fn new() -> Self {
         IdleGate {
             joiners: AtomicUsize::new(0),
+            idle_mark: AtomicU64::new(NO_MARK),
             generation: Mutex::new(0),
             idle: Condvar::new(),
         }
     }
 
     /// Called after a job was counted finished (or a submission refused):
-    /// releases every waiter if `outstanding` is now zero. Costs one load
-    /// of a read-mostly line unless someone waits.
-    #[cfg(test)]
-    pub(crate) fn check(&self, outstanding: impl Fn() -> u64) {
-        self.check_unless(|| false, outstanding);
-    }
-
-    /// As [`check`](Self::check), but while someone waits, first asks
-    /// `pending`, an O(1) look that says the caller need not sum: `true`
-    /// only if some thread will check again after this one's count is
-    /// visible to it (invariant 6). `outstanding` may be a sum over every
-    /// worker; `pending` spares it on every finish while work is queued.
-    pub(crate) fn check_unless(&self, pending: impl Fn() -> bool, outstanding: impl Fn() -> u64) {
+    /// releases every waiter if nothing is outstanding now. Costs one load
+    /// of a read-mostly line unless someone waits; then first asks
+    /// [`Counts::pending`], an O(1) look that spares the O(workers) sum on
+    /// every finish while work is queued (invariant 6).
+    pub(crate) fn check(&self, counts: &impl Counts) {
         // The caller's count comes before this load (invariant 1; see
         // `seq_cst_handshake` for the model's fence). Of several finishing
         // threads, the last to count sees every finish in its sum.
@@ -98,12 +129,12 @@ impl IdleGate {
         if self.joiners.load(Ordering::SeqCst) == 0 {
             return;
         }
-        if pending() {
+        if counts.pending() {
             return;
         }
         // A first look without the lock, so that a busy pool with a waiter
         // does not take the lock on every finish.
-        if outstanding() != 0 {
+        if self.sum(counts) != 0 {
             return;
         }
         let mut generation = lock(&self.generation);
@@ -111,9 +142,19 @@ impl IdleGate {
         // submission arrived since the look above, the pool was idle only
         // before the lock; the job just submitted ends with a check of its
         // own (its finish is counted after every current waiter registered).
-        if outstanding() == 0 {
+        if self.sum(counts) == 0 {
             self.release(&mut generation, 0);
         }
+    }
+
+    /// Sums the counters; an idle sum leaves its accepted count as the
+    /// mark (invariant 7).
+    fn sum(&self, counts: &impl Counts) -> u64 {
+        let (outstanding, accepted) = counts.outstanding();
+        if outstanding == 0 {
+            self.idle_mark.store(accepted, Ordering::SeqCst);
+        }
+        outstanding
     }
 
     /// Records an idle instant seen under `generation`'s lock (the caller
@@ -129,10 +170,15 @@ impl IdleGate {
         }
     }
 
-    /// Blocks until `outstanding` has been zero at some instant after this
-    /// call began (see the module docs), or `deadline` passes. Returns
+    /// Blocks until nothing has been outstanding at some instant after
+    /// this call began (see the module docs), or `deadline` passes. Returns
     /// whether it was.
-    pub(crate) fn wait(&self, outstanding: impl Fn() -> u64, deadline: Option<Instant>) -> bool {
+    pub(crate) fn wait(&self, counts: &impl Counts, deadline: Option<Instant>) -> bool {
+        // Invariant 7: nothing accepted since an idle sum, so idle now.
+        let mark = self.idle_mark.load(Ordering::SeqCst);
+        if mark != NO_MARK && counts.accepted() == mark {
+            return true;
+        }
         let mut generation = lock(&self.generation);
         // Invariant 2: registered and the start read in one critical section.
         self.joiners.fetch_add(1, Ordering::SeqCst);
@@ -145,7 +191,9 @@ impl IdleGate {
             if *generation != start {
                 break true;
             }
-            if outstanding() == 0 {
+            // Invariant 6: whoever takes a queued entry checks after this
+            // registration; only the last look must sum.
+            if (timed_out || !counts.pending()) && self.sum(counts) == 0 {
                 // Invariant 3: this sighting releases the other waiters too.
                 self.release(&mut generation, 1);
                 break true;
@@ -169,19 +217,63 @@ impl IdleGate {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    use super::IdleGate;
+    use super::{Counts, IdleGate};
     use crate::sync::{PATIENCE, eventually};
+
+    /// Counters as a pool keeps them, and how often they were summed.
+    #[derive(Default)]
+    struct Jobs {
+        accepted: AtomicU64,
+        finished: AtomicU64,
+        /// Queue entries (`pending`).
+        queued: AtomicU64,
+        sums: AtomicU64,
+        /// The next sum answers as if taken before any job was submitted.
+        stale: AtomicBool,
+    }
+
+    impl Jobs {
+        fn with(accepted: u64) -> Arc<Jobs> {
+            let jobs = Jobs::default();
+            jobs.accepted.store(accepted, SeqCst);
+            Arc::new(jobs)
+        }
+
+        fn sums(&self) -> u64 {
+            self.sums.load(SeqCst)
+        }
+    }
+
+    impl Counts for Jobs {
+        fn pending(&self) -> bool {
+            self.queued.load(SeqCst) > 0
+        }
+
+        fn accepted(&self) -> u64 {
+            self.accepted.load(SeqCst)
+        }
+
+        fn outstanding(&self) -> (u64, u64) {
+            self.sums.fetch_add(1, SeqCst);
+            if self.stale.swap(false, SeqCst) {
+                return (0, 0);
+            }
+            let finished = self.finished.load(SeqCst);
+            let accepted = self.accepted.load(SeqCst);
+            (accepted - finished, accepted)
+        }
+    }
 
     #[test]
     fn an_idle_count_returns_at_once_and_a_busy_one_times_out() {
         let gate = IdleGate::new();
-        assert!(gate.wait(|| 0, None));
+        assert!(gate.wait(&*Jobs::with(0), None));
         let soon = Instant::now() + Duration::from_millis(5);
-        assert!(!gate.wait(|| 1, Some(soon)));
+        assert!(!gate.wait(&*Jobs::with(1), Some(soon)));
         assert_eq!(gate.joiners(), 0);
     }
 
@@ -190,21 +282,21 @@ mod tests {
     #[test]
     fn every_waiter_of_an_idle_instant_returns_after_new_work() {
         let gate = Arc::new(IdleGate::new());
-        let outstanding = Arc::new(AtomicU64::new(1));
+        let jobs = Jobs::with(1);
         let (tx, rx) = mpsc::channel();
         for _ in 0..3 {
-            let (gate, outstanding, tx) = (gate.clone(), outstanding.clone(), tx.clone());
+            let (gate, jobs, tx) = (gate.clone(), jobs.clone(), tx.clone());
             std::thread::spawn(move || {
                 let deadline = Instant::now() + 2 * PATIENCE;
-                let idle = gate.wait(|| outstanding.load(Ordering::SeqCst), Some(deadline));
+                let idle = gate.wait(&*jobs, Some(deadline));
                 // New work at once, as a waiter that resubmits would.
-                outstanding.fetch_add(1, Ordering::SeqCst);
+                jobs.accepted.fetch_add(1, SeqCst);
                 tx.send(idle).unwrap();
             });
         }
         assert!(eventually(|| gate.joiners() == 3));
-        outstanding.fetch_sub(1, Ordering::SeqCst);
-        gate.check(|| outstanding.load(Ordering::SeqCst));
+        jobs.finished.fetch_add(1, SeqCst);
+        gate.check(&*jobs);
         for _ in 0..3 {
             assert_eq!(rx.recv_timeout(PATIENCE), Ok(true));
         }
@@ -215,30 +307,87 @@ mod tests {
     #[test]
     fn a_stale_sum_does_not_release_a_later_waiter() {
         let gate = Arc::new(IdleGate::new());
-        let outstanding = Arc::new(AtomicU64::new(0));
+        let jobs = Jobs::with(0);
         let (tx, rx) = mpsc::channel();
         {
-            let (gate, outstanding) = (gate.clone(), outstanding.clone());
+            let (gate, jobs) = (gate.clone(), jobs.clone());
             std::thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_millis(200);
                 // Work submitted before the wait began, never finished.
-                outstanding.fetch_add(1, Ordering::SeqCst);
-                tx.send(gate.wait(|| outstanding.load(Ordering::SeqCst), Some(deadline)))
-                    .unwrap();
+                jobs.accepted.fetch_add(1, SeqCst);
+                tx.send(gate.wait(&*jobs, Some(deadline))).unwrap();
             });
         }
         assert!(eventually(|| gate.joiners() == 1));
         // A finisher whose first look (outside the lock) saw zero before
         // that submission: its sum under the lock must decide.
-        let looks = AtomicU64::new(0);
-        gate.check(|| {
-            if looks.fetch_add(1, Ordering::SeqCst) == 0 {
-                0
-            } else {
-                outstanding.load(Ordering::SeqCst)
-            }
-        });
+        jobs.stale.store(true, SeqCst);
+        gate.check(&*jobs);
         assert_eq!(rx.recv_timeout(PATIENCE), Ok(false));
+    }
+
+    /// Invariant 7: once a sum saw the pool idle, joining it again costs
+    /// no sum until a job is accepted; then the mark no longer answers.
+    #[test]
+    fn an_idle_pool_is_joined_again_without_a_sum() {
+        let gate = IdleGate::new();
+        let jobs = Jobs::with(3);
+        jobs.finished.store(3, SeqCst);
+        assert!(gate.wait(&*jobs, None));
+        assert_eq!(jobs.sums(), 1);
+        for _ in 0..10 {
+            assert!(gate.wait(&*jobs, None));
+        }
+        assert_eq!(jobs.sums(), 1, "the mark answered");
+        jobs.accepted.fetch_add(1, SeqCst);
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert!(!gate.wait(&*jobs, Some(soon)), "a job is outstanding");
+        assert!(jobs.sums() > 1);
+        // A finisher's idle sum leaves a new mark.
+        jobs.finished.fetch_add(1, SeqCst);
+        let waiting = jobs.sums();
+        assert!(gate.wait(&*jobs, None));
+        assert!(gate.wait(&*jobs, None));
+        assert_eq!(jobs.sums(), waiting + 1);
+    }
+
+    /// Invariant 6 for a waiter: while the queue holds an entry it does not
+    /// sum; the thread that takes the entry checks and releases it.
+    #[test]
+    fn a_waiter_does_not_sum_while_work_is_queued() {
+        let gate = Arc::new(IdleGate::new());
+        let jobs = Jobs::with(1);
+        jobs.queued.store(1, SeqCst);
+        let (tx, rx) = mpsc::channel();
+        {
+            let (gate, jobs) = (gate.clone(), jobs.clone());
+            std::thread::spawn(move || {
+                tx.send(gate.wait(&*jobs, Some(Instant::now() + 2 * PATIENCE)))
+                    .unwrap();
+            });
+        }
+        assert!(eventually(|| gate.joiners() == 1));
+        assert_eq!(jobs.sums(), 0);
+        // The taker: off the queue, run, counted, checked.
+        jobs.queued.store(0, SeqCst);
+        jobs.finished.fetch_add(1, SeqCst);
+        gate.check(&*jobs);
+        assert_eq!(rx.recv_timeout(PATIENCE), Ok(true));
+    }
+
+    /// The look after the deadline sums even with an entry queued: an
+    /// entry of a job that already ended leaves the pool idle.
+    #[test]
+    fn a_waiter_sums_once_its_deadline_passed() {
+        let gate = IdleGate::new();
+        let jobs = Jobs::with(1);
+        jobs.finished.store(1, SeqCst);
+        jobs.queued.store(1, SeqCst);
+        let soon = Instant::now() + Duration::from_millis(5);
+        // The mark is not set yet: this wait registers and, at its
+        // deadline, sums.
+        assert!(gate.wait(&*jobs, Some(soon)));
+        assert_eq!(jobs.sums(), 1);
     }
 }
 
@@ -249,38 +398,66 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use loom::sync::Arc;
-    use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst, fence};
     use loom::thread;
 
-    use super::IdleGate;
+    use super::{Counts, IdleGate};
     use crate::sync::model;
 
-    /// The gate with a count of outstanding jobs, as `Shared` uses it.
+    /// The gate with counters as `Shared` keeps them: submissions entered
+    /// and refused (accepted is their difference), finishes, and queue
+    /// entries.
     struct Pool {
         gate: IdleGate,
-        outstanding: AtomicU64,
+        entered: AtomicU64,
+        refused: AtomicU64,
+        finished: AtomicU64,
+        queued: AtomicU64,
+    }
+
+    impl Counts for Pool {
+        fn pending(&self) -> bool {
+            fence(SeqCst);
+            self.queued.load(SeqCst) > 0
+        }
+
+        fn accepted(&self) -> u64 {
+            // Refusals first (invariant 7).
+            let refused = self.refused.load(SeqCst);
+            self.entered.load(SeqCst) - refused
+        }
+
+        fn outstanding(&self) -> (u64, u64) {
+            let finished = self.finished.load(SeqCst);
+            let accepted = self.accepted();
+            (accepted - finished, accepted)
+        }
     }
 
     impl Pool {
+        /// A pool with `jobs` accepted jobs, none queued.
         fn new(jobs: u64) -> Arc<Pool> {
             Arc::new(Pool {
                 gate: IdleGate::new(),
-                outstanding: AtomicU64::new(jobs),
+                entered: AtomicU64::new(jobs),
+                refused: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+                queued: AtomicU64::new(0),
             })
         }
 
         fn submit(&self) {
-            self.outstanding.fetch_add(1, SeqCst);
+            self.entered.fetch_add(1, SeqCst);
         }
 
         /// Counts a finish, then checks, as every finishing thread does.
         fn finish(&self) {
-            self.outstanding.fetch_sub(1, SeqCst);
-            self.gate.check(|| self.outstanding.load(SeqCst));
+            self.finished.fetch_add(1, SeqCst);
+            self.gate.check(self);
         }
 
         fn join(&self) -> bool {
-            self.gate.wait(|| self.outstanding.load(SeqCst), None)
+            self.gate.wait(self, None)
         }
     }
 
@@ -382,6 +559,73 @@ mod loom_tests {
             assert!(pool.join());
             first.join().unwrap();
             later.join().unwrap();
+        });
+    }
+
+    /// A joiner that sees a queued entry skips its sum; the worker that
+    /// takes the entry off (and runs it, or skips it because a canceller
+    /// ended it while queued) checks afterwards and wakes the joiner
+    /// (invariant 6).
+    #[test]
+    fn loom_a_joiner_behind_a_queued_entry_is_woken_by_its_taker() {
+        for cancelled in [false, true] {
+            model(move || {
+                let pool = Pool::new(1);
+                pool.queued.store(1, SeqCst);
+                let canceller = cancelled.then(|| {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || pool.finish())
+                });
+                let taker = {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || {
+                        pool.queued.fetch_sub(1, SeqCst);
+                        if cancelled {
+                            pool.gate.check(&*pool);
+                        } else {
+                            pool.finish();
+                        }
+                    })
+                };
+                assert!(pool.join());
+                taker.join().unwrap();
+                if let Some(canceller) = canceller {
+                    canceller.join().unwrap();
+                }
+            });
+        }
+    }
+
+    /// The idle mark (invariant 7) does not release a joiner whose job was
+    /// submitted before it joined, even while another submission enters and
+    /// is refused (the accepted count goes up and back down).
+    #[test]
+    fn loom_a_refused_submission_does_not_pass_for_the_idle_mark() {
+        model(|| {
+            let pool = Pool::new(0);
+            // An idle sum leaves the mark 0.
+            assert!(pool.join());
+            let refused = {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || {
+                    pool.entered.fetch_add(1, SeqCst);
+                    pool.refused.fetch_add(1, SeqCst);
+                    pool.gate.check(&*pool);
+                })
+            };
+            let finished = Arc::new(AtomicBool::new(false));
+            pool.submit();
+            let finisher = {
+                let (pool, finished) = (Arc::clone(&pool), Arc::clone(&finished));
+                thread::spawn(move || {
+                    finished.store(true, SeqCst);
+                    pool.finish();
+                })
+            };
+            assert!(pool.join());
+            assert!(finished.load(SeqCst), "released by a stale idle mark");
+            finisher.join().unwrap();
+            refused.join().unwrap();
         });
     }
 }

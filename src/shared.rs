@@ -56,7 +56,7 @@ use crossbeam_channel::{Receiver, SendError, Sender};
 
 use crate::builder::Config;
 use crate::error::SubmitError;
-use crate::idle::IdleGate;
+use crate::idle::{Counts, IdleGate};
 use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
 use crate::metrics::Tick;
@@ -113,6 +113,26 @@ pub(crate) struct Shared {
     /// Set by the supervisor when every thread of the pool has been joined.
     done: Mutex<bool>,
     done_cond: Condvar,
+}
+
+/// The pool's counters as the idle gate reads them (`idle.rs`).
+impl Counts for Shared {
+    /// The queue holds an entry, so a worker (or the supervisor, draining
+    /// it) will take it off and check again (idle invariant 6).
+    fn pending(&self) -> bool {
+        // Idle invariant 6: between this thread's count, dequeue or
+        // registration and its look at the queue.
+        fence(Ordering::SeqCst);
+        !self.jobs_rx.is_empty()
+    }
+
+    fn accepted(&self) -> u64 {
+        self.counters.intake.accepted()
+    }
+
+    fn outstanding(&self) -> (u64, u64) {
+        self.counters.outstanding()
+    }
 }
 
 #[derive(Default)]
@@ -394,22 +414,16 @@ impl Shared {
     /// take an entry off and check again (idle invariant 6). A shortcut on
     /// it without that second check once lost wake-ups.
     pub(crate) fn check_idle(&self) {
-        self.idle.check_unless(
-            || {
-                // Idle invariant 6: between this thread's count (or dequeue)
-                // and its look at the queue.
-                fence(Ordering::SeqCst);
-                !self.jobs_rx.is_empty()
-            },
-            || self.counters.outstanding(),
-        );
+        self.idle.check(self);
     }
 
     /// Blocks until no accepted job was pending or running at some instant
     /// after the call began, or `deadline` passes. Returns whether that
-    /// happened.
+    /// happened. O(1) on a pool that was seen idle and has accepted nothing
+    /// since (idle invariant 7), and while the queue holds an entry (idle
+    /// invariant 6); otherwise a sum over every worker's tally.
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
-        self.idle.wait(|| self.counters.outstanding(), deadline)
+        self.idle.wait(self, deadline)
     }
 
     pub(crate) fn is_closed(&self) -> bool {

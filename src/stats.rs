@@ -198,15 +198,18 @@ impl Counters {
     }
 
     /// Accepted jobs not yet finished (pending or running), as far as the
-    /// counters can tell; exact when no thread is mid-way through a job's
-    /// bookkeeping.
+    /// counters can tell, and the accepted count read for it; exact when no
+    /// thread is mid-way through a job's bookkeeping.
     ///
     /// Reads the finishes first: a job seen finished was counted submitted
     /// before (the queue orders the two), so it is also seen submitted, and
-    /// the result can only overestimate, never miss a live job.
-    pub(crate) fn outstanding(&self) -> u64 {
+    /// the result can only overestimate, never miss a live job. A zero
+    /// therefore means every submission entered up to the accepted count's
+    /// read had finished or been refused (idle invariant 7).
+    pub(crate) fn outstanding(&self) -> (u64, u64) {
         let finished: u64 = self.tallies().map(Tally::finished).sum();
-        self.intake.accepted().saturating_sub(finished)
+        let accepted = self.intake.accepted();
+        (accepted.saturating_sub(finished), accepted)
     }
 
     /// Queue entries taken off the queue so far, by every worker and the
