@@ -21,7 +21,9 @@
 //! * `i11_many_workers`: 16 submitting threads, 2 against 64 workers
 //!   (oversubscribed on purpose on this 2-core machine), untracked and
 //!   tracked; `..._joiner`: the same with one more thread calling
-//!   `Pool::join` in a loop during the whole run.
+//!   `Pool::join` during the whole run, once per 1,000 submitted jobs (each
+//!   call blocks until the pool is idle, so a joiner is registered for most
+//!   of the run).
 //! * `i11_features`: one submitter; latency histograms on (the default) or
 //!   off (`Builder::latency_metrics(false)`), and tracked jobs that report
 //!   progress once (`set_progress`) or not.
@@ -37,7 +39,7 @@
 
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -208,42 +210,52 @@ impl Runner for SubmitJoin {
     }
 }
 
-/// Runs `JOBS` jobs from `submitters` threads (and, if `joiner`, one more
-/// thread calling `Pool::join` on `pool` until the run ends); waits for all.
+/// Submitted jobs between two of the joiner's `join` calls.
+const JOBS_PER_JOIN: usize = 1_000;
+
+/// Runs `JOBS` jobs from `submitters` threads and waits for all. With a
+/// `joiner`, one more thread calls `Pool::join` on it during the run, once
+/// per `JOBS_PER_JOIN` submitted jobs: each call blocks until the pool is
+/// idle, so a joiner is registered for most of the run and every finish
+/// pays the idle check, without the joiner spinning on an idle pool.
 fn run_all(runner: &dyn Runner, counter: &Counter, submitters: usize, joiner: Option<&Pool>) {
-    let done = AtomicBool::new(false);
+    let (tick, ticks) = mpsc::channel::<()>();
     thread::scope(|scope| {
         if let Some(pool) = joiner {
-            let done = &done;
             scope.spawn(move || {
-                // Bounded: the run ends, and each join is bounded too.
-                while !done.load(Ordering::Acquire) {
+                // Ends when every submitter dropped its sender; each join is
+                // bounded.
+                while ticks.recv().is_ok() {
                     black_box(pool.join_timeout(TIMEOUT));
                 }
             });
         }
-        if submitters == 1 {
-            for _ in 0..JOBS {
+        let joining = joiner.is_some();
+        let submit = move |share: std::iter::StepBy<std::ops::Range<usize>>,
+                           tick: mpsc::Sender<()>| {
+            for (n, _) in share.enumerate() {
+                if joining && n % JOBS_PER_JOIN == 0 {
+                    let _ = tick.send(());
+                }
                 runner.run(counter);
             }
             runner.finish();
+        };
+        if submitters == 1 {
+            submit((0..JOBS).step_by(1), tick);
         } else {
             let submitting: Vec<_> = (0..submitters)
                 .map(|s| {
-                    scope.spawn(move || {
-                        for _ in (s..JOBS).step_by(submitters) {
-                            runner.run(counter);
-                        }
-                        runner.finish();
-                    })
+                    let tick = tick.clone();
+                    scope.spawn(move || submit((s..JOBS).step_by(submitters), tick))
                 })
                 .collect();
+            drop(tick);
             for thread in submitting {
                 thread.join().unwrap();
             }
         }
         counter.wait();
-        done.store(true, Ordering::Release);
     });
 }
 
