@@ -40,18 +40,24 @@
 //!    returns `true` for an instant before it began.
 //! 5. `generation`'s lock is a leaf: [`Counts`] must not take a lock, and
 //!    no user code runs under it.
-//! 6. A finisher may skip the sum when [`Counts::pending`] says so: the
-//!    pool's says "the queue holds an entry", and
-//!    whoever takes that entry off checks afterwards (a worker after the
-//!    job it ran, or after an entry it skipped, already ended; the
-//!    supervisor after draining). Each side puts a `SeqCst` fence between
-//!    its own write (the finisher's count, the taker's dequeue) and its
-//!    read of the other's (the queue, the counters), so either the finisher
-//!    sees the entry gone or the taker's sum sees the finish. Without it,
-//!    every finish while someone joins would sum every worker's tally:
-//!    O(workers) cache misses per job. A waiter may skip its own sum the
-//!    same way (its write is its registration in `joiners`), on every look
-//!    but the last one after its deadline passed, which must answer.
+//! 6. A worker that counted a finish and goes straight back to the queue
+//!    may skip the sum when [`Counts::pending`] says the queue holds an
+//!    entry ([`IdleGate::check_before_dequeue`]): whoever takes that entry
+//!    off checks afterwards (this worker, or another one after the job it
+//!    ran, or after an entry it skipped, already ended; the supervisor
+//!    after draining). The worker's count and its look at the queue are
+//!    separated by a `SeqCst` fence; the taker's dequeue (a `SeqCst`
+//!    compare-and-swap in crossbeam) comes before its own count and its
+//!    `SeqCst` load of `joiners`. So either the finisher sees the entry
+//!    gone or the taker's check sees the finish (and its waiter). Without
+//!    it, every finish while someone joins would sum every worker's tally:
+//!    O(workers) cache misses per job. No other thread may skip: a
+//!    canceller, the supervisor (after abandoning a job), a dying worker, a
+//!    worker that ran a job inline (it returns into the job that joined),
+//!    and a waiter all sum. An entry in the queue does not prove that a
+//!    taker is coming soon: the only worker may be stuck in an abandoned
+//!    job that the pool was not allowed to replace
+//!    (`Builder::max_stray_threads(0)`), with the pool idle by its counters.
 //! 7. Idle mark: every sum that finds nothing outstanding stores the
 //!    accepted count it read in `idle_mark`. A waiter that then reads the
 //!    same accepted count ([`Counts::accepted`], O(1)) returns `true`
@@ -73,9 +79,9 @@ use crate::sync::{Condvar, Mutex, lock, seq_cst_handshake, wait_until};
 
 /// What the gate reads of the pool's counters.
 pub(crate) trait Counts {
-    /// O(1), no lock: `true` only if some thread will check the gate again
-    /// after the caller's last write is visible to it (invariant 6). Puts
-    /// a `SeqCst` fence before its look.
+    /// O(1), no lock: the queue holds an entry, so that whoever takes it
+    /// off will check the gate after the caller's count is visible to it
+    /// (invariant 6). Puts a `SeqCst` fence before its look.
     fn pending(&self) -> bool;
 
     /// Submissions accepted so far (entered and not refused), O(1) and
@@ -118,10 +124,21 @@ impl IdleGate {
 
     /// Called after a job was counted finished (or a submission refused):
     /// releases every waiter if nothing is outstanding now. Costs one load
-    /// of a read-mostly line unless someone waits; then first asks
-    /// [`Counts::pending`], an O(1) look that spares the O(workers) sum on
-    /// every finish while work is queued (invariant 6).
+    /// of a read-mostly line unless someone waits; then a sum of the
+    /// counters.
     pub(crate) fn check(&self, counts: &impl Counts) {
+        self.check_unless(counts, false);
+    }
+
+    /// As [`check`](Self::check), for a worker that counted a finish and
+    /// now goes straight back to the queue: it skips the sum while
+    /// [`Counts::pending`] says the queue holds an entry (invariant 6), so
+    /// a busy pool with a waiter does not sum on every finish.
+    pub(crate) fn check_before_dequeue(&self, counts: &impl Counts) {
+        self.check_unless(counts, true);
+    }
+
+    fn check_unless(&self, counts: &impl Counts, pending_will_check: bool) {
         // The caller's count comes before this load (invariant 1; see
         // `seq_cst_handshake` for the model's fence). Of several finishing
         // threads, the last to count sees every finish in its sum.
@@ -129,7 +146,7 @@ impl IdleGate {
         if self.joiners.load(Ordering::SeqCst) == 0 {
             return;
         }
-        if counts.pending() {
+        if pending_will_check && counts.pending() {
             return;
         }
         // A first look without the lock, so that a busy pool with a waiter
@@ -191,9 +208,7 @@ impl IdleGate {
             if *generation != start {
                 break true;
             }
-            // Invariant 6: whoever takes a queued entry checks after this
-            // registration; only the last look must sum.
-            if (timed_out || !counts.pending()) && self.sum(counts) == 0 {
+            if self.sum(counts) == 0 {
                 // Invariant 3: this sighting releases the other waiters too.
                 self.release(&mut generation, 1);
                 break true;
@@ -351,12 +366,15 @@ mod tests {
         assert_eq!(jobs.sums(), waiting + 1);
     }
 
-    /// Invariant 6 for a waiter: while the queue holds an entry it does not
-    /// sum; the thread that takes the entry checks and releases it.
+    /// Invariant 6: a worker going back to the queue skips its sum while
+    /// the queue holds an entry; the taker of the entry checks and releases
+    /// the waiter. Every other checker, and the waiter, sum regardless: an
+    /// entry of a job that already ended leaves the pool idle.
     #[test]
-    fn a_waiter_does_not_sum_while_work_is_queued() {
+    fn only_a_worker_going_back_to_the_queue_skips_its_sum() {
         let gate = Arc::new(IdleGate::new());
-        let jobs = Jobs::with(1);
+        let jobs = Jobs::with(2);
+        jobs.finished.store(1, SeqCst);
         jobs.queued.store(1, SeqCst);
         let (tx, rx) = mpsc::channel();
         {
@@ -367,27 +385,16 @@ mod tests {
             });
         }
         assert!(eventually(|| gate.joiners() == 1));
-        assert_eq!(jobs.sums(), 0);
-        // The taker: off the queue, run, counted, checked.
-        jobs.queued.store(0, SeqCst);
+        let waiting = jobs.sums();
+        assert!(waiting >= 1, "the waiter summed");
+        // A worker finishes the running job and goes back to the queue.
         jobs.finished.fetch_add(1, SeqCst);
+        gate.check_before_dequeue(&*jobs);
+        assert_eq!(jobs.sums(), waiting, "skipped: the entry's taker checks");
+        assert_eq!(gate.joiners(), 1);
+        // Any other checker (a canceller, the supervisor) sums: idle.
         gate.check(&*jobs);
         assert_eq!(rx.recv_timeout(PATIENCE), Ok(true));
-    }
-
-    /// The look after the deadline sums even with an entry queued: an
-    /// entry of a job that already ended leaves the pool idle.
-    #[test]
-    fn a_waiter_sums_once_its_deadline_passed() {
-        let gate = IdleGate::new();
-        let jobs = Jobs::with(1);
-        jobs.finished.store(1, SeqCst);
-        jobs.queued.store(1, SeqCst);
-        let soon = Instant::now() + Duration::from_millis(5);
-        // The mark is not set yet: this wait registers and, at its
-        // deadline, sums.
-        assert!(gate.wait(&*jobs, Some(soon)));
-        assert_eq!(jobs.sums(), 1);
     }
 }
 
@@ -562,32 +569,40 @@ mod loom_tests {
         });
     }
 
-    /// A joiner that sees a queued entry skips its sum; the worker that
-    /// takes the entry off (and runs it, or skips it because a canceller
-    /// ended it while queued) checks afterwards and wakes the joiner
-    /// (invariant 6).
+    /// A worker that finishes a job while the queue holds an entry skips
+    /// its sum; the worker that takes the entry off (and runs it, or skips
+    /// it because a canceller ended it while queued) checks afterwards and
+    /// wakes the joiner (invariant 6).
     #[test]
-    fn loom_a_joiner_behind_a_queued_entry_is_woken_by_its_taker() {
+    fn loom_a_worker_skips_its_sum_for_the_taker_of_a_queued_entry() {
         for cancelled in [false, true] {
             model(move || {
-                let pool = Pool::new(1);
+                // One job running, one queued.
+                let pool = Pool::new(2);
                 pool.queued.store(1, SeqCst);
                 let canceller = cancelled.then(|| {
                     let pool = Arc::clone(&pool);
                     thread::spawn(move || pool.finish())
                 });
+                let running = {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || {
+                        pool.finished.fetch_add(1, SeqCst);
+                        pool.gate.check_before_dequeue(&*pool);
+                    })
+                };
                 let taker = {
                     let pool = Arc::clone(&pool);
                     thread::spawn(move || {
                         pool.queued.fetch_sub(1, SeqCst);
-                        if cancelled {
-                            pool.gate.check(&*pool);
-                        } else {
-                            pool.finish();
+                        if !cancelled {
+                            pool.finished.fetch_add(1, SeqCst);
                         }
+                        pool.gate.check_before_dequeue(&*pool);
                     })
                 };
                 assert!(pool.join());
+                running.join().unwrap();
                 taker.join().unwrap();
                 if let Some(canceller) = canceller {
                     canceller.join().unwrap();

@@ -290,7 +290,7 @@ impl Shared {
                 if self.is_aborting() {
                     self.report.cancelled(record.id);
                 }
-                self.ended(job, notify, &self.counters.others, Ending::Cancelled);
+                self.ended(job, notify, &self.counters.others, Ending::Cancelled, false);
                 log_quietly!(log::debug!("job {} cancelled before it started", record.id));
                 CancelOutcome::Cancelled
             }
@@ -304,7 +304,10 @@ impl Shared {
     }
 
     /// Records the end of a tracked job that `tally`'s worker ran, at tick
-    /// `ended` (just read).
+    /// `ended` (just read). `dequeues_next`: the worker goes straight back
+    /// to the queue afterwards (see [`check_idle_before_dequeue`]).
+    ///
+    /// [`check_idle_before_dequeue`]: Self::check_idle_before_dequeue
     pub(crate) fn finish(
         &self,
         job: &Arc<dyn Tracked>,
@@ -312,13 +315,14 @@ impl Shared {
         panicked: bool,
         tally: &Tally,
         ended: Tick,
+        dequeues_next: bool,
     ) {
         let record = job.record();
         let ending = Ending::of(&status, panicked);
         // Always `Some` for the worker that started the job (registry
         // invariant 2).
         if let Some(notify) = record.finish_at(status, ended) {
-            self.ended(job, notify, tally, ending);
+            self.ended(job, notify, tally, ending, dequeues_next);
         }
     }
 
@@ -327,7 +331,14 @@ impl Shared {
     /// sleeping waiter wakes, retention has been applied), count it in
     /// `tally`, mark its timer entry stale, wake its waiters, then release
     /// `join` if the pool became idle.
-    fn ended(&self, job: &Arc<dyn Tracked>, notify: Notify, tally: &Tally, ending: Ending) {
+    fn ended(
+        &self,
+        job: &Arc<dyn Tracked>,
+        notify: Notify,
+        tally: &Tally,
+        ending: Ending,
+        dequeues_next: bool,
+    ) {
         let record = job.record();
         // The observer holds the job itself, so retention cannot forget it
         // first (observer invariant 2).
@@ -339,7 +350,11 @@ impl Shared {
             let _ = self.events.send(Event::Compact);
         }
         notify.send(record);
-        self.check_idle();
+        if dequeues_next {
+            self.check_idle_before_dequeue();
+        } else {
+            self.check_idle();
+        }
     }
 
     /// Cancels a running job's token on the pool's behalf (by id, deadline,
@@ -386,7 +401,7 @@ impl Shared {
         if self.is_aborting() {
             self.report.abandoned(record.id);
         }
-        self.ended(job, notify, &self.counters.others, Ending::Abandoned);
+        self.ended(job, notify, &self.counters.others, Ending::Abandoned, false);
         true
     }
 
@@ -402,19 +417,29 @@ impl Shared {
     }
 
     /// Called after a job was counted finished (or refused), and after a
-    /// worker skipped a queue entry whose job had already ended: releases
-    /// `wait_idle` callers if the pool is idle (invariant 3). Costs one load
-    /// of a read-mostly line unless someone is waiting; then, while the
-    /// queue holds an entry, a fence and a look at the queue, and otherwise
-    /// a sum over every worker's tally.
+    /// thread took queue entries off without running them: releases
+    /// `wait_idle` callers if the pool is idle (invariant 3). Costs one
+    /// load of a read-mostly line unless someone is waiting, and then a sum
+    /// over every worker's tally.
+    pub(crate) fn check_idle(&self) {
+        self.idle.check(self);
+    }
+
+    /// As [`check_idle`](Self::check_idle), for a worker that counted a
+    /// finish (or skipped a queue entry whose job had already ended) and now
+    /// goes straight back to the queue: while the queue holds an entry it
+    /// skips the sum, since whoever takes the entry off checks again (idle
+    /// invariant 6).
     ///
     /// The queue may hold entries of jobs that already ended (cancelled
     /// while queued, or run inline by a job that joined them), so "the
     /// queue is non-empty" does not mean "not idle": it means a worker will
-    /// take an entry off and check again (idle invariant 6). A shortcut on
-    /// it without that second check once lost wake-ups.
-    pub(crate) fn check_idle(&self) {
-        self.idle.check(self);
+    /// take an entry off and check again. A shortcut on it without that
+    /// second check once lost wake-ups; a shortcut taken by a thread that
+    /// is not going back to the queue could too (its only worker may be
+    /// stuck).
+    pub(crate) fn check_idle_before_dequeue(&self) {
+        self.idle.check_before_dequeue(self);
     }
 
     /// Blocks until no accepted job was pending or running at some instant
@@ -599,6 +624,99 @@ mod tests {
                 );
             });
         }
+    }
+
+    /// A one-worker pool that allows no stray thread, its only worker stuck
+    /// in a job that has been abandoned (counted finished, but its thread is
+    /// held in place, builder `max_stray_threads(0)`), and behind it the
+    /// entry of a job cancelled while queued. By the counters the pool is
+    /// idle; the entry stays queued until the stuck job returns (here: when
+    /// the returned sender is used, at the latest after PATIENCE).
+    fn idle_behind_a_held_abandoned_job(
+        pool: &Pool,
+        before_abandon: impl FnOnce(),
+    ) -> mpsc::Sender<()> {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let options = JobOptions::new().abandon_after(Duration::from_millis(10));
+        // Ignores its token.
+        let stuck = pool
+            .submit_with(options, move |_| {
+                started_tx.send(()).unwrap();
+                let _ = release_rx.recv_timeout(PATIENCE);
+                Ok(())
+            })
+            .unwrap();
+        started_rx.recv_timeout(PATIENCE).unwrap();
+        let queued = pool.submit(|_| Ok(())).unwrap();
+        assert_eq!(queued.cancel(), CancelOutcome::Cancelled);
+        before_abandon();
+        assert_eq!(stuck.cancel(), CancelOutcome::Requested);
+        assert_eq!(stuck.wait(PATIENCE), Some(JobStatus::Abandoned));
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.submitted,
+                stats.cancelled,
+                stats.abandoned,
+                stats.queued
+            ),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(stats.stray_threads, 0, "held in place, not detached");
+        release_tx
+    }
+
+    /// Regression of idle invariant 6 extended to waiters: a join that
+    /// begins once the pool is idle sees the queued entry, skips its sum and
+    /// sleeps until the stuck job returns (forever, if it never does).
+    #[test]
+    fn a_join_of_an_idle_pool_is_not_held_by_an_entry_no_worker_takes() {
+        let pool = Pool::builder()
+            .workers(1)
+            .max_stray_threads(0)
+            .build()
+            .unwrap();
+        let release = idle_behind_a_held_abandoned_job(&pool, || {});
+        std::thread::scope(|scope| {
+            let (joined_tx, joined_rx) = mpsc::channel();
+            let pool = &pool;
+            scope.spawn(move || {
+                pool.join();
+                let _ = joined_tx.send(());
+            });
+            let joined = joined_rx.recv_timeout(Duration::from_secs(2));
+            // Unsticks the worker, which takes the entry off and checks.
+            release.send(()).unwrap();
+            assert_eq!(joined, Ok(()), "join slept on an idle pool");
+        });
+    }
+
+    /// The same with the join begun before the abandonment: the
+    /// supervisor's check after counting the job `Abandoned` sees the queued
+    /// entry and skips (finisher side of idle invariant 6, before a2371e1
+    /// too).
+    #[test]
+    fn a_join_begun_before_an_abandonment_wakes_on_an_idle_pool() {
+        let pool = Pool::builder()
+            .workers(1)
+            .max_stray_threads(0)
+            .build()
+            .unwrap();
+        std::thread::scope(|scope| {
+            let (joined_tx, joined_rx) = mpsc::channel();
+            let pool = &pool;
+            let release = idle_behind_a_held_abandoned_job(pool, || {
+                scope.spawn(move || {
+                    pool.join();
+                    let _ = joined_tx.send(());
+                });
+                assert!(eventually(|| pool.shared.idle.joiners() == 1));
+            });
+            let joined = joined_rx.recv_timeout(Duration::from_secs(2));
+            release.send(()).unwrap();
+            assert_eq!(joined, Ok(()), "join slept on an idle pool");
+        });
     }
 
     /// A one-worker pool with a full queue of `capacity` tracked jobs, its

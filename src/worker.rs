@@ -278,7 +278,7 @@ impl Worker {
             self.shared.report.untracked_dropped();
             tally.count(Ending::Cancelled);
             unwind::drop_quietly(job);
-            self.shared.check_idle();
+            self.shared.check_idle_before_dequeue();
             return;
         }
         tally.busy.store(true, Ordering::Relaxed);
@@ -302,7 +302,7 @@ impl Worker {
         };
         tally.count(ending);
         self.current = Current::Idle;
-        self.shared.check_idle();
+        self.shared.check_idle_before_dequeue();
         // Reported after the bookkeeping, so a panicking logger (it would
         // end this thread) cannot leave the job uncounted.
         if let Err(message) = result {
@@ -313,7 +313,8 @@ impl Worker {
     }
 
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
-        let Some(started) = claim(&self.shared, &job, self.index, self.boundary.take()) else {
+        let Some(started) = claim(&self.shared, &job, self.index, self.boundary.take(), true)
+        else {
             return;
         };
         // Before anything that could end the thread (even a log call: a
@@ -322,7 +323,7 @@ impl Worker {
         let span = job.take_span();
         let _span = span.enter();
         self.tally().busy.store(true, Ordering::Relaxed);
-        let (ended, at) = run_claimed(&self.shared, &job, self.index, started);
+        let (ended, at) = run_claimed(&self.shared, &job, self.index, started, true);
         self.boundary = Some(at);
         // A stray must not clear its replacement's flag.
         if !self.is_stray() {
@@ -336,12 +337,15 @@ impl Worker {
 /// Takes a tracked job out of `Pending` on worker `index` (at `boundary`
 /// if the worker has one, metrics invariant 5), or ends it `Cancelled` if
 /// the pool is aborting or its deadline passed. Returns the start tick if
-/// the caller must now run it (with [`run_claimed`]).
+/// the caller must now run it (with [`run_claimed`]). `dequeues_next`: the
+/// caller is the worker's loop, which goes back to the queue if this
+/// returns `None` (idle invariant 6).
 fn claim(
     shared: &Shared,
     job: &Arc<dyn Tracked>,
     index: usize,
     boundary: Option<Tick>,
+    dequeues_next: bool,
 ) -> Option<Tick> {
     let record = job.record();
     let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
@@ -377,7 +381,11 @@ fn claim(
     }
     // Its entry is off the queue: a finisher that skipped its idle check
     // because of it relies on this one (idle invariant 6).
-    shared.check_idle();
+    if dequeues_next {
+        shared.check_idle_before_dequeue();
+    } else {
+        shared.check_idle();
+    }
     None
 }
 
@@ -405,14 +413,15 @@ impl Ended {
 }
 
 /// Runs a job [`claim`] took at tick `started`, on worker `index`'s thread,
-/// and records how it ended; returns that and the tick it ended at. Nothing
-/// here unwinds: the job runs under `catch_unwind`, and the only log call
-/// is contained.
+/// and records how it ended; returns that and the tick it ended at.
+/// `dequeues_next` as for [`claim`]. Nothing here unwinds: the job runs
+/// under `catch_unwind`, and the only log call is contained.
 fn run_claimed(
     shared: &Shared,
     job: &Arc<dyn Tracked>,
     index: usize,
     started: Tick,
+    dequeues_next: bool,
 ) -> (Ended, Tick) {
     let name = &shared.names[index];
     log_quietly!(events::started(job.record().id, name));
@@ -453,6 +462,7 @@ fn run_claimed(
         outcome.panicked,
         &shared.counters.workers[index],
         at,
+        dequeues_next,
     );
     (ended, at)
 }
@@ -480,12 +490,13 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
         return;
     }
     // Not after a boundary: the waiting job is still running.
-    let Some(started) = claim(shared, job, index, None) else {
+    // Not back to the queue afterwards: into the job that joined this one.
+    let Some(started) = claim(shared, job, index, None, false) else {
         return;
     };
     let span = job.take_span();
     let _span = span.enter();
-    let (ended, _) = run_claimed(shared, job, index, started);
+    let (ended, _) = run_claimed(shared, job, index, started, false);
     // Contained: a panicking logger here would unwind into the job that
     // joined this one and change its outcome.
     log_quietly!(ended.report(shared, job));
@@ -529,6 +540,7 @@ impl Drop for Worker {
                     false,
                     self.tally(),
                     metrics::now(),
+                    false,
                 );
                 Some((Some(job.record().id), message))
             }
