@@ -202,7 +202,9 @@ impl Counters {
     /// thread is mid-way through a job's bookkeeping.
     ///
     /// Reads the finishes first: a job seen finished was counted submitted
-    /// before (the queue orders the two), so it is also seen submitted, and
+    /// before (the queue orders the two, or, for a job cancelled by id
+    /// before its entry was queued, the registry), so it is also seen
+    /// submitted, and
     /// the result can only overestimate, never miss a live job. A zero
     /// therefore means every submission entered up to the accepted count's
     /// read had finished or been refused (idle invariant 7).
