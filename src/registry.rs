@@ -18,7 +18,15 @@
 //!    retired first, once more than `retain` records are retired. Eviction
 //!    works in batches of up to [`MAX_EVICTION_BATCH`] (at most a sixteenth of
 //!    `retain`), so between `retain` minus one batch and `retain` finished
-//!    records are kept.
+//!    records are kept. Retiring numbers a record (one counter for the
+//!    registry) and queues it in its shard's FIFO, both under the shard's
+//!    lock, so each FIFO is in number order; an eviction claims every number
+//!    below a boundary and pops them from the front of each FIFO. A shard's
+//!    `oldest` (its FIFO's first number, `u64::MAX` if empty) lets the
+//!    eviction skip it unlocked: a retirer finding the FIFO empty lowers
+//!    `oldest` before it takes its number (all `SeqCst`), so an evictor whose
+//!    boundary is above that number, taken after it, sees `oldest` below the
+//!    boundary and locks the shard.
 //! 4. Lock order: a map shard, then a record's state. Nothing takes a shard
 //!    while holding a record's state, and no user code runs under either
 //!    (an evicted record is dropped after its shard is unlocked).
@@ -46,14 +54,12 @@
 //!    (a sequence lock, `progress.rs`); its progress message lives in its
 //!    state, under the state lock, and no other lock is taken for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-
-use crossbeam_channel::{Receiver, Sender};
 
 use crate::cancel::TokenState;
 use crate::forensics::JobPanic;
@@ -459,24 +465,36 @@ fn shard_index(id: JobId) -> usize {
     (id.as_uuid().as_u128() as usize) % SHARDS
 }
 
+type Map = HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>;
+
 /// A cache line of its own per shard, so workers finishing jobs in different
 /// shards do not contend on one line.
 #[repr(align(128))]
-struct Shard(Mutex<HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>>);
+struct Shard {
+    lock: Mutex<ShardState>,
+    /// The retirement number of the oldest entry in `retired`, or
+    /// `u64::MAX` when it is empty (invariant 3): lets an eviction skip a
+    /// shard with nothing old enough without locking it.
+    oldest: AtomicU64,
+}
+
+#[derive(Default)]
+struct ShardState {
+    map: Map,
+    /// This shard's retired ids with their retirement numbers, oldest first
+    /// (invariant 3).
+    retired: VecDeque<(u64, JobId)>,
+}
 
 /// The id -> record map, sharded by id, with bounded retention of finished
 /// records.
 pub(crate) struct Registry {
     shards: Box<[Shard]>,
     retain: usize,
-    /// Retired ids, oldest first (invariant 3). A lock-free queue so that
-    /// finishing a job takes no global lock.
-    retired_tx: Sender<JobId>,
-    retired_rx: Receiver<JobId>,
-    /// Retired ids not yet claimed for eviction. Written by every finishing
-    /// job, so it has a cache line of its own: sharing one with `shards`
-    /// made every submitter's registry insert miss.
-    retired: Padded<AtomicUsize>,
+    /// Retirement numbers and the eviction boundary (invariant 3). Written
+    /// by every finishing job, so on a cache line of their own: sharing one
+    /// with `shards` made every submitter's registry insert miss.
+    counts: Padded<Counts>,
     /// How many records one eviction removes.
     batch: usize,
 }
@@ -484,85 +502,134 @@ pub(crate) struct Registry {
 #[repr(align(128))]
 struct Padded<T>(T);
 
+struct Counts {
+    /// Records retired so far: the next retirement number.
+    retired: AtomicU64,
+    /// Every record with a retirement number below this is claimed for
+    /// eviction.
+    evicted: AtomicU64,
+}
+
 /// The largest eviction batch.
 pub(crate) const MAX_EVICTION_BATCH: usize = 512;
 
 impl Registry {
     pub(crate) fn new(retain: usize) -> Self {
-        let (retired_tx, retired_rx) = crossbeam_channel::unbounded();
         Registry {
-            shards: (0..SHARDS).map(|_| Shard(Mutex::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    lock: Mutex::default(),
+                    oldest: AtomicU64::new(u64::MAX),
+                })
+                .collect(),
             retain,
-            retired_tx,
-            retired_rx,
-            retired: Padded(AtomicUsize::new(0)),
+            counts: Padded(Counts {
+                retired: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
+            }),
             batch: (retain / 16).clamp(1, MAX_EVICTION_BATCH),
         }
     }
 
-    fn shard(
-        &self,
-        id: JobId,
-    ) -> &Mutex<HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>> {
-        &self.shards[shard_index(id)].0
+    fn shard(&self, id: JobId) -> &Mutex<ShardState> {
+        &self.shards[shard_index(id)].lock
     }
 
     pub(crate) fn insert(&self, job: Arc<dyn Tracked>) {
         let id = job.record().id;
-        lock(self.shard(id)).insert(id, job);
+        lock(self.shard(id)).map.insert(id, job);
     }
 
     /// Removes a record that never became visible (its submission failed).
     pub(crate) fn remove(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
         let mut shard = lock(self.shard(id));
-        let removed = shard.remove(&id);
-        shrink_if_sparse(&mut shard);
+        let removed = shard.map.remove(&id);
+        shrink_if_sparse(&mut shard.map);
         removed
     }
 
     /// Runs `f` on the record for `id`, under its shard's lock.
     /// `f` must not run user code (invariant 4).
     pub(crate) fn with<R>(&self, id: JobId, f: impl FnOnce(&Record) -> R) -> Option<R> {
-        lock(self.shard(id)).get(&id).map(|job| f(job.record()))
+        lock(self.shard(id)).map.get(&id).map(|job| f(job.record()))
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
-        lock(self.shard(id)).get(&id).cloned()
+        lock(self.shard(id)).map.get(&id).cloned()
     }
 
     /// Notes that `id` is terminal; once more than `retain` records are
     /// retired, evicts the oldest in a batch (invariant 3).
     pub(crate) fn retire(&self, id: JobId) {
-        // Cannot fail: `self` holds the receiver. Queued before it is counted,
-        // so every counted id can be taken off the queue.
-        let _ = self.retired_tx.send(id);
-        let retired = &self.retired.0;
-        let mut count = retired.fetch_add(1, Ordering::AcqRel) + 1;
+        let counts = &self.counts.0;
+        let index = shard_index(id);
+        let number = {
+            let mut shard = lock(&self.shards[index].lock);
+            if shard.retired.is_empty() {
+                // Invariant 3: published before the number is taken, so an
+                // evictor whose boundary is above the number sees it.
+                self.shards[index].oldest.store(0, Ordering::SeqCst);
+            }
+            // Taken under the shard's lock, so each shard's FIFO is in
+            // number order (invariant 3).
+            let number = counts.retired.fetch_add(1, Ordering::SeqCst);
+            shard.retired.push_back((number, id));
+            if shard.retired.len() == 1 {
+                self.shards[index].oldest.store(number, Ordering::SeqCst);
+            }
+            number
+        };
+        let retired = number + 1;
+        let retain = self.retain as u64;
         // Claim the excess down to one batch below the limit, so evictions
         // (a lock per shard touched) happen once per batch, not per job.
-        // Bounded: the CAS fails only when another retirer changed the count.
-        let claimed = loop {
-            if count <= self.retain {
+        // Bounded: the CAS fails only when another retirer moved the
+        // boundary.
+        let mut evicted = counts.evicted.load(Ordering::SeqCst);
+        let boundary = loop {
+            if retired.saturating_sub(evicted) <= retain {
                 return;
             }
-            let low = self.retain.saturating_sub(self.batch - 1);
-            match retired.compare_exchange_weak(count, low, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break count - low,
-                Err(now) => count = now,
+            let low = retain.saturating_sub(self.batch as u64 - 1);
+            let boundary = retired - low;
+            match counts.evicted.compare_exchange_weak(
+                evicted,
+                boundary,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break boundary,
+                Err(now) => evicted = now,
             }
         };
-        self.evict(claimed);
+        self.evict(boundary);
     }
 
-    /// Removes the `count` oldest retired records, one lock per shard.
-    fn evict(&self, count: usize) {
-        let mut ids: Vec<JobId> = self.retired_rx.try_iter().take(count).collect();
-        ids.sort_unstable_by_key(|&id| shard_index(id));
-        let mut evicted = Vec::with_capacity(ids.len());
-        for group in ids.chunk_by(|a, b| shard_index(*a) == shard_index(*b)) {
-            let mut shard = lock(self.shard(group[0]));
-            evicted.extend(group.iter().filter_map(|id| shard.remove(id)));
-            shrink_if_sparse(&mut shard);
+    /// Removes every retired record numbered below `boundary`, one lock per
+    /// shard that holds one (invariant 3).
+    fn evict(&self, boundary: u64) {
+        let mut evicted = Vec::new();
+        for shard in self.shards.iter() {
+            // Invariant 3: a shard whose oldest is at or above the boundary
+            // holds nothing to evict, and gets nothing below it later.
+            if shard.oldest.load(Ordering::SeqCst) >= boundary {
+                continue;
+            }
+            let mut state = lock(&shard.lock);
+            let ShardState { map, retired } = &mut *state;
+            let before = evicted.len();
+            while let Some(&(number, id)) = retired.front() {
+                if number >= boundary {
+                    break;
+                }
+                retired.pop_front();
+                evicted.extend(map.remove(&id));
+            }
+            let oldest = retired.front().map_or(u64::MAX, |&(number, _)| number);
+            shard.oldest.store(oldest, Ordering::SeqCst);
+            if evicted.len() > before {
+                shrink_if_sparse(map);
+            }
         }
         // Dropped outside the shard locks (invariant 4), contained: the last
         // reference to a record can hold user values (a detached job's
@@ -587,9 +654,10 @@ impl Registry {
     fn in_status(&self, status: &JobStatus) -> Vec<Arc<dyn Tracked>> {
         let mut found = Vec::new();
         for shard in self.shards.iter() {
-            let shard = lock(&shard.0);
+            let shard = lock(&shard.lock);
             found.extend(
                 shard
+                    .map
                     .values()
                     .filter(|job| job.record().status() == *status)
                     .cloned(),
@@ -601,13 +669,13 @@ impl Registry {
     /// Number of records held (pending, running and retained finished).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(&s.0).len()).sum()
+        self.shards.iter().map(|s| lock(&s.lock).map.len()).sum()
     }
 
     /// Records each shard's map has room for now.
     #[cfg(test)]
     fn capacities(&self) -> Vec<usize> {
-        self.shards.iter().map(|s| lock(&s.0).capacity()).collect()
+        self.shards.iter().map(|s| lock(&s.lock).map.capacity()).collect()
     }
 }
 
@@ -621,7 +689,7 @@ pub(crate) const SHRINK_FLOOR: usize = 256;
 /// lock; it moves `Arc`s and runs no user code (invariant 4). It rehashes the
 /// map's records, paid for by the removals that made it sparse: at least
 /// half of them left since the map last grew or shrank.
-fn shrink_if_sparse<V>(map: &mut HashMap<JobId, V, BuildHasherDefault<IdHasher>>) {
+fn shrink_if_sparse(map: &mut Map) {
     let capacity = map.capacity();
     if capacity > SHRINK_FLOOR && capacity / 4 > map.len() {
         map.shrink_to((map.len() * 2).max(SHRINK_FLOOR / 2));
@@ -658,6 +726,7 @@ mod tests {
     use super::*;
     use crate::job::test_job;
     use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
     use std::task::Waker;
 
     thread_local! {
@@ -871,6 +940,37 @@ mod tests {
                 .iter()
                 .all(|&id| registry.get(id).is_none())
         );
+    }
+
+    #[test]
+    fn concurrent_retirers_keep_within_bounds() {
+        // Several threads retiring into shared shards: every eviction finds
+        // what it claimed (none is skipped in a shard it read unlocked), so
+        // the count ends within the bounds of invariant 3.
+        for retain in [0, 1, 5, 64] {
+            let registry = Registry::new(retain);
+            std::thread::scope(|scope| {
+                for _ in 0..4 {
+                    scope.spawn(|| {
+                        for _ in 0..5_000 {
+                            let job = test_job();
+                            let id = job.record().id;
+                            registry.insert(job);
+                            registry.retire(id);
+                        }
+                    });
+                }
+            });
+            let kept = registry.len();
+            assert!(kept <= retain, "{kept} kept of {retain}");
+            assert!(kept + registry.batch > retain, "{kept} kept of {retain}");
+            let queued: usize = registry
+                .shards
+                .iter()
+                .map(|s| lock(&s.lock).retired.len())
+                .sum();
+            assert_eq!(queued, kept, "every kept record is queued once");
+        }
     }
 
     /// Inserts a new pending record and returns its id.
