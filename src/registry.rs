@@ -347,6 +347,10 @@ impl Record {
     /// terminal status, or `None` on timeout.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<JobStatus> {
         let mut state = lock(&self.state);
+        if state.status.is_terminal() {
+            // Already over (a join after the job ended): no waiting.
+            return Some(state.status.clone());
+        }
         state.waiters += 1;
         // Bounded by `deadline`, or by the job reaching a terminal state.
         let result = loop {
