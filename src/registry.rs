@@ -85,11 +85,9 @@ pub(crate) struct Record {
     /// times (`submitted_at`, and the start and end ones) are derived from
     /// ticks (`metrics::wall_at`): a tracked job rarely reads the wall clock.
     pub(crate) submitted: Tick,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) deadline: Option<Instant>,
-    /// How long the job may keep running once the pool cancelled its
-    /// token, before it is abandoned (`None`: never).
-    pub(crate) abandon_after: Option<Duration>,
+    /// Its timeout, deadline and grace, if it has any: boxed, so a job
+    /// without them (most) pays one word for them in its record.
+    limits: Option<Box<Limits>>,
     /// The numbers of the job's progress, set without a lock
     /// (`progress.rs`); its message is in `state`.
     pub(crate) progress: ProgressCell,
@@ -101,24 +99,50 @@ pub(crate) struct Record {
     done: DoneCondvar,
 }
 
+/// A job's rarely set options, apart from its record.
+struct Limits {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// How long the job may keep running once the pool cancelled its
+    /// token, before it is abandoned, if it overrides the pool's.
+    abandon_after: Option<Duration>,
+}
+
 struct State {
     status: JobStatus,
     started_at: Option<SystemTime>,
     finished_at: Option<SystemTime>,
     /// Index of the worker that started it (names live in the pool).
-    worker: Option<usize>,
-    /// What its worker knows of its panic; set before it turns terminal.
-    panic: Option<Arc<JobPanic>>,
+    worker: Option<u32>,
     /// Threads blocked in [`Record::wait`]; `finish` skips the notify
     /// (a syscall) when there are none.
-    waiters: usize,
+    waiters: u32,
     /// The worker that ran the job has returned from it (invariant 6).
     returned: bool,
     /// Futures awaiting the record (invariant 6); empty, and allocating
     /// nothing, unless someone awaits it.
     wakers: Wakers,
+    /// Its panic and progress message, rarely set: boxed, so a record
+    /// without them pays one word.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Default)]
+struct Extra {
+    /// What its worker knows of its panic; set before it turns terminal.
+    panic: Option<Arc<JobPanic>>,
     /// The job's last progress message, capped (`progress::cap_message`).
     message: Option<Box<str>>,
+}
+
+impl State {
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_default()
+    }
+
+    fn message(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|extra| extra.message.as_deref())
+    }
 }
 
 /// What [`Record::cancel`] found.
@@ -158,14 +182,19 @@ impl Record {
         abandon_after: Option<Duration>,
     ) -> Self {
         let submitted = metrics::now();
+        let limits = (timeout.is_some() || abandon_after.is_some()).then(|| {
+            Box::new(Limits {
+                timeout,
+                deadline: timeout.and_then(crate::sync::deadline_after),
+                abandon_after,
+            })
+        });
         Record {
             id,
-            abandon_after,
             cancel: TokenState::default(),
             submitted_at: metrics::wall_at(submitted),
             submitted,
-            timeout,
-            deadline: timeout.and_then(crate::sync::deadline_after),
+            limits,
             progress: ProgressCell::default(),
             mark: Mark::default(),
             state: StateLock::new(State {
@@ -173,14 +202,29 @@ impl Record {
                 started_at: None,
                 finished_at: None,
                 worker: None,
-                panic: None,
                 waiters: 0,
                 returned: false,
                 wakers: Wakers::default(),
-                message: None,
+                extra: None,
             }),
             done: DoneCondvar::new(),
         }
+    }
+
+    /// The timeout it was submitted with, if any.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.limits.as_ref().and_then(|limits| limits.timeout)
+    }
+
+    /// When its timeout runs out, if it has one (and it is representable).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.limits.as_ref().and_then(|limits| limits.deadline)
+    }
+
+    /// Its own grace before abandonment, if it was submitted with one
+    /// (the pool's applies otherwise).
+    pub(crate) fn abandon_after(&self) -> Option<Duration> {
+        self.limits.as_ref().and_then(|limits| limits.abandon_after)
     }
 
     /// `Pending -> Running` on `worker`, now. Returns `false` (and changes
@@ -203,7 +247,8 @@ impl Record {
         }
         state.status = JobStatus::Running;
         state.started_at = Some(started_at);
-        state.worker = Some(worker);
+        // A pool has far fewer than 2^32 workers (each is a thread).
+        state.worker = Some(worker as u32);
         true
     }
 
@@ -235,7 +280,7 @@ impl Record {
     /// Called by the job's worker before [`finish`](Self::finish), so a
     /// snapshot showing the failure shows the panic too.
     pub(crate) fn set_panic(&self, panic: Arc<JobPanic>) {
-        lock(&self.state).panic = Some(panic);
+        lock(&self.state).extra().panic = Some(panic);
     }
 
     /// `Pending -> Cancelled`; reports what it found otherwise (invariant 2).
@@ -282,7 +327,7 @@ impl Record {
 
     /// The index of the worker that started the job, if one did.
     pub(crate) fn worker_index(&self) -> Option<usize> {
-        lock(&self.state).worker
+        lock(&self.state).worker.map(|index| index as usize)
     }
 
     /// `true` once a worker started the job (it may have finished since).
@@ -298,13 +343,19 @@ impl Record {
     /// an empty one clears it. The previous one is freed after unlocking.
     pub(crate) fn set_progress_message(&self, message: String) {
         let message = (!message.is_empty()).then(|| progress::cap_message(message));
-        let previous = std::mem::replace(&mut lock(&self.state).message, message);
+        let mut state = lock(&self.state);
+        let previous = if message.is_none() && state.extra.is_none() {
+            None
+        } else {
+            std::mem::replace(&mut state.extra().message, message)
+        };
+        drop(state);
         drop(previous);
     }
 
     /// The job's latest progress, or `None` if it never reported any.
     pub(crate) fn progress(&self) -> Option<Progress> {
-        let message = lock(&self.state).message.as_deref().map(str::to_owned);
+        let message = lock(&self.state).message().map(str::to_owned);
         Self::progress_with(self.progress.get(), message)
     }
 
@@ -335,11 +386,11 @@ impl Record {
             finished_at: state.finished_at,
             worker: state
                 .worker
-                .and_then(|i| names.get(i))
+                .and_then(|i| names.get(i as usize))
                 .map(|n| n.to_string()),
-            timeout: self.timeout,
-            panic: state.panic.clone(),
-            progress: Self::progress_with(numbers, state.message.as_deref().map(str::to_owned)),
+            timeout: self.timeout(),
+            panic: state.extra.as_ref().and_then(|extra| extra.panic.clone()),
+            progress: Self::progress_with(numbers, state.message().map(str::to_owned)),
         }
     }
 
