@@ -99,6 +99,27 @@ pub(crate) struct Record {
     done: DoneCondvar,
 }
 
+/// How far after a known time a later one is derived from the ticks
+/// between them ([`wall_after`]): no farther than a thread's wall-clock
+/// anchor serves `metrics::wall_at`, so the error stays as small.
+const NEAR_NANOS: u64 = 10_000_000;
+
+/// The wall-clock time at tick `at`, given that it was `from_wall` at tick
+/// `from`: `from_wall` plus the ticks since if `at` is near, without the
+/// thread-local anchor or a clock read; else `metrics::wall_at`. Never
+/// before `from_wall`, so a job's times stay in order even if the wall
+/// clock stepped back, or `at` was read on another core.
+fn wall_after(from: Tick, from_wall: SystemTime, at: Tick) -> SystemTime {
+    let nanos = metrics::nanos_between(from, at);
+    if nanos <= NEAR_NANOS {
+        from_wall
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(from_wall)
+    } else {
+        metrics::wall_at(at).max(from_wall)
+    }
+}
+
 /// A job's rarely set options, apart from its record.
 struct Limits {
     timeout: Option<Duration>,
@@ -111,6 +132,8 @@ struct Limits {
 struct State {
     status: JobStatus,
     started_at: Option<SystemTime>,
+    /// The tick `started_at` was derived from (meaningless before).
+    started: Tick,
     finished_at: Option<SystemTime>,
     /// Index of the worker that started it (names live in the pool).
     worker: Option<u32>,
@@ -200,6 +223,7 @@ impl Record {
             state: StateLock::new(State {
                 status: JobStatus::Pending,
                 started_at: None,
+                started: metrics::NOT_READ,
                 finished_at: None,
                 worker: None,
                 waiters: 0,
@@ -238,15 +262,15 @@ impl Record {
     /// worker's boundary tick, metrics invariant 5). Returns `false` (and
     /// changes nothing) if the record is no longer pending.
     pub(crate) fn start_at(&self, worker: usize, at: Tick) -> bool {
-        // Outside the lock. Derived on another thread than `submitted_at`:
-        // kept in order.
-        let started_at = metrics::wall_at(at).max(self.submitted_at);
+        // Outside the lock.
+        let started_at = wall_after(self.submitted, self.submitted_at, at);
         let mut state = lock(&self.state);
         if state.status != JobStatus::Pending {
             return false;
         }
         state.status = JobStatus::Running;
         state.started_at = Some(started_at);
+        state.started = at;
         // A pool has far fewer than 2^32 workers (each is a thread).
         state.worker = Some(worker as u32);
         true
@@ -263,7 +287,6 @@ impl Record {
     /// terminal (invariant 1).
     pub(crate) fn finish_at(&self, status: JobStatus, at: Tick) -> Option<Notify> {
         debug_assert!(status.is_terminal());
-        let finished_at = metrics::wall_at(at);
         let mut state = lock(&self.state);
         // Invariant 6: from here on, the job's thread is no longer inside it.
         state.returned = true;
@@ -271,8 +294,12 @@ impl Record {
             return None;
         }
         state.status = status;
-        // In order even if the wall clock stepped back between two anchors.
-        state.finished_at = Some(state.started_at.map_or(finished_at, |s| s.max(finished_at)));
+        // Under the lock, which guards the start it is derived from; no
+        // user code, and a clock read at most once per 10 ms per thread.
+        state.finished_at = Some(match state.started_at {
+            Some(started_at) => wall_after(state.started, started_at, at),
+            None => metrics::wall_at(at),
+        });
         Some(Notify::taken_from(&mut state))
     }
 
@@ -808,6 +835,32 @@ mod tests {
         assert!(!record.start(0));
         assert_eq!(record.status(), JobStatus::Cancelled);
         assert!(record.info(&[]).finished_at.is_some());
+    }
+
+    #[test]
+    fn times_derived_from_ticks_stay_in_order() {
+        let from = metrics::now();
+        let from_wall = SystemTime::now();
+        // Near: the known time plus the ticks since.
+        let near = wall_after(from, from_wall, from);
+        assert_eq!(near, from_wall);
+        // A tick read on another core, slightly before: not before it.
+        assert!(wall_after(from, from_wall, from.saturating_sub(1_000)) >= from_wall);
+        // A known time ahead of the wall clock (it stepped back since), far
+        // behind: the wall clock's time, but never before the known one.
+        let ahead = from_wall + Duration::from_secs(3_600);
+        assert_eq!(wall_after(from, ahead, from), ahead);
+        // Far: read from the wall clock, not extrapolated from long ago.
+        let far = wall_after(1, SystemTime::UNIX_EPOCH, from);
+        let second = Duration::from_secs(1);
+        assert!(from_wall - second <= far && far <= SystemTime::now() + second);
+        let record = Record::new(JobId::new(), None, None);
+        assert!(record.start(0));
+        record.finish(JobStatus::Completed).unwrap().send(&record);
+        let info = record.info(&[]);
+        let (started, finished) = (info.started_at.unwrap(), info.finished_at.unwrap());
+        assert!(info.submitted_at <= started && started <= finished);
+        assert!(finished <= SystemTime::now() + Duration::from_millis(1));
     }
 
     #[test]
