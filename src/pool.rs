@@ -276,7 +276,10 @@ impl Pool {
         // (`Shared::interrupt`), so the record holds only the job's own.
         let feed = self.shared.feed.clone();
         let (cell, parts) = job::new_cell(id, options, feed, job);
-        let deadline = cell.record().deadline().map(|at| (at, Arc::downgrade(&cell)));
+        let deadline = cell
+            .record()
+            .deadline()
+            .map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {
             // One timer (the supervisor) drives every deadline.

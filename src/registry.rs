@@ -164,7 +164,9 @@ impl State {
     }
 
     fn message(&self) -> Option<&str> {
-        self.extra.as_ref().and_then(|extra| extra.message.as_deref())
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.message.as_deref())
     }
 }
 
@@ -757,7 +759,10 @@ impl Registry {
     /// Records each shard's map has room for now.
     #[cfg(test)]
     fn capacities(&self) -> Vec<usize> {
-        self.shards.iter().map(|s| lock(&s.lock).map.capacity()).collect()
+        self.shards
+            .iter()
+            .map(|s| lock(&s.lock).map.capacity())
+            .collect()
     }
 }
 
