@@ -3,7 +3,8 @@
 //! A tracked job is one allocation, a [`JobCell`], shared by the queue, the
 //! registry and the job's handle. It holds the type-erased [`Record`] (status
 //! and times), the closure until a worker takes it, and the result slot the
-//! handle reads.
+//! handle reads. (A job with a timeout or its own grace has them in a second,
+//! small allocation.)
 //!
 //! Invariants:
 //!
