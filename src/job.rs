@@ -3,7 +3,8 @@
 //! A tracked job is one allocation, a [`JobCell`], shared by the queue, the
 //! registry and the job's handle. It holds the type-erased [`Record`] (status
 //! and times), the closure until a worker takes it, and the result slot the
-//! handle reads.
+//! handle reads. (A job with a timeout or its own grace has them in a second,
+//! small allocation.)
 //!
 //! Invariants:
 //!
@@ -446,6 +447,9 @@ pub(crate) trait Tracked: Send + Sync + RefUnwindSafe {
 trait Slot<T>: Tracked {
     fn take_result(&self) -> Option<Result<T, JobError>>;
     fn detach(&self);
+    /// Takes the result and detaches, under one lock: for `join`, which
+    /// consumes the handle.
+    fn take_result_and_detach(&self) -> Option<Result<T, JobError>>;
 }
 
 pub(crate) struct JobCell<F, T> {
@@ -574,12 +578,15 @@ where
     }
 
     fn detach(&self) {
-        let result = {
-            let mut slot = lock(&self.slot);
-            slot.detached = true;
-            slot.result.take()
-        };
-        drop(result);
+        drop(self.take_result_and_detach());
+    }
+
+    fn take_result_and_detach(&self) -> Option<Result<T, JobError>> {
+        let mut slot = lock(&self.slot);
+        slot.detached = true;
+        // Returned, so a result the caller drops is dropped after unlocking
+        // (invariant 4).
+        slot.result.take()
     }
 }
 
@@ -743,6 +750,9 @@ enum Awaiting {
     Registered(Key),
     /// A `Ready` poll handed the result out (invariant 7).
     Taken,
+    /// `join` took the result and detached the job (invariant 3): nothing
+    /// is left for `Drop` to do.
+    Joined,
 }
 
 // As for `Pool`, whose shared state (with the user's hooks) a handle
@@ -928,19 +938,32 @@ impl<T> JobHandle<T> {
     /// let err = failed.join().unwrap_err();
     /// assert!(matches!(&err, JobError::Failed(e) if e.to_string() == "bad input"));
     /// ```
-    pub fn join(self) -> Result<T, JobError> {
+    pub fn join(mut self) -> Result<T, JobError> {
         if let Awaiting::Taken = self.awaiting {
             // Invariant 7: a `Ready` poll already handed it out.
             return Err(JobError::ResultTaken);
         }
         self.run_here_if_own_worker();
         let status = self.cell.record().wait(None);
-        self.take_result(status)
+        // One lock for the result and the detachment `Drop` would
+        // otherwise take again (invariant 3).
+        let result = self.cell.take_result_and_detach();
+        self.awaiting = Awaiting::Joined;
+        Self::result_or_why(result, status)
     }
 
     /// The result of a terminal job whose terminal status is `status`.
     fn take_result(&self, status: Option<JobStatus>) -> Result<T, JobError> {
-        match self.cell.take_result() {
+        Self::result_or_why(self.cell.take_result(), status)
+    }
+
+    /// `result`, taken from the slot of a job whose terminal status is
+    /// `status`, or why there is none.
+    fn result_or_why(
+        result: Option<Result<T, JobError>>,
+        status: Option<JobStatus>,
+    ) -> Result<T, JobError> {
+        match result {
             Some(result) => result,
             // Invariant 2: an empty slot means cancelled while pending.
             None => Err(match status {
@@ -981,8 +1004,11 @@ impl<T> Future for JobHandle<T> {
         // `JobHandle` is `Unpin`: no field is pinned.
         let this = self.get_mut();
         let mut key = match this.awaiting {
-            // Invariant 7: polled after `Ready`.
-            Awaiting::Taken => return Poll::Ready(Err(JobError::ResultTaken)),
+            // Invariant 7: polled after `Ready`. (`Joined` cannot be polled:
+            // `join` consumed the handle.)
+            Awaiting::Taken | Awaiting::Joined => {
+                return Poll::Ready(Err(JobError::ResultTaken));
+            }
             Awaiting::Registered(key) => Some(key),
             Awaiting::Idle => None,
         };
@@ -1002,9 +1028,12 @@ impl<T> Future for JobHandle<T> {
 
 impl<T> Drop for JobHandle<T> {
     fn drop(&mut self) {
-        // Invariant 6: no waker is left behind.
-        if let Awaiting::Registered(key) = self.awaiting {
-            self.cell.record().unregister(key);
+        match self.awaiting {
+            // Invariant 6: no waker is left behind.
+            Awaiting::Registered(key) => self.cell.record().unregister(key),
+            // `join` detached it already (invariant 3).
+            Awaiting::Joined => return,
+            Awaiting::Idle | Awaiting::Taken => {}
         }
         // Invariant 3: nobody can take a result any more.
         self.cell.detach();

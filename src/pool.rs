@@ -272,13 +272,14 @@ impl Pool {
         T: Send + 'static,
     {
         let id = JobId::new();
-        let options = JobOptions {
-            abandon_after: options.abandon_after.or(self.shared.config.abandon_after),
-            ..options
-        };
+        // The pool's `abandon_after` is applied when the job is interrupted
+        // (`Shared::interrupt`), so the record holds only the job's own.
         let feed = self.shared.feed.clone();
         let (cell, parts) = job::new_cell(id, options, feed, job);
-        let deadline = cell.record().deadline.map(|at| (at, Arc::downgrade(&cell)));
+        let deadline = cell
+            .record()
+            .deadline()
+            .map(|at| (at, Arc::downgrade(&cell)));
         self.shared.accept(Message::Track(cell), blocking)?;
         if let Some((at, job)) = deadline {
             // One timer (the supervisor) drives every deadline.

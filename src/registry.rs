@@ -18,7 +18,15 @@
 //!    retired first, once more than `retain` records are retired. Eviction
 //!    works in batches of up to [`MAX_EVICTION_BATCH`] (at most a sixteenth of
 //!    `retain`), so between `retain` minus one batch and `retain` finished
-//!    records are kept.
+//!    records are kept. Retiring numbers a record (one counter for the
+//!    registry) and queues it in its shard's FIFO, both under the shard's
+//!    lock, so each FIFO is in number order; an eviction claims every number
+//!    below a boundary and pops them from the front of each FIFO. A shard's
+//!    `oldest` (its FIFO's first number, `u64::MAX` if empty) lets the
+//!    eviction skip it unlocked: a retirer finding the FIFO empty lowers
+//!    `oldest` before it takes its number (all `SeqCst`), so an evictor whose
+//!    boundary is above that number, taken after it, sees `oldest` below the
+//!    boundary and locks the shard.
 //! 4. Lock order: a map shard, then a record's state. Nothing takes a shard
 //!    while holding a record's state, and no user code runs under either
 //!    (an evicted record is dropped after its shard is unlocked).
@@ -46,14 +54,12 @@
 //!    (a sequence lock, `progress.rs`); its progress message lives in its
 //!    state, under the state lock, and no other lock is taken for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-
-use crossbeam_channel::{Receiver, Sender};
 
 use crate::cancel::TokenState;
 use crate::forensics::JobPanic;
@@ -79,11 +85,9 @@ pub(crate) struct Record {
     /// times (`submitted_at`, and the start and end ones) are derived from
     /// ticks (`metrics::wall_at`): a tracked job rarely reads the wall clock.
     pub(crate) submitted: Tick,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) deadline: Option<Instant>,
-    /// How long the job may keep running once the pool cancelled its
-    /// token, before it is abandoned (`None`: never).
-    pub(crate) abandon_after: Option<Duration>,
+    /// Its timeout, deadline and grace, if it has any: boxed, so a job
+    /// without them (most) pays one word for them in its record.
+    limits: Option<Box<Limits>>,
     /// The numbers of the job's progress, set without a lock
     /// (`progress.rs`); its message is in `state`.
     pub(crate) progress: ProgressCell,
@@ -95,24 +99,75 @@ pub(crate) struct Record {
     done: DoneCondvar,
 }
 
+/// How far after a known time a later one is derived from the ticks
+/// between them ([`wall_after`]): no farther than a thread's wall-clock
+/// anchor serves `metrics::wall_at`, so the error stays as small.
+const NEAR_NANOS: u64 = 10_000_000;
+
+/// The wall-clock time at tick `at`, given that it was `from_wall` at tick
+/// `from`: `from_wall` plus the ticks since if `at` is near, without the
+/// thread-local anchor or a clock read; else `metrics::wall_at`. Never
+/// before `from_wall`, so a job's times stay in order even if the wall
+/// clock stepped back, or `at` was read on another core.
+fn wall_after(from: Tick, from_wall: SystemTime, at: Tick) -> SystemTime {
+    let nanos = metrics::nanos_between(from, at);
+    if nanos <= NEAR_NANOS {
+        from_wall
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(from_wall)
+    } else {
+        metrics::wall_at(at).max(from_wall)
+    }
+}
+
+/// A job's rarely set options, apart from its record.
+struct Limits {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// How long the job may keep running once the pool cancelled its
+    /// token, before it is abandoned, if it overrides the pool's.
+    abandon_after: Option<Duration>,
+}
+
 struct State {
     status: JobStatus,
     started_at: Option<SystemTime>,
+    /// The tick `started_at` was derived from (meaningless before).
+    started: Tick,
     finished_at: Option<SystemTime>,
     /// Index of the worker that started it (names live in the pool).
-    worker: Option<usize>,
-    /// What its worker knows of its panic; set before it turns terminal.
-    panic: Option<Arc<JobPanic>>,
+    worker: Option<u32>,
     /// Threads blocked in [`Record::wait`]; `finish` skips the notify
     /// (a syscall) when there are none.
-    waiters: usize,
+    waiters: u32,
     /// The worker that ran the job has returned from it (invariant 6).
     returned: bool,
     /// Futures awaiting the record (invariant 6); empty, and allocating
     /// nothing, unless someone awaits it.
     wakers: Wakers,
+    /// Its panic and progress message, rarely set: boxed, so a record
+    /// without them pays one word.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Default)]
+struct Extra {
+    /// What its worker knows of its panic; set before it turns terminal.
+    panic: Option<Arc<JobPanic>>,
     /// The job's last progress message, capped (`progress::cap_message`).
     message: Option<Box<str>>,
+}
+
+impl State {
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_default()
+    }
+
+    fn message(&self) -> Option<&str> {
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.message.as_deref())
+    }
 }
 
 /// What [`Record::cancel`] found.
@@ -152,29 +207,50 @@ impl Record {
         abandon_after: Option<Duration>,
     ) -> Self {
         let submitted = metrics::now();
+        let limits = (timeout.is_some() || abandon_after.is_some()).then(|| {
+            Box::new(Limits {
+                timeout,
+                deadline: timeout.and_then(crate::sync::deadline_after),
+                abandon_after,
+            })
+        });
         Record {
             id,
-            abandon_after,
             cancel: TokenState::default(),
             submitted_at: metrics::wall_at(submitted),
             submitted,
-            timeout,
-            deadline: timeout.and_then(crate::sync::deadline_after),
+            limits,
             progress: ProgressCell::default(),
             mark: Mark::default(),
             state: StateLock::new(State {
                 status: JobStatus::Pending,
                 started_at: None,
+                started: metrics::NOT_READ,
                 finished_at: None,
                 worker: None,
-                panic: None,
                 waiters: 0,
                 returned: false,
                 wakers: Wakers::default(),
-                message: None,
+                extra: None,
             }),
             done: DoneCondvar::new(),
         }
+    }
+
+    /// The timeout it was submitted with, if any.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.limits.as_ref().and_then(|limits| limits.timeout)
+    }
+
+    /// When its timeout runs out, if it has one (and it is representable).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.limits.as_ref().and_then(|limits| limits.deadline)
+    }
+
+    /// Its own grace before abandonment, if it was submitted with one
+    /// (the pool's applies otherwise).
+    pub(crate) fn abandon_after(&self) -> Option<Duration> {
+        self.limits.as_ref().and_then(|limits| limits.abandon_after)
     }
 
     /// `Pending -> Running` on `worker`, now. Returns `false` (and changes
@@ -188,16 +264,17 @@ impl Record {
     /// worker's boundary tick, metrics invariant 5). Returns `false` (and
     /// changes nothing) if the record is no longer pending.
     pub(crate) fn start_at(&self, worker: usize, at: Tick) -> bool {
-        // Outside the lock. Derived on another thread than `submitted_at`:
-        // kept in order.
-        let started_at = metrics::wall_at(at).max(self.submitted_at);
+        // Outside the lock.
+        let started_at = wall_after(self.submitted, self.submitted_at, at);
         let mut state = lock(&self.state);
         if state.status != JobStatus::Pending {
             return false;
         }
         state.status = JobStatus::Running;
         state.started_at = Some(started_at);
-        state.worker = Some(worker);
+        state.started = at;
+        // A pool has far fewer than 2^32 workers (each is a thread).
+        state.worker = Some(worker as u32);
         true
     }
 
@@ -212,7 +289,6 @@ impl Record {
     /// terminal (invariant 1).
     pub(crate) fn finish_at(&self, status: JobStatus, at: Tick) -> Option<Notify> {
         debug_assert!(status.is_terminal());
-        let finished_at = metrics::wall_at(at);
         let mut state = lock(&self.state);
         // Invariant 6: from here on, the job's thread is no longer inside it.
         state.returned = true;
@@ -220,8 +296,12 @@ impl Record {
             return None;
         }
         state.status = status;
-        // In order even if the wall clock stepped back between two anchors.
-        state.finished_at = Some(state.started_at.map_or(finished_at, |s| s.max(finished_at)));
+        // Under the lock, which guards the start it is derived from; no
+        // user code, and a clock read at most once per 10 ms per thread.
+        state.finished_at = Some(match state.started_at {
+            Some(started_at) => wall_after(state.started, started_at, at),
+            None => metrics::wall_at(at),
+        });
         Some(Notify::taken_from(&mut state))
     }
 
@@ -229,7 +309,7 @@ impl Record {
     /// Called by the job's worker before [`finish`](Self::finish), so a
     /// snapshot showing the failure shows the panic too.
     pub(crate) fn set_panic(&self, panic: Arc<JobPanic>) {
-        lock(&self.state).panic = Some(panic);
+        lock(&self.state).extra().panic = Some(panic);
     }
 
     /// `Pending -> Cancelled`; reports what it found otherwise (invariant 2).
@@ -276,7 +356,7 @@ impl Record {
 
     /// The index of the worker that started the job, if one did.
     pub(crate) fn worker_index(&self) -> Option<usize> {
-        lock(&self.state).worker
+        lock(&self.state).worker.map(|index| index as usize)
     }
 
     /// `true` once a worker started the job (it may have finished since).
@@ -292,13 +372,19 @@ impl Record {
     /// an empty one clears it. The previous one is freed after unlocking.
     pub(crate) fn set_progress_message(&self, message: String) {
         let message = (!message.is_empty()).then(|| progress::cap_message(message));
-        let previous = std::mem::replace(&mut lock(&self.state).message, message);
+        let mut state = lock(&self.state);
+        let previous = if message.is_none() && state.extra.is_none() {
+            None
+        } else {
+            std::mem::replace(&mut state.extra().message, message)
+        };
+        drop(state);
         drop(previous);
     }
 
     /// The job's latest progress, or `None` if it never reported any.
     pub(crate) fn progress(&self) -> Option<Progress> {
-        let message = lock(&self.state).message.as_deref().map(str::to_owned);
+        let message = lock(&self.state).message().map(str::to_owned);
         Self::progress_with(self.progress.get(), message)
     }
 
@@ -329,11 +415,11 @@ impl Record {
             finished_at: state.finished_at,
             worker: state
                 .worker
-                .and_then(|i| names.get(i))
+                .and_then(|i| names.get(i as usize))
                 .map(|n| n.to_string()),
-            timeout: self.timeout,
-            panic: state.panic.clone(),
-            progress: Self::progress_with(numbers, state.message.as_deref().map(str::to_owned)),
+            timeout: self.timeout(),
+            panic: state.extra.as_ref().and_then(|extra| extra.panic.clone()),
+            progress: Self::progress_with(numbers, state.message().map(str::to_owned)),
         }
     }
 
@@ -341,6 +427,10 @@ impl Record {
     /// terminal status, or `None` on timeout.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<JobStatus> {
         let mut state = lock(&self.state);
+        if state.status.is_terminal() {
+            // Already over (a join after the job ended): no waiting.
+            return Some(state.status.clone());
+        }
         state.waiters += 1;
         // Bounded by `deadline`, or by the job reaching a terminal state.
         let result = loop {
@@ -459,24 +549,36 @@ fn shard_index(id: JobId) -> usize {
     (id.as_uuid().as_u128() as usize) % SHARDS
 }
 
+type Map = HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>;
+
 /// A cache line of its own per shard, so workers finishing jobs in different
 /// shards do not contend on one line.
 #[repr(align(128))]
-struct Shard(Mutex<HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>>);
+struct Shard {
+    lock: Mutex<ShardState>,
+    /// The retirement number of the oldest entry in `retired`, or
+    /// `u64::MAX` when it is empty (invariant 3): lets an eviction skip a
+    /// shard with nothing old enough without locking it.
+    oldest: AtomicU64,
+}
+
+#[derive(Default)]
+struct ShardState {
+    map: Map,
+    /// This shard's retired ids with their retirement numbers, oldest first
+    /// (invariant 3).
+    retired: VecDeque<(u64, JobId)>,
+}
 
 /// The id -> record map, sharded by id, with bounded retention of finished
 /// records.
 pub(crate) struct Registry {
     shards: Box<[Shard]>,
     retain: usize,
-    /// Retired ids, oldest first (invariant 3). A lock-free queue so that
-    /// finishing a job takes no global lock.
-    retired_tx: Sender<JobId>,
-    retired_rx: Receiver<JobId>,
-    /// Retired ids not yet claimed for eviction. Written by every finishing
-    /// job, so it has a cache line of its own: sharing one with `shards`
-    /// made every submitter's registry insert miss.
-    retired: Padded<AtomicUsize>,
+    /// Retirement numbers and the eviction boundary (invariant 3). Written
+    /// by every finishing job, so on a cache line of their own: sharing one
+    /// with `shards` made every submitter's registry insert miss.
+    counts: Padded<Counts>,
     /// How many records one eviction removes.
     batch: usize,
 }
@@ -484,85 +586,134 @@ pub(crate) struct Registry {
 #[repr(align(128))]
 struct Padded<T>(T);
 
+struct Counts {
+    /// Records retired so far: the next retirement number.
+    retired: AtomicU64,
+    /// Every record with a retirement number below this is claimed for
+    /// eviction.
+    evicted: AtomicU64,
+}
+
 /// The largest eviction batch.
 pub(crate) const MAX_EVICTION_BATCH: usize = 512;
 
 impl Registry {
     pub(crate) fn new(retain: usize) -> Self {
-        let (retired_tx, retired_rx) = crossbeam_channel::unbounded();
         Registry {
-            shards: (0..SHARDS).map(|_| Shard(Mutex::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    lock: Mutex::default(),
+                    oldest: AtomicU64::new(u64::MAX),
+                })
+                .collect(),
             retain,
-            retired_tx,
-            retired_rx,
-            retired: Padded(AtomicUsize::new(0)),
+            counts: Padded(Counts {
+                retired: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
+            }),
             batch: (retain / 16).clamp(1, MAX_EVICTION_BATCH),
         }
     }
 
-    fn shard(
-        &self,
-        id: JobId,
-    ) -> &Mutex<HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>> {
-        &self.shards[shard_index(id)].0
+    fn shard(&self, id: JobId) -> &Mutex<ShardState> {
+        &self.shards[shard_index(id)].lock
     }
 
     pub(crate) fn insert(&self, job: Arc<dyn Tracked>) {
         let id = job.record().id;
-        lock(self.shard(id)).insert(id, job);
+        lock(self.shard(id)).map.insert(id, job);
     }
 
     /// Removes a record that never became visible (its submission failed).
     pub(crate) fn remove(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
         let mut shard = lock(self.shard(id));
-        let removed = shard.remove(&id);
-        shrink_if_sparse(&mut shard);
+        let removed = shard.map.remove(&id);
+        shrink_if_sparse(&mut shard.map);
         removed
     }
 
     /// Runs `f` on the record for `id`, under its shard's lock.
     /// `f` must not run user code (invariant 4).
     pub(crate) fn with<R>(&self, id: JobId, f: impl FnOnce(&Record) -> R) -> Option<R> {
-        lock(self.shard(id)).get(&id).map(|job| f(job.record()))
+        lock(self.shard(id)).map.get(&id).map(|job| f(job.record()))
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
-        lock(self.shard(id)).get(&id).cloned()
+        lock(self.shard(id)).map.get(&id).cloned()
     }
 
     /// Notes that `id` is terminal; once more than `retain` records are
     /// retired, evicts the oldest in a batch (invariant 3).
     pub(crate) fn retire(&self, id: JobId) {
-        // Cannot fail: `self` holds the receiver. Queued before it is counted,
-        // so every counted id can be taken off the queue.
-        let _ = self.retired_tx.send(id);
-        let retired = &self.retired.0;
-        let mut count = retired.fetch_add(1, Ordering::AcqRel) + 1;
+        let counts = &self.counts.0;
+        let index = shard_index(id);
+        let number = {
+            let mut shard = lock(&self.shards[index].lock);
+            if shard.retired.is_empty() {
+                // Invariant 3: published before the number is taken, so an
+                // evictor whose boundary is above the number sees it.
+                self.shards[index].oldest.store(0, Ordering::SeqCst);
+            }
+            // Taken under the shard's lock, so each shard's FIFO is in
+            // number order (invariant 3).
+            let number = counts.retired.fetch_add(1, Ordering::SeqCst);
+            shard.retired.push_back((number, id));
+            if shard.retired.len() == 1 {
+                self.shards[index].oldest.store(number, Ordering::SeqCst);
+            }
+            number
+        };
+        let retired = number + 1;
+        let retain = self.retain as u64;
         // Claim the excess down to one batch below the limit, so evictions
         // (a lock per shard touched) happen once per batch, not per job.
-        // Bounded: the CAS fails only when another retirer changed the count.
-        let claimed = loop {
-            if count <= self.retain {
+        // Bounded: the CAS fails only when another retirer moved the
+        // boundary.
+        let mut evicted = counts.evicted.load(Ordering::SeqCst);
+        let boundary = loop {
+            if retired.saturating_sub(evicted) <= retain {
                 return;
             }
-            let low = self.retain.saturating_sub(self.batch - 1);
-            match retired.compare_exchange_weak(count, low, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break count - low,
-                Err(now) => count = now,
+            let low = retain.saturating_sub(self.batch as u64 - 1);
+            let boundary = retired - low;
+            match counts.evicted.compare_exchange_weak(
+                evicted,
+                boundary,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break boundary,
+                Err(now) => evicted = now,
             }
         };
-        self.evict(claimed);
+        self.evict(boundary);
     }
 
-    /// Removes the `count` oldest retired records, one lock per shard.
-    fn evict(&self, count: usize) {
-        let mut ids: Vec<JobId> = self.retired_rx.try_iter().take(count).collect();
-        ids.sort_unstable_by_key(|&id| shard_index(id));
-        let mut evicted = Vec::with_capacity(ids.len());
-        for group in ids.chunk_by(|a, b| shard_index(*a) == shard_index(*b)) {
-            let mut shard = lock(self.shard(group[0]));
-            evicted.extend(group.iter().filter_map(|id| shard.remove(id)));
-            shrink_if_sparse(&mut shard);
+    /// Removes every retired record numbered below `boundary`, one lock per
+    /// shard that holds one (invariant 3).
+    fn evict(&self, boundary: u64) {
+        let mut evicted = Vec::new();
+        for shard in self.shards.iter() {
+            // Invariant 3: a shard whose oldest is at or above the boundary
+            // holds nothing to evict, and gets nothing below it later.
+            if shard.oldest.load(Ordering::SeqCst) >= boundary {
+                continue;
+            }
+            let mut state = lock(&shard.lock);
+            let ShardState { map, retired } = &mut *state;
+            let before = evicted.len();
+            while let Some(&(number, id)) = retired.front() {
+                if number >= boundary {
+                    break;
+                }
+                retired.pop_front();
+                evicted.extend(map.remove(&id));
+            }
+            let oldest = retired.front().map_or(u64::MAX, |&(number, _)| number);
+            shard.oldest.store(oldest, Ordering::SeqCst);
+            if evicted.len() > before {
+                shrink_if_sparse(map);
+            }
         }
         // Dropped outside the shard locks (invariant 4), contained: the last
         // reference to a record can hold user values (a detached job's
@@ -587,9 +738,10 @@ impl Registry {
     fn in_status(&self, status: &JobStatus) -> Vec<Arc<dyn Tracked>> {
         let mut found = Vec::new();
         for shard in self.shards.iter() {
-            let shard = lock(&shard.0);
+            let shard = lock(&shard.lock);
             found.extend(
                 shard
+                    .map
                     .values()
                     .filter(|job| job.record().status() == *status)
                     .cloned(),
@@ -601,13 +753,16 @@ impl Registry {
     /// Number of records held (pending, running and retained finished).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(&s.0).len()).sum()
+        self.shards.iter().map(|s| lock(&s.lock).map.len()).sum()
     }
 
     /// Records each shard's map has room for now.
     #[cfg(test)]
     fn capacities(&self) -> Vec<usize> {
-        self.shards.iter().map(|s| lock(&s.0).capacity()).collect()
+        self.shards
+            .iter()
+            .map(|s| lock(&s.lock).map.capacity())
+            .collect()
     }
 }
 
@@ -621,7 +776,7 @@ pub(crate) const SHRINK_FLOOR: usize = 256;
 /// lock; it moves `Arc`s and runs no user code (invariant 4). It rehashes the
 /// map's records, paid for by the removals that made it sparse: at least
 /// half of them left since the map last grew or shrank.
-fn shrink_if_sparse<V>(map: &mut HashMap<JobId, V, BuildHasherDefault<IdHasher>>) {
+fn shrink_if_sparse(map: &mut Map) {
     let capacity = map.capacity();
     if capacity > SHRINK_FLOOR && capacity / 4 > map.len() {
         map.shrink_to((map.len() * 2).max(SHRINK_FLOOR / 2));
@@ -658,6 +813,7 @@ mod tests {
     use super::*;
     use crate::job::test_job;
     use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
     use std::task::Waker;
 
     thread_local! {
@@ -684,6 +840,32 @@ mod tests {
         assert!(!record.start(0));
         assert_eq!(record.status(), JobStatus::Cancelled);
         assert!(record.info(&[]).finished_at.is_some());
+    }
+
+    #[test]
+    fn times_derived_from_ticks_stay_in_order() {
+        let from = metrics::now();
+        let from_wall = SystemTime::now();
+        // Near: the known time plus the ticks since.
+        let near = wall_after(from, from_wall, from);
+        assert_eq!(near, from_wall);
+        // A tick read on another core, slightly before: not before it.
+        assert!(wall_after(from, from_wall, from.saturating_sub(1_000)) >= from_wall);
+        // A known time ahead of the wall clock (it stepped back since), far
+        // behind: the wall clock's time, but never before the known one.
+        let ahead = from_wall + Duration::from_secs(3_600);
+        assert_eq!(wall_after(from, ahead, from), ahead);
+        // Far: read from the wall clock, not extrapolated from long ago.
+        let far = wall_after(1, SystemTime::UNIX_EPOCH, from);
+        let second = Duration::from_secs(1);
+        assert!(from_wall - second <= far && far <= SystemTime::now() + second);
+        let record = Record::new(JobId::new(), None, None);
+        assert!(record.start(0));
+        record.finish(JobStatus::Completed).unwrap().send(&record);
+        let info = record.info(&[]);
+        let (started, finished) = (info.started_at.unwrap(), info.finished_at.unwrap());
+        assert!(info.submitted_at <= started && started <= finished);
+        assert!(finished <= SystemTime::now() + Duration::from_millis(1));
     }
 
     #[test]
@@ -871,6 +1053,37 @@ mod tests {
                 .iter()
                 .all(|&id| registry.get(id).is_none())
         );
+    }
+
+    #[test]
+    fn concurrent_retirers_keep_within_bounds() {
+        // Several threads retiring into shared shards: every eviction finds
+        // what it claimed (none is skipped in a shard it read unlocked), so
+        // the count ends within the bounds of invariant 3.
+        for retain in [0, 1, 5, 64] {
+            let registry = Registry::new(retain);
+            std::thread::scope(|scope| {
+                for _ in 0..4 {
+                    scope.spawn(|| {
+                        for _ in 0..5_000 {
+                            let job = test_job();
+                            let id = job.record().id;
+                            registry.insert(job);
+                            registry.retire(id);
+                        }
+                    });
+                }
+            });
+            let kept = registry.len();
+            assert!(kept <= retain, "{kept} kept of {retain}");
+            assert!(kept + registry.batch > retain, "{kept} kept of {retain}");
+            let queued: usize = registry
+                .shards
+                .iter()
+                .map(|s| lock(&s.lock).retired.len())
+                .sum();
+            assert_eq!(queued, kept, "every kept record is queued once");
+        }
     }
 
     /// Inserts a new pending record and returns its id.

@@ -346,7 +346,7 @@ impl Shared {
         self.registry.retire(record.id);
         tally.count(ending);
         // A job with a deadline leaves a stale timer entry (timer invariant 2).
-        if record.deadline.is_some() && self.stale.note() {
+        if record.deadline().is_some() && self.stale.note() {
             let _ = self.events.send(Event::Compact);
         }
         notify.send(record);
@@ -364,7 +364,7 @@ impl Shared {
     pub(crate) fn interrupt(&self, job: &Arc<dyn Tracked>) {
         let record = job.record();
         if record.cancel.cancel()
-            && let Some(grace) = record.abandon_after
+            && let Some(grace) = record.abandon_after().or(self.config.abandon_after)
         {
             let due = far_after(Instant::now(), grace);
             let _ = self

@@ -348,7 +348,7 @@ fn claim(
     dequeues_next: bool,
 ) -> Option<Tick> {
     let record = job.record();
-    let expired = record.deadline.is_some_and(|d| Instant::now() >= d);
+    let expired = record.deadline().is_some_and(|d| Instant::now() >= d);
     // Acquire: pairs with the store in `begin_shutdown` (invariant 1).
     let aborting = shared.abort.load(Ordering::Acquire);
     // Read before the record's lock, and wasted only if the job is no longer
