@@ -532,6 +532,12 @@ impl Pool {
     /// waiter itself): a submission that lands between that job's end and
     /// that look hides the instant, and `join` then waits for the new job.
     ///
+    /// Cost: a `join` of a pool that was seen idle and has accepted nothing
+    /// since returns after two loads, so joining an idle pool in a loop is
+    /// cheap; otherwise it sums every worker's counters once and sleeps.
+    /// While someone waits, a worker that finishes a job adds that sum only
+    /// when the queue is empty.
+    ///
     /// Called from one of this pool's own jobs it returns at once (it would
     /// otherwise wait for itself), logging a warning.
     ///
