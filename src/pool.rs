@@ -533,7 +533,7 @@ impl Pool {
     /// that look hides the instant, and `join` then waits for the new job.
     ///
     /// Cost: a `join` of a pool that was seen idle and has accepted nothing
-    /// since returns after two loads, so joining an idle pool in a loop is
+    /// since returns after three atomic loads, so joining an idle pool in a loop is
     /// cheap; otherwise it sums every worker's counters once and sleeps.
     /// While someone waits, a worker that finishes a job adds that sum only
     /// when the queue is empty.
