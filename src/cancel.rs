@@ -10,7 +10,7 @@
 //!
 //! A job reports progress through its token too
 //! ([`CancelToken::set_progress`]); that lives in the job's record as well
-//! (`progress.rs`, `registry.rs`), not in the token's state.
+//! (`progress.rs`, `registry/record.rs`), not in the token's state.
 //!
 //! Invariants:
 //!

@@ -5,7 +5,7 @@
 //! The numbers (`done`, `total`) are set in hot loops, so setting them takes
 //! no lock and allocates nothing: they sit in a sequence lock built from
 //! atomics alone (no `unsafe`). The message is set rarely; it lives beside
-//! the status under the record's state lock (`registry.rs`), capped at
+//! the status under the record's state lock (`registry/record.rs`), capped at
 //! [`Progress::MAX_MESSAGE_BYTES`].
 //!
 //! Invariants:

@@ -1,7 +1,7 @@
 //! [`Wakers`]: the futures waiting for one job, keyed so that each can
 //! replace or withdraw its own waker.
 //!
-//! A record keeps its `Wakers` under its state lock (`registry.rs`), next to
+//! A record keeps its `Wakers` under its state lock (`registry/record.rs`), next to
 //! the count of threads blocked on its condvar. This module only stores
 //! wakers; it never clones, wakes or drops one on behalf of the record while
 //! a lock is held: callers move wakers in and out here, under the lock, and

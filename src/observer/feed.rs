@@ -1,6 +1,6 @@
 //! The observer's machinery: the feed (a bounded, coalescing buffer of jobs
 //! with unobserved transitions) and the observer thread that drains it.
-//! The public side, [`JobObserver`](super::JobObserver), is in the parent
+//! The public side, [`JobObserver`], is in the parent
 //! module.
 //!
 //! See "The observer" in `docs/design.md` for the protocol and what it

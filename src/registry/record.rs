@@ -1,0 +1,843 @@
+//! A tracked job's record: its state, its legal transitions, and how
+//! waiters, futures and the observer learn of them. The invariants are
+//! numbered in the parent module's docs (`registry.rs`): 1, 2 and 6 to 8
+//! are the record's, 4 (lock order) spans both.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cancel::TokenState;
+use crate::forensics::JobPanic;
+use crate::job::{JobId, JobInfo, JobStatus};
+use crate::metrics::{self, Tick};
+use crate::observer::Mark;
+use crate::progress::{self, Progress, ProgressCell};
+use crate::sync::{lock, wait_until};
+use crate::wake::{Key, Wakers};
+
+/// A record's lock and condvar come from the loom facade, so its
+/// transitions can be modelled (`loom_tests` below); the map keeps std's.
+type StateLock = crate::sync::Mutex<State>;
+type DoneCondvar = crate::sync::Condvar;
+
+/// The shared, type-erased part of a tracked job.
+pub(crate) struct Record {
+    pub(crate) id: JobId,
+    /// The state of the job's [`CancelToken`](crate::CancelToken)s.
+    pub(crate) cancel: TokenState,
+    pub(crate) submitted_at: SystemTime,
+    /// When it was submitted, on the latency histograms' clock. Its wall
+    /// times (`submitted_at`, and the start and end ones) are derived from
+    /// ticks (`metrics::wall_at`): a tracked job rarely reads the wall clock.
+    pub(crate) submitted: Tick,
+    /// Its timeout, deadline and grace, if it has any: boxed, so a job
+    /// without them (most) pays one word for them in its record.
+    limits: Option<Box<Limits>>,
+    /// The numbers of the job's progress, set without a lock
+    /// (`progress.rs`); its message is in `state`.
+    pub(crate) progress: ProgressCell,
+    /// Its part in the observer protocol (`observer.rs`); inert without an
+    /// observer.
+    pub(crate) mark: Mark,
+    state: StateLock,
+    /// Signalled when the record becomes terminal, only if someone waits.
+    done: DoneCondvar,
+}
+
+/// How far after a known time a later one is derived from the ticks
+/// between them ([`wall_after`]): no farther than a thread's wall-clock
+/// anchor serves `metrics::wall_at`, so the error stays as small.
+const NEAR_NANOS: u64 = 10_000_000;
+
+/// The wall-clock time at tick `at`, given that it was `from_wall` at tick
+/// `from`: `from_wall` plus the ticks since if `at` is near, without the
+/// thread-local anchor or a clock read; else `metrics::wall_at`. Never
+/// before `from_wall`, so a job's times stay in order even if the wall
+/// clock stepped back, or `at` was read on another core.
+fn wall_after(from: Tick, from_wall: SystemTime, at: Tick) -> SystemTime {
+    let nanos = metrics::nanos_between(from, at);
+    if nanos <= NEAR_NANOS {
+        from_wall
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(from_wall)
+    } else {
+        metrics::wall_at(at).max(from_wall)
+    }
+}
+
+/// A job's rarely set options, apart from its record.
+struct Limits {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// How long the job may keep running once the pool cancelled its
+    /// token, before it is abandoned, if it overrides the pool's.
+    abandon_after: Option<Duration>,
+}
+
+struct State {
+    status: JobStatus,
+    started_at: Option<SystemTime>,
+    /// The tick `started_at` was derived from (meaningless before).
+    started: Tick,
+    finished_at: Option<SystemTime>,
+    /// Index of the worker that started it (names live in the pool).
+    worker: Option<u32>,
+    /// Threads blocked in [`Record::wait`]; `finish` skips the notify
+    /// (a syscall) when there are none.
+    waiters: u32,
+    /// The worker that ran the job has returned from it (invariant 6).
+    returned: bool,
+    /// Futures awaiting the record (invariant 6); empty, and allocating
+    /// nothing, unless someone awaits it.
+    wakers: Wakers,
+    /// Its panic and progress message, rarely set: boxed, so a record
+    /// without them pays one word.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Default)]
+struct Extra {
+    /// What its worker knows of its panic; set before it turns terminal.
+    panic: Option<Arc<JobPanic>>,
+    /// The job's last progress message, capped (`progress::cap_message`).
+    message: Option<Box<str>>,
+}
+
+impl State {
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_default()
+    }
+
+    fn message(&self) -> Option<&str> {
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.message.as_deref())
+    }
+}
+
+/// What [`Record::cancel`] found.
+pub(crate) enum CancelStep {
+    /// It was pending and is now `Cancelled`. Carries whether to notify.
+    Cancelled(Notify),
+    /// It is running; the caller cancels its token.
+    Running,
+    /// It was already terminal.
+    Finished,
+}
+
+/// A terminal transition that may still owe waiters a notification; the
+/// caller updates counters first, then calls [`Notify::send`].
+#[must_use]
+pub(crate) struct Notify {
+    /// Whether threads were blocked in [`Record::wait`].
+    waiters: bool,
+    /// The wakers taken out of the record (invariant 6).
+    wakers: Wakers,
+}
+
+impl Notify {
+    /// Takes what `state`, now terminal, owes its waiters.
+    fn taken_from(state: &mut State) -> Notify {
+        Notify {
+            waiters: state.waiters > 0,
+            wakers: std::mem::take(&mut state.wakers),
+        }
+    }
+}
+
+impl Record {
+    pub(crate) fn new(
+        id: JobId,
+        timeout: Option<Duration>,
+        abandon_after: Option<Duration>,
+    ) -> Self {
+        let submitted = metrics::now();
+        let limits = (timeout.is_some() || abandon_after.is_some()).then(|| {
+            Box::new(Limits {
+                timeout,
+                deadline: timeout.and_then(crate::sync::deadline_after),
+                abandon_after,
+            })
+        });
+        Record {
+            id,
+            cancel: TokenState::default(),
+            submitted_at: metrics::wall_at(submitted),
+            submitted,
+            limits,
+            progress: ProgressCell::default(),
+            mark: Mark::default(),
+            state: StateLock::new(State {
+                status: JobStatus::Pending,
+                started_at: None,
+                started: metrics::NOT_READ,
+                finished_at: None,
+                worker: None,
+                waiters: 0,
+                returned: false,
+                wakers: Wakers::default(),
+                extra: None,
+            }),
+            done: DoneCondvar::new(),
+        }
+    }
+
+    /// The timeout it was submitted with, if any.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.limits.as_ref().and_then(|limits| limits.timeout)
+    }
+
+    /// When its timeout runs out, if it has one (and it is representable).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.limits.as_ref().and_then(|limits| limits.deadline)
+    }
+
+    /// Its own grace before abandonment, if it was submitted with one
+    /// (the pool's applies otherwise).
+    pub(crate) fn abandon_after(&self) -> Option<Duration> {
+        self.limits.as_ref().and_then(|limits| limits.abandon_after)
+    }
+
+    /// `Pending -> Running` on `worker`, now. Returns `false` (and changes
+    /// nothing) if the record is no longer pending.
+    #[cfg(test)]
+    pub(crate) fn start(&self, worker: usize) -> bool {
+        self.start_at(worker, metrics::now())
+    }
+
+    /// `Pending -> Running` on `worker`, at tick `at`, just read (or the
+    /// worker's boundary tick, metrics invariant 5). Returns `false` (and
+    /// changes nothing) if the record is no longer pending.
+    pub(crate) fn start_at(&self, worker: usize, at: Tick) -> bool {
+        // Outside the lock.
+        let started_at = wall_after(self.submitted, self.submitted_at, at);
+        let mut state = lock(&self.state);
+        if state.status != JobStatus::Pending {
+            return false;
+        }
+        state.status = JobStatus::Running;
+        state.started_at = Some(started_at);
+        state.started = at;
+        // A pool has far fewer than 2^32 workers (each is a thread).
+        state.worker = Some(worker as u32);
+        true
+    }
+
+    /// Moves to the terminal `status` now, unless already terminal
+    /// (invariant 1).
+    #[cfg(test)]
+    pub(crate) fn finish(&self, status: JobStatus) -> Option<Notify> {
+        self.finish_at(status, metrics::now())
+    }
+
+    /// Moves to the terminal `status` at tick `at`, just read, unless already
+    /// terminal (invariant 1).
+    pub(crate) fn finish_at(&self, status: JobStatus, at: Tick) -> Option<Notify> {
+        debug_assert!(status.is_terminal());
+        let mut state = lock(&self.state);
+        // Invariant 6: from here on, the job's thread is no longer inside it.
+        state.returned = true;
+        if state.status.is_terminal() {
+            return None;
+        }
+        state.status = status;
+        // Under the lock, which guards the start it is derived from; no
+        // user code, and a clock read at most once per 10 ms per thread.
+        state.finished_at = Some(match state.started_at {
+            Some(started_at) => wall_after(state.started, started_at, at),
+            None => metrics::wall_at(at),
+        });
+        Some(Notify::taken_from(&mut state))
+    }
+
+    /// Keeps what is known of the job's panic, for [`info`](Self::info).
+    /// Called by the job's worker before [`finish_at`](Self::finish_at), so a
+    /// snapshot showing the failure shows the panic too.
+    pub(crate) fn set_panic(&self, panic: Arc<JobPanic>) {
+        lock(&self.state).extra().panic = Some(panic);
+    }
+
+    /// `Pending -> Cancelled`; reports what it found otherwise (invariant 2).
+    pub(crate) fn cancel(&self) -> CancelStep {
+        let mut state = lock(&self.state);
+        match state.status {
+            JobStatus::Pending => {
+                state.status = JobStatus::Cancelled;
+                state.finished_at = Some(SystemTime::now());
+                CancelStep::Cancelled(Notify::taken_from(&mut state))
+            }
+            JobStatus::Running => CancelStep::Running,
+            _ => CancelStep::Finished,
+        }
+    }
+
+    pub(crate) fn status(&self) -> JobStatus {
+        lock(&self.state).status.clone()
+    }
+
+    /// `Running -> Abandoned`, for a job its worker has not returned from
+    /// within its grace; `None` if it is not running any more.
+    pub(crate) fn abandon(&self) -> Option<Notify> {
+        let mut state = lock(&self.state);
+        if state.status != JobStatus::Running {
+            return None;
+        }
+        state.status = JobStatus::Abandoned;
+        state.finished_at = Some(SystemTime::now());
+        Some(Notify::taken_from(&mut state))
+    }
+
+    /// Runs `detach` if the worker running this job has not returned from
+    /// it, under the record's lock, and says whether it ran (invariant 6).
+    /// `detach` must run no user code.
+    pub(crate) fn detach_if_not_returned(&self, detach: impl FnOnce()) -> bool {
+        let state = lock(&self.state);
+        if state.returned || state.worker.is_none() {
+            return false;
+        }
+        detach();
+        true
+    }
+
+    /// The index of the worker that started the job, if one did.
+    pub(crate) fn worker_index(&self) -> Option<usize> {
+        lock(&self.state).worker.map(|index| index as usize)
+    }
+
+    /// `true` once a worker started the job (it may have finished since).
+    pub(crate) fn was_started(&self) -> bool {
+        lock(&self.state).started_at.is_some()
+    }
+
+    pub(crate) fn is_terminal(&self) -> bool {
+        lock(&self.state).status.is_terminal()
+    }
+
+    /// Sets the progress message (`CancelToken::set_progress_message`);
+    /// an empty one clears it. The previous one is freed after unlocking.
+    pub(crate) fn set_progress_message(&self, message: String) {
+        let message = (!message.is_empty()).then(|| progress::cap_message(message));
+        let mut state = lock(&self.state);
+        let previous = if message.is_none() && state.extra.is_none() {
+            None
+        } else {
+            std::mem::replace(&mut state.extra().message, message)
+        };
+        drop(state);
+        drop(previous);
+    }
+
+    /// The job's latest progress, or `None` if it never reported any.
+    pub(crate) fn progress(&self) -> Option<Progress> {
+        let message = lock(&self.state).message().map(str::to_owned);
+        Self::progress_with(self.progress.get(), message)
+    }
+
+    fn progress_with(
+        numbers: Option<(u64, Option<u64>)>,
+        message: Option<String>,
+    ) -> Option<Progress> {
+        if numbers.is_none() && message.is_none() {
+            return None;
+        }
+        let (done, total) = numbers.unwrap_or((0, None));
+        Some(Progress {
+            done,
+            total,
+            message,
+        })
+    }
+
+    pub(crate) fn info(&self, names: &[Arc<str>]) -> JobInfo {
+        // Lock-free, so outside the state lock.
+        let numbers = self.progress.get();
+        let state = lock(&self.state);
+        JobInfo {
+            id: self.id,
+            status: state.status.clone(),
+            submitted_at: self.submitted_at,
+            started_at: state.started_at,
+            finished_at: state.finished_at,
+            worker: state
+                .worker
+                .and_then(|i| names.get(i as usize))
+                .map(|n| n.to_string()),
+            timeout: self.timeout(),
+            panic: state.extra.as_ref().and_then(|extra| extra.panic.clone()),
+            progress: Self::progress_with(numbers, state.message().map(str::to_owned)),
+        }
+    }
+
+    /// Blocks until the record is terminal or `deadline` passes; returns the
+    /// terminal status, or `None` on timeout.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<JobStatus> {
+        let mut state = lock(&self.state);
+        if state.status.is_terminal() {
+            // Already over (a join after the job ended): no waiting.
+            return Some(state.status.clone());
+        }
+        state.waiters += 1;
+        // Bounded by `deadline`, or by the job reaching a terminal state.
+        let result = loop {
+            if state.status.is_terminal() {
+                break Some(state.status.clone());
+            }
+            let (next, timed_out) = wait_until(&self.done, state, deadline);
+            state = next;
+            if timed_out && !state.status.is_terminal() {
+                break None;
+            }
+        };
+        state.waiters -= 1;
+        result
+    }
+
+    /// Polls for the terminal status on behalf of a future whose
+    /// registration is `key` (`None` until its first `Pending`): `Ready`
+    /// once terminal, else `Pending` with `cx`'s waker registered under
+    /// `key` (invariant 6). A waker that would wake the same task as the
+    /// one stored is not replaced (`Waker::will_wake`). `key` is `None`
+    /// again after `Ready`. The caller withdraws a registration it no
+    /// longer needs with [`unregister`](Self::unregister).
+    pub(crate) fn poll_terminal(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut Option<Key>,
+    ) -> Poll<JobStatus> {
+        {
+            let state = lock(&self.state);
+            if state.status.is_terminal() {
+                // The transition took our waker, if any (invariant 6).
+                *key = None;
+                return Poll::Ready(state.status.clone());
+            }
+            if let Some(stored) = *key
+                && state
+                    .wakers
+                    .get(stored)
+                    .is_some_and(|waker| waker.will_wake(cx.waker()))
+            {
+                return Poll::Pending;
+            }
+        }
+        // Cloned outside the lock: a waker is user code (invariant 4).
+        let fresh = cx.waker().clone();
+        let mut state = lock(&self.state);
+        if state.status.is_terminal() {
+            // It ended while we cloned: nobody will wake `fresh`.
+            *key = None;
+            let status = state.status.clone();
+            drop(state);
+            drop(fresh);
+            return Poll::Ready(status);
+        }
+        let replaced = match *key {
+            Some(stored) => match state.wakers.replace(stored, fresh) {
+                Ok(old) => Some(old),
+                // A key with nothing under it cannot happen before the
+                // record is terminal (wake.rs invariant 1); register anew.
+                Err(fresh) => {
+                    *key = Some(state.wakers.insert(fresh));
+                    None
+                }
+            },
+            None => {
+                *key = Some(state.wakers.insert(fresh));
+                None
+            }
+        };
+        drop(state);
+        // The replaced waker is dropped outside the lock (invariant 4).
+        drop(replaced);
+        Poll::Pending
+    }
+
+    /// Withdraws the waker registered under `key` by
+    /// [`poll_terminal`](Self::poll_terminal), if it is still there (the
+    /// terminal transition takes them all). For a future's `Drop`.
+    pub(crate) fn unregister(&self, key: Key) {
+        let removed = lock(&self.state).wakers.remove(key);
+        // Dropped outside the lock (invariant 4).
+        drop(removed);
+    }
+
+    /// How many futures have a waker registered.
+    #[cfg(test)]
+    pub(crate) fn registered_wakers(&self) -> usize {
+        lock(&self.state).wakers.len()
+    }
+}
+
+impl Notify {
+    /// Wakes the record's waiters if there were any when it became terminal:
+    /// blocked threads first, then futures. The status was changed under the
+    /// lock, so a waiter either saw it or is already waiting, and a future
+    /// either saw it or had its waker taken (invariant 6): notifying after
+    /// unlocking loses nothing.
+    ///
+    /// A waker is user code: each wake runs under `catch_unwind`, so a
+    /// panicking one cannot stop the others or the caller's bookkeeping
+    /// (this runs on workers, the supervisor and in a worker's drop guard).
+    #[inline]
+    pub(crate) fn send(self, record: &Record) {
+        if self.waiters {
+            record.done.notify_all();
+        }
+        self.wakers.wake_all(&record.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Waker;
+
+    #[test]
+    fn first_terminal_state_wins() {
+        let record = Record::new(JobId::new(), None, None);
+        assert!(record.start(0));
+        assert!(!record.start(0), "running cannot start again");
+        assert!(matches!(record.cancel(), CancelStep::Running));
+        record.finish(JobStatus::Completed).unwrap().send(&record);
+        assert!(record.finish(JobStatus::Failed("late".into())).is_none());
+        assert!(matches!(record.cancel(), CancelStep::Finished));
+        assert_eq!(record.status(), JobStatus::Completed);
+    }
+
+    #[test]
+    fn cancelled_pending_never_starts() {
+        let record = Record::new(JobId::new(), None, None);
+        assert!(matches!(record.cancel(), CancelStep::Cancelled(_)));
+        assert!(!record.start(0));
+        assert_eq!(record.status(), JobStatus::Cancelled);
+        assert!(record.info(&[]).finished_at.is_some());
+    }
+
+    #[test]
+    fn times_derived_from_ticks_stay_in_order() {
+        let from = metrics::now();
+        let from_wall = SystemTime::now();
+        // Near: the known time plus the ticks since.
+        let near = wall_after(from, from_wall, from);
+        assert_eq!(near, from_wall);
+        // A tick read on another core, slightly before: not before it.
+        assert!(wall_after(from, from_wall, from.saturating_sub(1_000)) >= from_wall);
+        // A known time ahead of the wall clock (it stepped back since), far
+        // behind: the wall clock's time, but never before the known one.
+        let ahead = from_wall + Duration::from_secs(3_600);
+        assert_eq!(wall_after(from, ahead, from), ahead);
+        // Far: read from the wall clock, not extrapolated from long ago.
+        let far = wall_after(1, SystemTime::UNIX_EPOCH, from);
+        let second = Duration::from_secs(1);
+        assert!(from_wall - second <= far && far <= SystemTime::now() + second);
+        let record = Record::new(JobId::new(), None, None);
+        assert!(record.start(0));
+        record.finish(JobStatus::Completed).unwrap().send(&record);
+        let info = record.info(&[]);
+        let (started, finished) = (info.started_at.unwrap(), info.finished_at.unwrap());
+        assert!(info.submitted_at <= started && started <= finished);
+        assert!(finished <= SystemTime::now() + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn wait_times_out_then_sees_terminal() {
+        let record = Record::new(JobId::new(), None, None);
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(record.wait(Some(soon)), None);
+        let _ = record.finish(JobStatus::Cancelled);
+        assert_eq!(record.wait(Some(soon)), Some(JobStatus::Cancelled));
+    }
+
+    /// A waker that counts its wakes; its live clones are its `Arc`'s
+    /// strong count less the test's own reference.
+    #[derive(Default)]
+    struct Counted {
+        wakes: AtomicUsize,
+        panics: bool,
+    }
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            assert!(!self.panics, "waker panics");
+        }
+    }
+
+    /// Wakers over `counted` alive now.
+    fn live(counted: &Arc<Counted>) -> usize {
+        Arc::strong_count(counted) - 1
+    }
+
+    fn counted_waker(counted: &Arc<Counted>) -> Waker {
+        Waker::from(Arc::clone(counted))
+    }
+
+    fn poll(record: &Record, waker: &Waker, key: &mut Option<Key>) -> Poll<JobStatus> {
+        record.poll_terminal(&mut Context::from_waker(waker), key)
+    }
+
+    #[test]
+    fn a_poll_registers_once_and_replaces_only_another_task() {
+        let record = Record::new(JobId::new(), None, None);
+        let (a, b) = (Arc::default(), Arc::default());
+        let (waker_a, waker_b) = (counted_waker(&a), counted_waker(&b));
+        let mut key = None;
+        assert!(poll(&record, &waker_a, &mut key).is_pending());
+        assert_eq!(record.registered_wakers(), 1);
+        // The same task again: nothing stored anew.
+        let stored = key;
+        assert!(poll(&record, &waker_a, &mut key).is_pending());
+        assert!(poll(&record, &waker_a.clone(), &mut key).is_pending());
+        assert_eq!((key, record.registered_wakers()), (stored, 1));
+        // Another task: it replaces the first, which is dropped.
+        assert!(poll(&record, &waker_b, &mut key).is_pending());
+        assert_eq!((key, record.registered_wakers()), (stored, 1));
+        drop(waker_a);
+        assert_eq!(live(&a), 0, "the replaced waker was dropped");
+        assert!(record.start(0));
+        record.finish(JobStatus::Completed).unwrap().send(&record);
+        assert_eq!(a.wakes.load(Ordering::SeqCst), 0);
+        assert_eq!(b.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(record.registered_wakers(), 0);
+        assert_eq!(
+            poll(&record, &waker_b, &mut key),
+            Poll::Ready(JobStatus::Completed)
+        );
+        assert_eq!(key, None);
+        drop(waker_b);
+        assert_eq!(live(&b), 0);
+    }
+
+    #[test]
+    fn unregister_withdraws_and_leaves_others() {
+        let record = Record::new(JobId::new(), None, None);
+        let counted = Arc::default();
+        let waker = counted_waker(&counted);
+        let mut keys = [None, None];
+        for key in &mut keys {
+            assert!(poll(&record, &waker, key).is_pending());
+        }
+        assert_eq!(record.registered_wakers(), 2);
+        record.unregister(keys[0].unwrap());
+        record.unregister(keys[0].unwrap()); // twice: no effect
+        assert_eq!(record.registered_wakers(), 1);
+        let CancelStep::Cancelled(notify) = record.cancel() else {
+            panic!("pending")
+        };
+        // Unregistering after the transition took the wakers finds nothing.
+        record.unregister(keys[1].unwrap());
+        drop(waker);
+        assert_eq!(live(&counted), 1, "the transition holds the last waker");
+        notify.send(&record);
+        assert_eq!(counted.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(live(&counted), 0);
+    }
+
+    #[test]
+    fn a_panicking_waker_does_not_stop_the_others() {
+        let record = Record::new(JobId::new(), None, None);
+        let bad = Arc::new(Counted {
+            panics: true,
+            ..Counted::default()
+        });
+        let good = Arc::default();
+        let (mut bad_key, mut good_key) = (None, None);
+        assert!(poll(&record, &counted_waker(&bad), &mut bad_key).is_pending());
+        assert!(poll(&record, &counted_waker(&good), &mut good_key).is_pending());
+        let CancelStep::Cancelled(notify) = record.cancel() else {
+            panic!("pending")
+        };
+        notify.send(&record);
+        assert_eq!(bad.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(good.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!((live(&bad), live(&good)), (0, 0));
+    }
+
+    #[test]
+    fn many_short_lived_polls_leave_nothing_registered() {
+        let record = Record::new(JobId::new(), None, None);
+        assert!(record.start(0));
+        let counted = Arc::default();
+        for _ in 0..10_000 {
+            let waker = counted_waker(&counted);
+            let mut key = None;
+            assert!(poll(&record, &waker, &mut key).is_pending());
+            record.unregister(key.unwrap());
+        }
+        assert_eq!(record.registered_wakers(), 0);
+        assert_eq!(live(&counted), 0);
+    }
+}
+
+/// loom models of a record's transitions, one per named race (see
+/// "Verification" in `docs/design.md`). A lost wake-up shows as loom's
+/// deadlock report.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::{CancelStep, Record};
+    use crate::job::{JobId, JobStatus};
+    use crate::sync::model;
+
+    fn record() -> Arc<Record> {
+        Arc::new(Record::new(JobId::new(), None, None))
+    }
+
+    /// Finish vs cancel on a pending record: the first terminal state wins
+    /// (invariant 1), exactly one of them owes waiters a notification, and
+    /// a waiter wakes with the winner's status.
+    #[test]
+    fn loom_finish_vs_cancel() {
+        model(|| {
+            let record = record();
+            let finisher = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || {
+                    let failed = JobStatus::Failed("lost".into());
+                    record.finish(failed).map(|notify| notify.send(&record))
+                })
+            };
+            let canceller = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || match record.cancel() {
+                    CancelStep::Cancelled(notify) => {
+                        notify.send(&record);
+                        true
+                    }
+                    CancelStep::Running => panic!("never started"),
+                    CancelStep::Finished => false,
+                })
+            };
+            let seen = record.wait(None);
+            let finished = finisher.join().unwrap().is_some();
+            let cancelled = canceller.join().unwrap();
+            assert!(finished != cancelled, "exactly one terminal transition");
+            let winner = if cancelled {
+                JobStatus::Cancelled
+            } else {
+                JobStatus::Failed("lost".into())
+            };
+            assert_eq!(seen.as_ref(), Some(&winner));
+            assert_eq!(record.status(), winner);
+        });
+    }
+
+    /// Finish vs a waiter: the waiter sees the terminal status or is woken
+    /// by the finish.
+    #[test]
+    fn loom_finish_vs_waiter() {
+        model(|| {
+            let record = record();
+            assert!(record.start(0));
+            let waiter = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || record.wait(None))
+            };
+            record
+                .finish(JobStatus::Completed)
+                .expect("the worker that started it finishes it")
+                .send(&record);
+            assert_eq!(waiter.join().unwrap(), Some(JobStatus::Completed));
+        });
+    }
+
+    /// Finish vs a future's poll: the future sees the terminal status or
+    /// its waker is taken and woken by the finish (invariant 6); none is
+    /// left registered. A lost wake-up shows as loom's deadlock report.
+    #[test]
+    fn loom_finish_vs_poll() {
+        model(|| {
+            let record = record();
+            assert!(record.start(0));
+            let finisher = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || {
+                    record
+                        .finish(JobStatus::Completed)
+                        .expect("the worker that started it finishes it")
+                        .send(&record);
+                })
+            };
+            let mut key = None;
+            let status = loom::future::block_on(std::future::poll_fn(|cx| {
+                record.poll_terminal(cx, &mut key)
+            }));
+            assert_eq!(status, JobStatus::Completed);
+            assert_eq!(key, None);
+            finisher.join().unwrap();
+            assert_eq!(record.registered_wakers(), 0);
+        });
+    }
+
+    /// Cancel vs a future that polls once and is dropped: whichever comes
+    /// first, no waker stays registered and nothing panics.
+    #[test]
+    fn loom_cancel_vs_dropped_future() {
+        model(|| {
+            let record = record();
+            let canceller = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || match record.cancel() {
+                    CancelStep::Cancelled(notify) => notify.send(&record),
+                    _ => panic!("only this thread ends it"),
+                })
+            };
+            let waker = std::task::Waker::noop();
+            let mut key = None;
+            let polled = record.poll_terminal(&mut std::task::Context::from_waker(waker), &mut key);
+            if let Some(key) = key {
+                assert!(polled.is_pending());
+                record.unregister(key);
+            } else {
+                assert_eq!(polled, std::task::Poll::Ready(JobStatus::Cancelled));
+            }
+            canceller.join().unwrap();
+            assert_eq!(record.registered_wakers(), 0);
+        });
+    }
+
+    /// Start vs cancel: either the job starts and only its worker ends it
+    /// (invariant 2), or it is cancelled and never starts; one terminal
+    /// transition either way.
+    #[test]
+    fn loom_start_vs_cancel() {
+        model(|| {
+            let record = record();
+            let worker = {
+                let record = Arc::clone(&record);
+                thread::spawn(move || {
+                    let started = record.start(0);
+                    if started {
+                        record
+                            .finish(JobStatus::Completed)
+                            .expect("the worker that started it finishes it")
+                            .send(&record);
+                    }
+                    started
+                })
+            };
+            let step = record.cancel();
+            let cancelled = matches!(step, CancelStep::Cancelled(_));
+            if let CancelStep::Cancelled(notify) = step {
+                notify.send(&record);
+            }
+            let started = worker.join().unwrap();
+            assert!(started != cancelled, "exactly one terminal transition");
+            let expected = if started {
+                JobStatus::Completed
+            } else {
+                JobStatus::Cancelled
+            };
+            assert_eq!(record.status(), expected);
+            assert_eq!(record.wait(None), Some(expected));
+        });
+    }
+}
