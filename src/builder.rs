@@ -339,6 +339,9 @@ impl Builder {
     /// let id = first.id();
     /// first.join().unwrap();
     /// pool.submit(|_| Ok(())).unwrap().join().unwrap();
+    /// // A handle's join can return just before its record is retired;
+    /// // the pool's join waits for that bookkeeping too.
+    /// pool.join();
     /// assert_eq!(pool.status(id), None); // forgotten
     /// ```
     pub fn retain_finished(mut self, records: usize) -> Self {

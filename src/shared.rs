@@ -327,8 +327,10 @@ impl Shared {
     }
 
     /// The bookkeeping of every terminal transition, in order: note it for
-    /// the observer, retire the record (so once a join returns or a
-    /// sleeping waiter wakes, retention has been applied), count it in
+    /// the observer, retire the record (so once `Pool::join` returns or a
+    /// sleeping waiter wakes, retention has been applied; a
+    /// `JobHandle::join` that finds its job already over can return
+    /// before this record's retirement), count it in
     /// `tally`, mark its timer entry stale, wake its waiters, then release
     /// `join` if the pool became idle.
     fn ended(

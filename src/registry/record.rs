@@ -264,7 +264,9 @@ impl Record {
         match state.status {
             JobStatus::Pending => {
                 state.status = JobStatus::Cancelled;
-                state.finished_at = Some(SystemTime::now());
+                // Never before its submission, which was derived from a
+                // tick and an anchor that may be ahead of the wall clock.
+                state.finished_at = Some(SystemTime::now().max(self.submitted_at));
                 CancelStep::Cancelled(Notify::taken_from(&mut state))
             }
             JobStatus::Running => CancelStep::Running,
@@ -284,7 +286,9 @@ impl Record {
             return None;
         }
         state.status = JobStatus::Abandoned;
-        state.finished_at = Some(SystemTime::now());
+        // Never before its start (see `cancel`).
+        let floor = state.started_at.unwrap_or(self.submitted_at);
+        state.finished_at = Some(SystemTime::now().max(floor));
         Some(Notify::taken_from(&mut state))
     }
 
@@ -539,6 +543,39 @@ mod tests {
         let (started, finished) = (info.started_at.unwrap(), info.finished_at.unwrap());
         assert!(info.submitted_at <= started && started <= finished);
         assert!(finished <= SystemTime::now() + Duration::from_millis(1));
+    }
+
+    /// A job's wall times come from ticks and a per-thread anchor that can
+    /// be ahead of the wall clock (an anchor paired with an older tick, or
+    /// a clock stepped back): a cancel or an abandonment, which read the
+    /// wall clock, still never end a job before it was submitted or
+    /// started. (Found by review; both failed before the clamps.)
+    #[test]
+    fn cancel_and_abandon_times_stay_in_order() {
+        std::thread::spawn(|| {
+            // This thread's anchor pairs a fresh wall reading with a tick
+            // 3 ms old, as a worker's stale boundary tick can.
+            let stale = metrics::now();
+            let since = Instant::now();
+            // Bounded: 3 ms.
+            while since.elapsed() < Duration::from_millis(3) {
+                std::hint::spin_loop();
+            }
+            let _ = metrics::wall_at(stale);
+            let cancelled = Record::new(JobId::new(), None, None);
+            let abandoned = Record::new(JobId::new(), None, None);
+            let CancelStep::Cancelled(notify) = cancelled.cancel() else {
+                panic!("pending")
+            };
+            notify.send(&cancelled);
+            assert!(abandoned.start(0));
+            abandoned.abandon().unwrap().send(&abandoned);
+            let (c, a) = (cancelled.info(&[]), abandoned.info(&[]));
+            assert!(c.finished_at.unwrap() >= c.submitted_at, "{c:?}");
+            assert!(a.finished_at.unwrap() >= a.started_at.unwrap(), "{a:?}");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
