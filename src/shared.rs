@@ -633,7 +633,7 @@ mod tests {
     /// held in place, builder `max_stray_threads(0)`), and behind it the
     /// entry of a job cancelled while queued. By the counters the pool is
     /// idle; the entry stays queued until the stuck job returns (here: when
-    /// the returned sender is used, at the latest after PATIENCE).
+    /// the returned sender is used, at the latest after twice PATIENCE).
     fn idle_behind_a_held_abandoned_job(
         pool: &Pool,
         before_abandon: impl FnOnce(),
@@ -645,7 +645,9 @@ mod tests {
         let stuck = pool
             .submit_with(options, move |_| {
                 started_tx.send(()).unwrap();
-                let _ = release_rx.recv_timeout(PATIENCE);
+                // Longer than the tests' wait for the join, so a join that
+                // returns only because this job did fails them.
+                let _ = release_rx.recv_timeout(2 * PATIENCE);
                 Ok(())
             })
             .unwrap();
@@ -687,7 +689,7 @@ mod tests {
                 pool.join();
                 let _ = joined_tx.send(());
             });
-            let joined = joined_rx.recv_timeout(Duration::from_secs(2));
+            let joined = joined_rx.recv_timeout(PATIENCE);
             // Unsticks the worker, which takes the entry off and checks.
             release.send(()).unwrap();
             assert_eq!(joined, Ok(()), "join slept on an idle pool");
@@ -715,7 +717,7 @@ mod tests {
                 });
                 assert!(eventually(|| pool.shared.idle.joiners() == 1));
             });
-            let joined = joined_rx.recv_timeout(Duration::from_secs(2));
+            let joined = joined_rx.recv_timeout(PATIENCE);
             release.send(()).unwrap();
             assert_eq!(joined, Ok(()), "join slept on an idle pool");
         });
