@@ -45,7 +45,8 @@
 //!    entry ([`IdleGate::check_before_dequeue`]): whoever takes that entry
 //!    off checks afterwards (this worker, or another one after the job it
 //!    ran, or after an entry it skipped, already ended; the supervisor
-//!    after draining). The worker's count and its look at the queue are
+//!    after draining; if this worker is detached right after its job, its
+//!    replacement, which the supervisor starts at once). The worker's count and its look at the queue are
 //!    separated by a `SeqCst` fence; the taker's dequeue (a `SeqCst`
 //!    compare-and-swap in crossbeam) comes before its own count and its
 //!    `SeqCst` load of `joiners`. So either the finisher sees the entry
