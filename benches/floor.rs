@@ -12,6 +12,8 @@
 //!   * `floor`: a bare crossbeam channel of boxed closures, each run under
 //!     `catch_unwind` by one of `cores()` threads: the floor of this design;
 //!   * `harbor_execute`: [`Pool::execute`];
+//!   * `harbor_execute_metrics_off`: the same without latency histograms
+//!     (`Builder::latency_metrics(false)`: no clock read per job);
 //!   * `threadpool`: the `threadpool` crate's `execute`.
 //! * `i11_tracked`: one submitter, against `harbor_execute` in the same
 //!   group: `harbor_submit_join` (submit, keep the handle, join every handle
@@ -294,12 +296,25 @@ fn untracked(c: &mut Criterion) {
                     Box::new(|| Box::new(Execute(harbor(cores())))),
                 ),
                 (
+                    "harbor_execute_metrics_off",
+                    Box::new(|| Box::new(Execute(metrics_off()))),
+                ),
+                (
                     "threadpool",
                     Box::new(|| Box::new(Threadpool(threadpool::ThreadPool::new(cores())))),
                 ),
             ],
         );
     }
+}
+
+/// A harbor pool without latency histograms (`Builder::latency_metrics`).
+fn metrics_off() -> Pool {
+    Pool::builder()
+        .workers(cores())
+        .latency_metrics(false)
+        .build()
+        .unwrap()
 }
 
 fn tracked(c: &mut Criterion) {
@@ -380,13 +395,7 @@ fn many_workers(c: &mut Criterion) {
 }
 
 fn features(c: &mut Criterion) {
-    let off = || {
-        Pool::builder()
-            .workers(cores())
-            .latency_metrics(false)
-            .build()
-            .unwrap()
-    };
+    let off = metrics_off;
     group(
         c,
         "i11_features",
