@@ -467,6 +467,24 @@ mod loom_tests {
         fn join(&self) -> bool {
             self.gate.wait(self, None)
         }
+
+        /// Submits a job to `pool`, finishes it on another thread that
+        /// first raises a flag, and joins: the join, begun behind the job,
+        /// must return only after it (`failure` otherwise).
+        fn join_behind_a_job(pool: &Arc<Pool>, failure: &str) {
+            let finished = Arc::new(AtomicBool::new(false));
+            pool.submit();
+            let finisher = {
+                let (pool, finished) = (Arc::clone(pool), Arc::clone(&finished));
+                thread::spawn(move || {
+                    finished.store(true, SeqCst);
+                    pool.finish();
+                })
+            };
+            assert!(pool.join());
+            assert!(finished.load(SeqCst), "{failure}");
+            finisher.join().unwrap();
+        }
     }
 
     /// A finisher vs a joiner: the joiner sees the finish or is woken by it
@@ -546,21 +564,10 @@ mod loom_tests {
             let later = {
                 let pool = Arc::clone(&pool);
                 thread::spawn(move || {
-                    let finished = Arc::new(AtomicBool::new(false));
-                    pool.submit();
-                    let finisher = {
-                        let (pool, finished) = (Arc::clone(&pool), Arc::clone(&finished));
-                        thread::spawn(move || {
-                            finished.store(true, SeqCst);
-                            pool.finish();
-                        })
-                    };
-                    assert!(pool.join());
-                    assert!(
-                        finished.load(SeqCst),
-                        "released before the job it was submitted behind finished"
-                    );
-                    finisher.join().unwrap();
+                    Pool::join_behind_a_job(
+                        &pool,
+                        "released before the job it was submitted behind finished",
+                    )
                 })
             };
             // The joiner whose presence makes the first finisher look.
@@ -629,18 +636,7 @@ mod loom_tests {
                     pool.gate.check(&*pool);
                 })
             };
-            let finished = Arc::new(AtomicBool::new(false));
-            pool.submit();
-            let finisher = {
-                let (pool, finished) = (Arc::clone(&pool), Arc::clone(&finished));
-                thread::spawn(move || {
-                    finished.store(true, SeqCst);
-                    pool.finish();
-                })
-            };
-            assert!(pool.join());
-            assert!(finished.load(SeqCst), "released by a stale idle mark");
-            finisher.join().unwrap();
+            Pool::join_behind_a_job(&pool, "released by a stale idle mark");
             refused.join().unwrap();
         });
     }
