@@ -212,6 +212,11 @@ impl Runner for SubmitJoin {
     }
 }
 
+/// A contender that submits tracked jobs to `pool` and joins them.
+fn submit_join(pool: Pool, progress: bool) -> Box<dyn Runner> {
+    Box::new(SubmitJoin { pool, progress })
+}
+
 /// Submitted jobs between two of the joiner's `join` calls.
 const JOBS_PER_JOIN: usize = 1_000;
 
@@ -329,12 +334,7 @@ fn tracked(c: &mut Criterion) {
             ),
             (
                 "harbor_submit_join",
-                Box::new(|| {
-                    Box::new(SubmitJoin {
-                        pool: harbor(cores()),
-                        progress: false,
-                    })
-                }),
+                Box::new(|| submit_join(harbor(cores()), false)),
             ),
             (
                 "harbor_submit_join_retained",
@@ -344,10 +344,7 @@ fn tracked(c: &mut Criterion) {
                         .retain_finished(2 * JOBS)
                         .build()
                         .unwrap();
-                    Box::new(SubmitJoin {
-                        pool,
-                        progress: false,
-                    })
+                    submit_join(pool, false)
                 }),
             ),
         ],
@@ -395,7 +392,6 @@ fn many_workers(c: &mut Criterion) {
 }
 
 fn features(c: &mut Criterion) {
-    let off = metrics_off;
     group(
         c,
         "i11_features",
@@ -407,34 +403,19 @@ fn features(c: &mut Criterion) {
             ),
             (
                 "execute_metrics_off",
-                Box::new(move || Box::new(Execute(off()))),
+                Box::new(|| Box::new(Execute(metrics_off()))),
             ),
             (
                 "submit_join_metrics_on",
-                Box::new(|| {
-                    Box::new(SubmitJoin {
-                        pool: harbor(cores()),
-                        progress: false,
-                    })
-                }),
+                Box::new(|| submit_join(harbor(cores()), false)),
             ),
             (
                 "submit_join_metrics_off",
-                Box::new(move || {
-                    Box::new(SubmitJoin {
-                        pool: off(),
-                        progress: false,
-                    })
-                }),
+                Box::new(|| submit_join(metrics_off(), false)),
             ),
             (
                 "submit_join_progress",
-                Box::new(|| {
-                    Box::new(SubmitJoin {
-                        pool: harbor(cores()),
-                        progress: true,
-                    })
-                }),
+                Box::new(|| submit_join(harbor(cores()), true)),
             ),
         ],
     );
