@@ -102,15 +102,14 @@ pub(crate) struct Registry {
     /// Retirement numbers and the eviction boundary (invariant 3). Written
     /// by every finishing job, so on a cache line of their own: sharing one
     /// with `shards` made every submitter's registry insert miss.
-    counts: Padded<Counts>,
+    numbers: Numbers,
     /// How many records one eviction removes.
     batch: usize,
 }
 
+/// The registry's retirement numbers, on cache lines of their own.
 #[repr(align(128))]
-struct Padded<T>(T);
-
-struct Counts {
+struct Numbers {
     /// Records retired so far: the next retirement number.
     retired: AtomicU64,
     /// Every record with a retirement number below this is claimed for
@@ -131,10 +130,10 @@ impl Registry {
                 })
                 .collect(),
             retain,
-            counts: Padded(Counts {
+            numbers: Numbers {
                 retired: AtomicU64::new(0),
                 evicted: AtomicU64::new(0),
-            }),
+            },
             batch: (retain / 16).clamp(1, MAX_EVICTION_BATCH),
         }
     }
@@ -169,7 +168,7 @@ impl Registry {
     /// Notes that `id` is terminal; once more than `retain` records are
     /// retired, evicts the oldest in a batch (invariant 3).
     pub(crate) fn retire(&self, id: JobId) {
-        let counts = &self.counts.0;
+        let numbers = &self.numbers;
         let index = shard_index(id);
         let number = {
             let mut shard = lock(&self.shards[index].lock);
@@ -180,7 +179,7 @@ impl Registry {
             }
             // Taken under the shard's lock, so each shard's FIFO is in
             // number order (invariant 3).
-            let number = counts.retired.fetch_add(1, Ordering::SeqCst);
+            let number = numbers.retired.fetch_add(1, Ordering::SeqCst);
             shard.retired.push_back((number, id));
             if shard.retired.len() == 1 {
                 self.shards[index].oldest.store(number, Ordering::SeqCst);
@@ -193,14 +192,14 @@ impl Registry {
         // (a lock per shard touched) happen once per batch, not per job.
         // Bounded: the CAS fails only when another retirer moved the
         // boundary.
-        let mut evicted = counts.evicted.load(Ordering::SeqCst);
+        let mut evicted = numbers.evicted.load(Ordering::SeqCst);
         let boundary = loop {
             if retired.saturating_sub(evicted) <= retain {
                 return;
             }
             let low = retain.saturating_sub(self.batch as u64 - 1);
             let boundary = retired - low;
-            match counts.evicted.compare_exchange_weak(
+            match numbers.evicted.compare_exchange_weak(
                 evicted,
                 boundary,
                 Ordering::SeqCst,
