@@ -1,6 +1,5 @@
 //! Tests of the feed and the observer thread: panicking drops of observed
-//! jobs, and a cancel racing shutdown. "Invariant N" means the list in the
-//! parent module's docs (`observer/feed.rs`).
+//! jobs, and a cancel racing shutdown.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, mpsc};

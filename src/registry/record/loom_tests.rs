@@ -72,7 +72,7 @@ fn loom_finish_vs_waiter() {
 }
 
 /// Finish vs a future's poll: the future sees the terminal status or
-/// its waker is taken and woken by the finish (invariant 6); none is
+/// its waker is taken and woken by the finish (invariant 7); none is
 /// left registered. A lost wake-up shows as loom's deadlock report.
 #[test]
 fn loom_finish_vs_poll() {

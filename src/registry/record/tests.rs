@@ -1,6 +1,5 @@
 //! Tests of [`Record`](super::Record): its transitions, derived times and
-//! wakers. "Invariant N" means the registry's list (`registry.rs`), as in
-//! the parent module.
+//! wakers.
 
 use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
