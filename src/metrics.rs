@@ -10,13 +10,21 @@
 //! are no histograms and no clock is read for them (tracked jobs read it
 //! for their times, [`wall_at`]).
 //!
+//! This file holds the public side: [`Histogram`], [`PoolMetrics`] and the
+//! buckets. The machinery is in two children: `clock.rs`, the latency
+//! clock (ticks, and the wall times derived from them), and `latency.rs`,
+//! each worker's cells, the timer a worker records a job with, and the
+//! snapshot that adds every worker's cells up. The invariants below govern
+//! all three; the tests sit beside the code they test.
+//!
 //! Invariants:
 //!
-//! 1. Worker `i`'s [`WorkerLatency`] is written only by the thread that is
-//!    worker `i`: jobs it takes from the queue and jobs it runs inline both
-//!    run on that thread, and a respawned worker reuses the index only after
-//!    the supervisor joined the dead thread. With one writer, a bucket is
-//!    bumped with a relaxed load and store, no read-modify-write.
+//! 1. Worker `i`'s [`WorkerLatency`](latency::WorkerLatency) is written
+//!    only by the thread that is worker `i`: jobs it takes from the queue
+//!    and jobs it runs inline both run on that thread, and a respawned
+//!    worker reuses the index only after the supervisor joined the dead
+//!    thread. With one writer, a bucket is bumped with a relaxed load and
+//!    store, no read-modify-write.
 //! 2. A worker records a job's latencies before it counts the job finished
 //!    in its tally (a `SeqCst` read-modify-write) and before the job's
 //!    record turns terminal. So once [`Pool::join`](crate::Pool::join)
@@ -38,85 +46,14 @@
 //!    bucket's bound). A worker that had to spin, yield or park reads the
 //!    clock afresh.
 
-use std::cell::Cell;
+mod clock;
+mod latency;
+
+pub(crate) use clock::{NOT_READ, Tick, nanos_between, now, wall_at};
+pub(crate) use latency::{JobTimer, Latency, started};
+
 use std::fmt;
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
-
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-/// A raw reading of the latency clock (TSC ticks, or the OS's monotonic
-/// nanoseconds where the TSC is not invariant), or [`NOT_READ`].
-pub(crate) type Tick = u64;
-
-/// The tick of a job submitted while latency metrics are off.
-pub(crate) const NOT_READ: Tick = 0;
-
-/// The process's latency clock: `quanta`'s, calibrated once (usually about
-/// a millisecond, at most 200 ms on a very busy machine; on first use, which
-/// the first pool's build makes). A raw read is one `rdtsc`, about 11 ns on
-/// the machine of `docs/benchmarks.md` against 30 ns for
-/// `std::time::Instant::now`; ticks become nanoseconds only for a
-/// difference (one multiply and shift).
-fn clock() -> &'static quanta::Clock {
-    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
-    CLOCK.get_or_init(quanta::Clock::new)
-}
-
-/// Reads the clock.
-#[inline]
-pub(crate) fn now() -> Tick {
-    clock().raw()
-}
-
-/// Nanoseconds from `start` to `end`; zero if the clock seems to have gone
-/// backwards (readings on different cores), never a huge latency.
-#[inline]
-pub(crate) fn nanos_between(start: Tick, end: Tick) -> u64 {
-    clock().delta_as_nanos(start, end)
-}
-
-/// How long a thread's wall-clock anchor serves ([`wall_at`]) before the
-/// wall clock is read again. The tick scale is calibrated to a few parts
-/// in 10^5, so a time derived over 10 ms is off by well under a
-/// microsecond (plus what NTP slews the wall clock by meanwhile, at most
-/// 5 µs over 10 ms).
-const ANCHOR_NANOS: u64 = 10_000_000;
-
-thread_local! {
-    /// This thread's last wall-clock reading and the tick read with it.
-    /// `Cell`s of plain values with a `const` initialiser: no destructor.
-    static ANCHOR: Cell<(SystemTime, Tick)> = const { Cell::new((SystemTime::UNIX_EPOCH, NOT_READ)) };
-}
-
-/// The wall-clock time at tick `at`, which the caller read just now (or a
-/// worker's boundary tick, invariant 5): this thread's anchor plus the
-/// ticks since, reading the wall clock (about 35 ns here) only when the
-/// anchor is older than 10 ms. So a tracked job's three times (submitted,
-/// started, finished) cost no wall-clock read on a busy pool, where they
-/// cost three. Times derived on different threads may disagree by a
-/// microsecond; callers keep a job's times in order.
-pub(crate) fn wall_at(at: Tick) -> SystemTime {
-    ANCHOR
-        .try_with(|anchor| {
-            let (wall, tick) = anchor.get();
-            if tick == NOT_READ || at > tick {
-                let nanos = nanos_between(tick, at);
-                if tick != NOT_READ && nanos <= ANCHOR_NANOS {
-                    return wall + Duration::from_nanos(nanos);
-                }
-                let wall = SystemTime::now();
-                anchor.set((wall, at));
-                return wall;
-            }
-            // A tick from before the anchor (a reading taken on another
-            // core, or `at == tick`): the anchor itself if equal, else the
-            // wall clock, without re-anchoring on an older tick.
-            if at == tick { wall } else { SystemTime::now() }
-        })
-        // While the thread's locals are destroyed: read it.
-        .unwrap_or_else(|_| SystemTime::now())
-}
+use std::time::Duration;
 
 /// Finite buckets: upper bounds 1 µs × 2^i for i in 0..FINITE.
 const FINITE: usize = 28;
@@ -410,184 +347,9 @@ pub struct PoolMetrics {
     pub run_time: Histogram,
 }
 
-/// One histogram's cells, written by one worker (invariant 1).
-struct Cells {
-    counts: [AtomicU64; BUCKETS],
-    /// Nanoseconds, saturating (at 584 years per worker); added up as `f64`
-    /// by readers.
-    sum_nanos: AtomicU64,
-}
-
-impl Cells {
-    fn new() -> Self {
-        Cells {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    /// Adds one latency of `nanos`. Relaxed load and store: this worker is
-    /// the only writer (invariant 1), and `Tally::count` publishes them
-    /// (invariant 2).
-    #[inline]
-    fn add(&self, nanos: u64) {
-        let cell = &self.counts[bucket(nanos)];
-        cell.store(cell.load(Relaxed) + 1, Relaxed);
-        let sum = self.sum_nanos.load(Relaxed).saturating_add(nanos);
-        self.sum_nanos.store(sum, Relaxed);
-    }
-
-    /// Adds these cells into `histogram` (relaxed: invariant 3).
-    fn add_to(&self, histogram: &mut Histogram) {
-        for (total, cell) in histogram.counts.iter_mut().zip(&self.counts) {
-            *total += cell.load(Relaxed);
-        }
-        histogram.sum_nanos += self.sum_nanos.load(Relaxed) as f64;
-    }
-}
-
-/// One worker's histograms, on cache lines of their own.
-#[repr(align(128))]
-pub(crate) struct WorkerLatency {
-    queue_wait: Cells,
-    run_time: Cells,
-}
-
-impl WorkerLatency {
-    fn new() -> Self {
-        WorkerLatency {
-            queue_wait: Cells::new(),
-            run_time: Cells::new(),
-        }
-    }
-
-    /// Records a job submitted, started and ended at these ticks (see
-    /// [`JobTimer`]).
-    #[inline]
-    fn record(&self, submitted: Tick, started: Tick, ended: Tick) {
-        self.queue_wait.add(nanos_between(submitted, started));
-        self.run_time.add(nanos_between(started, ended));
-    }
-}
-
-/// Times one job on one worker: made just before the job runs, stopped
-/// just after it returns.
-#[must_use]
-pub(crate) struct JobTimer<'a> {
-    cells: &'a WorkerLatency,
-    submitted: Tick,
-    started: Tick,
-}
-
-impl JobTimer<'_> {
-    /// Reads the clock, records the job and returns the reading (the next
-    /// job's start if the worker takes one at once, invariant 5). Call on
-    /// the worker's thread (invariant 1), before counting the job finished
-    /// (invariant 2).
-    #[inline]
-    pub(crate) fn stop(self) -> Tick {
-        let ended = now();
-        self.stop_at(ended);
-        ended
-    }
-
-    /// Records the job as ended at `ended`, a reading the caller took.
-    #[inline]
-    pub(crate) fn stop_at(self, ended: Tick) {
-        self.cells.record(self.submitted, self.started, ended);
-    }
-}
-
-/// The start tick of a job submitted at `submitted` that starts now: the
-/// worker's `boundary` tick if it has one (invariant 5), never before the
-/// submission, or a fresh reading.
-#[inline]
-pub(crate) fn started(submitted: Tick, boundary: Option<Tick>) -> Tick {
-    match boundary {
-        Some(boundary) => boundary.max(submitted),
-        None => now(),
-    }
-}
-
-/// Every worker's histograms, indexed like the workers, or nothing when
-/// latency metrics are off.
-pub(crate) struct Latency {
-    /// Empty when off: then no clock is read and nothing recorded.
-    workers: Box<[WorkerLatency]>,
-}
-
-impl Latency {
-    /// Histograms for `workers` workers if `on`
-    /// ([`Builder::latency_metrics`](crate::Builder::latency_metrics)).
-    pub(crate) fn new(workers: usize, on: bool) -> Self {
-        // Calibrate the clock while the pool is built, not in the first job:
-        // tracked jobs read it for their times even when this is off.
-        let _ = now();
-        Latency {
-            workers: (0..if on { workers } else { 0 })
-                .map(|_| WorkerLatency::new())
-                .collect(),
-        }
-    }
-
-    /// The submission tick of a job submitted now ([`NOT_READ`] when off).
-    #[inline]
-    pub(crate) fn submitted(&self) -> Tick {
-        if self.workers.is_empty() {
-            NOT_READ
-        } else {
-            now()
-        }
-    }
-
-    /// Starts timing a job submitted at `submitted` that worker `index` is
-    /// about to run, at `boundary` if the worker has one (invariant 5) or
-    /// now; `None` when off (and then no clock is read).
-    #[inline]
-    pub(crate) fn start(
-        &self,
-        index: usize,
-        submitted: Tick,
-        boundary: Option<Tick>,
-    ) -> Option<JobTimer<'_>> {
-        let cells = self.workers.get(index)?;
-        Some(JobTimer {
-            cells,
-            submitted,
-            started: started(submitted, boundary),
-        })
-    }
-
-    /// As [`start`](Self::start), for a job whose start tick the caller
-    /// read already (a tracked job's, for its record); `None` when off.
-    #[inline]
-    pub(crate) fn timer(
-        &self,
-        index: usize,
-        submitted: Tick,
-        started: Tick,
-    ) -> Option<JobTimer<'_>> {
-        let cells = self.workers.get(index)?;
-        Some(JobTimer {
-            cells,
-            submitted,
-            started,
-        })
-    }
-
-    /// Every worker's histograms added up (empty when off).
-    pub(crate) fn snapshot(&self) -> PoolMetrics {
-        let mut metrics = PoolMetrics::default();
-        for worker in self.workers.iter() {
-            worker.queue_wait.add_to(&mut metrics.queue_wait);
-            worker.run_time.add_to(&mut metrics.run_time);
-        }
-        metrics
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::latency::Cells;
     use super::*;
 
     fn histogram(latencies: &[Duration]) -> Histogram {
@@ -692,88 +454,6 @@ mod tests {
     fn quantile_in_the_overflow_bucket_is_the_largest_bound() {
         let h = histogram(&[Duration::from_secs(3600)]);
         assert_eq!(h.quantile(0.5), Some(UPPER_BOUNDS[FINITE - 1]));
-    }
-
-    #[test]
-    fn workers_add_up() {
-        let latency = Latency::new(3, true);
-        // Ticks are not nanoseconds: derive them from real readings.
-        let t0 = now();
-        let timers: Vec<_> = (0..3)
-            .map(|i| latency.start(i, t0, None).unwrap())
-            .collect();
-        for timer in timers {
-            assert!(timer.stop() >= t0);
-        }
-        // A clock that seems to go backwards counts as zero.
-        latency.workers[0].record(now(), t0, t0);
-        let metrics = latency.snapshot();
-        assert_eq!(metrics.queue_wait.count(), 4);
-        assert_eq!(metrics.run_time.count(), 4);
-        assert!(metrics.queue_wait.counts()[0] >= 1, "{metrics:?}");
-        assert_eq!(nanos_between(10, 5), 0);
-    }
-
-    #[test]
-    fn off_reads_no_clock_and_records_nothing() {
-        let latency = Latency::new(2, false);
-        assert_eq!(latency.submitted(), NOT_READ);
-        assert!(latency.start(0, NOT_READ, None).is_none());
-        assert!(latency.timer(0, NOT_READ, now()).is_none());
-        assert_eq!(latency.snapshot(), PoolMetrics::default());
-    }
-
-    #[test]
-    fn a_boundary_start_is_never_before_the_submission() {
-        let submitted = now();
-        assert_eq!(started(submitted, Some(submitted - 5)), submitted);
-        assert_eq!(started(submitted, Some(submitted + 5)), submitted + 5);
-        assert!(started(submitted, None) >= submitted);
-    }
-
-    #[test]
-    fn wall_times_come_from_an_anchor_refreshed_every_10_ms() {
-        let from = now();
-        // The first call on a thread reads the wall clock and anchors there.
-        let anchored = wall_at(from);
-        let wall = SystemTime::now();
-        assert!(wall.duration_since(anchored).unwrap() < Duration::from_secs(1));
-        // Ticks for between 5 and 10 ms later: derived from the anchor.
-        let mut ticks = 1;
-        while nanos_between(from, from + ticks) < ANCHOR_NANOS / 2 {
-            ticks *= 2;
-        }
-        let nanos = nanos_between(from, from + ticks);
-        assert!(nanos <= ANCHOR_NANOS, "{nanos}");
-        assert_eq!(
-            wall_at(from + ticks),
-            anchored + Duration::from_nanos(nanos)
-        );
-        // Beyond 10 ms: a fresh reading, and a new anchor.
-        let later = from + 4 * ticks;
-        let fresh = wall_at(later);
-        assert!(fresh >= wall);
-        assert_eq!(wall_at(later), fresh);
-        // Before the anchor: a reading, and the anchor stays.
-        assert!(wall_at(from) >= fresh);
-        assert_eq!(
-            wall_at(later + 1),
-            fresh + Duration::from_nanos(nanos_between(later, later + 1))
-        );
-    }
-
-    #[test]
-    fn ticks_measure_real_time() {
-        let started = now();
-        let wall = std::time::Instant::now();
-        std::thread::sleep(Duration::from_millis(20));
-        let measured = nanos_between(started, now());
-        let elapsed = u64::try_from(wall.elapsed().as_nanos()).unwrap();
-        // Same interval, two clocks: within a millisecond and 5% of each
-        // other (the sleep itself may be long on a loaded machine).
-        assert!(measured >= 19_000_000, "{measured} ns");
-        let diff = measured.abs_diff(elapsed);
-        assert!(diff < 1_000_000 + elapsed / 20, "{measured} vs {elapsed}");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! [`Pool`]: the public handle. A thin layer over [`Shared`]; each operation
-//! delegates to the part that owns it.
+//! delegates to the part that owns it. The shutdown machinery (waiting for
+//! every thread to be joined, `shutdown_timeout`'s escalation, the
+//! supervisor's join-once handle) is in `pool/shutdown.rs`.
+
+mod shutdown;
+
+use shutdown::SupervisorThread;
 
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use crate::builder::{Builder, Config};
 use crate::cancel::CancelToken;
@@ -18,7 +23,7 @@ use crate::report::ShutdownReport;
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
 use crate::supervisor::{self, Event};
-use crate::sync::{deadline_after, lock, wait_until};
+use crate::sync::deadline_after;
 use crate::worker;
 
 /// A fixed set of supervised worker threads that run jobs from one queue.
@@ -672,38 +677,6 @@ impl Pool {
         self.report(joined)
     }
 
-    fn shutdown_timeout_inner(&self, timeout: Duration) -> bool {
-        self.shared.begin_shutdown(Mode::Graceful);
-        if self.on_own_worker("shutdown_timeout") {
-            return false;
-        }
-        let deadline = deadline_after(timeout);
-        if self.shared.wait_done(deadline) {
-            return self.supervisor.join(deadline);
-        }
-        log_quietly!(log::warn!(
-            "pool {}: graceful shutdown took longer than {timeout:?}; cancelling jobs",
-            self.shared.config.thread_name
-        ));
-        self.shared.begin_shutdown(Mode::Now);
-        let deadline = deadline_after(timeout);
-        if self.shared.wait_done(deadline) {
-            return self.supervisor.join(deadline);
-        }
-        log_quietly!(log::error!(
-            "pool {}: jobs ignored cancellation for {timeout:?}; leaving their threads to finish",
-            self.shared.config.thread_name
-        ));
-        self.detached.store(true, Ordering::SeqCst);
-        false
-    }
-
-    fn report(&self, joined: bool) -> ShutdownReport {
-        // Relaxed: a statistic.
-        let strays = self.shared.counters.strays.load(Ordering::Relaxed);
-        self.shared.report.report(strays, joined)
-    }
-
     /// `true` once shutdown has begun (new jobs are refused).
     ///
     /// # Examples
@@ -718,16 +691,6 @@ impl Pool {
         self.shared.is_closed()
     }
 
-    /// Returns whether this call saw every thread joined.
-    fn shutdown_inner(&self, mode: Mode) -> bool {
-        self.shared.begin_shutdown(mode);
-        if self.on_own_worker("shutdown") || self.detached.load(Ordering::SeqCst) {
-            return false;
-        }
-        self.shared.wait_done(None);
-        self.supervisor.join(None)
-    }
-
     /// `true` (and logs) when called on one of this pool's own threads (a
     /// job, or a closure the supervisor drops), where waiting for the pool
     /// would wait for the caller itself.
@@ -740,62 +703,6 @@ impl Pool {
             ));
         }
         own
-    }
-}
-
-/// The supervisor's `JoinHandle`, joined once by whichever shutdown caller
-/// takes it; every other caller waits until that join is over, so no caller
-/// returns while the supervisor thread still runs.
-struct SupervisorThread {
-    state: Mutex<Joining>,
-    joined: Condvar,
-}
-
-struct Joining {
-    handle: Option<JoinHandle<()>>,
-    joined: bool,
-}
-
-impl SupervisorThread {
-    fn new(handle: JoinHandle<()>) -> Self {
-        SupervisorThread {
-            state: Mutex::new(Joining {
-                handle: Some(handle),
-                joined: false,
-            }),
-            joined: Condvar::new(),
-        }
-    }
-
-    /// Joins the supervisor (it marked the pool done as its last act, so
-    /// this is prompt), or waits for the caller that does, until `deadline`.
-    /// Returns whether the supervisor thread is gone.
-    fn join(&self, deadline: Option<Instant>) -> bool {
-        let mut state = lock(&self.state);
-        if let Some(handle) = state.handle.take() {
-            // Not under the lock: the supervisor may still run a logger.
-            drop(state);
-            let panicked = handle.join().is_err();
-            state = lock(&self.state);
-            state.joined = true;
-            drop(state);
-            self.joined.notify_all();
-            if panicked {
-                log_quietly!(log::error!("the supervisor thread panicked"));
-            }
-            return true;
-        }
-        // Bounded by `deadline`; re-checks after every (spurious) wake.
-        loop {
-            if state.joined {
-                return true;
-            }
-            let (next, timed_out) = wait_until(&self.joined, state, deadline);
-            state = next;
-            if timed_out {
-                return state.joined;
-            }
-        }
     }
 }
 
