@@ -1,5 +1,5 @@
 //! Counters behind [`PoolStats`]. (The latency histograms behind
-//! `Pool::metrics` sit beside them, per worker, in `metrics.rs`.)
+//! `Pool::metrics` sit beside them, per worker, in `metrics/latency.rs`.)
 //!
 //! Workers count their own jobs in a [`Tally`] of their own (one cache line
 //! each), so finishing a job touches no line another worker writes. Jobs
@@ -178,7 +178,7 @@ pub(crate) struct Counters {
     pub(crate) others: Tally,
     /// Indexed by worker index; a respawned worker keeps its tally.
     pub(crate) workers: Box<[Tally]>,
-    /// Queue wait and run time histograms, per worker (`metrics.rs`).
+    /// Queue wait and run time histograms, per worker (`metrics/latency.rs`).
     pub(crate) latency: Latency,
 }
 
