@@ -30,7 +30,7 @@
 //! 6. A future awaiting a job ([`JobHandle`] as a `Future`, or
 //!    [`WaitStatus`] from [`Pool::wait_async`](crate::Pool::wait_async))
 //!    holds at most one waker registration in the job's record and
-//!    withdraws it when dropped (registry invariant 6), so futures that
+//!    withdraws it when dropped (registry invariant 7), so futures that
 //!    come and go leave nothing behind. Nothing polls: the thread that ends
 //!    the job wakes them.
 //! 7. A handle yields its result once, through `join` or a `Ready` poll;
