@@ -90,7 +90,7 @@ struct State {
     waiters: u32,
     /// The worker that ran the job has returned from it (invariant 6).
     returned: bool,
-    /// Futures awaiting the record (invariant 6); empty, and allocating
+    /// Futures awaiting the record (invariant 7); empty, and allocating
     /// nothing, unless someone awaits it.
     wakers: Wakers,
     /// Its panic and progress message, rarely set: boxed, so a record
@@ -134,7 +134,7 @@ pub(crate) enum CancelStep {
 pub(crate) struct Notify {
     /// Whether threads were blocked in [`Record::wait`].
     waiters: bool,
-    /// The wakers taken out of the record (invariant 6).
+    /// The wakers taken out of the record (invariant 7).
     wakers: Wakers,
 }
 
@@ -402,7 +402,7 @@ impl Record {
     /// Polls for the terminal status on behalf of a future whose
     /// registration is `key` (`None` until its first `Pending`): `Ready`
     /// once terminal, else `Pending` with `cx`'s waker registered under
-    /// `key` (invariant 6). A waker that would wake the same task as the
+    /// `key` (invariant 7). A waker that would wake the same task as the
     /// one stored is not replaced (`Waker::will_wake`). `key` is `None`
     /// again after `Ready`. The caller withdraws a registration it no
     /// longer needs with [`unregister`](Self::unregister).
@@ -414,7 +414,7 @@ impl Record {
         {
             let state = lock(&self.state);
             if state.status.is_terminal() {
-                // The transition took our waker, if any (invariant 6).
+                // The transition took our waker, if any (invariant 7).
                 *key = None;
                 return Poll::Ready(state.status.clone());
             }
@@ -479,7 +479,7 @@ impl Notify {
     /// Wakes the record's waiters if there were any when it became terminal:
     /// blocked threads first, then futures. The status was changed under the
     /// lock, so a waiter either saw it or is already waiting, and a future
-    /// either saw it or had its waker taken (invariant 6): notifying after
+    /// either saw it or had its waker taken (invariant 7): notifying after
     /// unlocking loses nothing.
     ///
     /// A waker is user code: each wake runs under `catch_unwind`, so a
