@@ -314,4 +314,41 @@ mod tests {
             "a detached job keeps no value"
         );
     }
+
+    /// A job that returns just as the supervisor gives up on it: its record
+    /// is `Abandoned` first, so its handle must say so too, whether it joins
+    /// before or after the slot refuses the value (first terminal state
+    /// wins, registry invariant 1).
+    #[test]
+    fn a_value_returned_as_the_job_is_abandoned_is_not_handed_out() {
+        for join_before_the_slot_refuses in [false, true] {
+            let (cell, parts) = new_cell(
+                JobId::new(),
+                JobOptions::default(),
+                None,
+                |_: &CancelToken| Ok(7),
+            );
+            let handle = parts.into_handle(Weak::new(), 0);
+            assert!(cell.record().start(0));
+            // The job returns and stores its value; the supervisor abandons
+            // the record before the worker marks it finished.
+            let outcome = cell.run(&CancelToken::for_job(Arc::clone(&cell)));
+            assert_eq!(outcome.status, JobStatus::Completed);
+            assert!(cell.record().abandon().is_some());
+            let joined = if join_before_the_slot_refuses {
+                let joined = handle.join();
+                cell.abandon();
+                joined
+            } else {
+                cell.abandon();
+                handle.join()
+            };
+            assert!(cell.record().finish(outcome.status).is_none());
+            assert_eq!(cell.record().status(), JobStatus::Abandoned);
+            assert!(
+                matches!(joined, Err(JobError::Abandoned)),
+                "joined {joined:?} (join first: {join_before_the_slot_refuses})"
+            );
+        }
+    }
 }

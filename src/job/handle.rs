@@ -317,14 +317,19 @@ impl<T> JobHandle<T> {
         result: Option<Result<T, JobError>>,
         status: Option<JobStatus>,
     ) -> Result<T, JobError> {
-        match result {
-            Some(result) => result,
+        match (result, status) {
+            // The first terminal state wins (registry invariant 1): a value
+            // the job stored just as the supervisor abandoned it, before
+            // the slot refused it, is not handed out. Dropped here, with no
+            // lock held, contained like every refused result.
+            (result, Some(JobStatus::Abandoned)) => {
+                crate::unwind::drop_quietly(result);
+                Err(JobError::Abandoned)
+            }
+            (Some(result), _) => result,
             // Invariant 2: an empty slot means cancelled while pending.
-            None => Err(match status {
-                Some(JobStatus::Failed(message)) => JobError::WorkerDied(message),
-                Some(JobStatus::Abandoned) => JobError::Abandoned,
-                _ => JobError::Cancelled,
-            }),
+            (None, Some(JobStatus::Failed(message))) => Err(JobError::WorkerDied(message)),
+            (None, _) => Err(JobError::Cancelled),
         }
     }
 
