@@ -276,7 +276,7 @@ impl Pool {
         F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let id = JobId::new();
+        let id = self.shared.registry.new_id();
         // The pool's `abandon_after` is applied when the job is interrupted
         // (`Shared::interrupt`), so the record holds only the job's own.
         let feed = self.shared.feed.clone();

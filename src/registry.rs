@@ -14,7 +14,7 @@
 //!    exception is abandonment ([`Record::abandon`]): the supervisor ends a
 //!    job whose token the pool cancelled and whose worker did not return
 //!    within its grace; the worker's own `finish` then changes nothing.
-//! 3. A record leaves the map only after it is terminal and retired, oldest
+//! 3. A record leaves the registry only after it is terminal and retired, oldest
 //!    retired first, once more than `retain` records are retired. Eviction
 //!    works in batches of up to [`MAX_EVICTION_BATCH`] (at most a sixteenth of
 //!    `retain`), so between `retain` minus one batch and `retain` finished
@@ -30,12 +30,13 @@
 //! 4. Lock order: a map shard, then a record's state. Nothing takes a shard
 //!    while holding a record's state, and no user code runs under either
 //!    (an evicted record is dropped after its shard is unlocked).
-//! 5. A shard's map gives capacity back after a burst: whenever records
+//! 5. A shard's ring gives capacity back after a burst: whenever records
 //!    leave it and its capacity exceeds both [`SHRINK_FLOOR`] and four times
-//!    its length, it shrinks to twice its length. A map grows by doubling
-//!    when full, so after growing it must lose half its records before it
+//!    its length, it shrinks to twice its length. A ring grows by doubling
+//!    when full, so after growing it must lose half its slots before it
 //!    shrinks, and after shrinking it must double before it grows: a steady
-//!    load never reallocates back and forth.
+//!    load never reallocates back and forth. (Its overflow is a B-tree,
+//!    which frees its nodes as they empty.)
 //! 6. `returned` is set under the record's lock by the worker's `finish`
 //!    when it comes back from the job, and the supervisor detaches a stuck
 //!    worker's thread only under the same lock while `returned` is false
@@ -53,33 +54,56 @@
 //! 8. A record's progress numbers are written and read without its lock
 //!    (a sequence lock, `progress.rs`); its progress message lives in its
 //!    state, under the state lock, and no other lock is taken for it.
+//! 9. An id names where its record lives. [`Registry::new_id`] makes a
+//!    version 8 UUID of 60 random bits, the shard (5 bits: each submitting
+//!    thread deals its jobs round the shards) and the record's number in
+//!    that shard (57 bits, handed out in order by the shard's counter,
+//!    XORed with the registry's random salt), and the record is filed under
+//!    that number in the shard's ring (`ring.rs`, its own invariants). A
+//!    lookup decodes the place and confirms the whole id, so an id of
+//!    another pool or a guessed one finds nothing; the random bits keep ids
+//!    unguessable, the salt keeps different pools' ids apart. Numbers never
+//!    run out: at a billion jobs a second a shard's 57 bits last four years.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
 
 use crate::job::{JobId, JobStatus, Tracked};
 use crate::sync::lock;
 
 mod record;
+mod ring;
 
 pub(crate) use record::{CancelStep, Notify, Record};
+use ring::Ring;
 
 const SHARDS: usize = 32;
 
-fn shard_index(id: JobId) -> usize {
-    // The low bits of a v4 UUID are random.
-    (id.as_uuid().as_u128() as usize) % SHARDS
-}
+/// Bits of an id that hold its number in its shard (invariant 9).
+const NUMBER_BITS: u32 = 57;
+const NUMBER_MASK: u64 = (1 << NUMBER_BITS) - 1;
+/// The UUID's version (8, custom) and variant (RFC 9562) fields.
+const VERSION_MASK: u128 = 0xf << 76;
+const VERSION_8: u128 = 0x8 << 76;
+const VARIANT_RFC: u128 = 0b10 << 62;
 
-type Map = HashMap<JobId, Arc<dyn Tracked>, BuildHasherDefault<IdHasher>>;
+thread_local! {
+    /// The shard this thread's next id goes to: each submitting thread
+    /// deals its jobs round the shards (invariant 9).
+    static NEXT_SHARD: Cell<usize> = const { Cell::new(0) };
+}
 
 /// A cache line of its own per shard, so workers finishing jobs in different
 /// shards do not contend on one line.
 #[repr(align(128))]
 struct Shard {
     lock: Mutex<ShardState>,
+    /// The next number to hand out in this shard (invariant 9).
+    next: AtomicU64,
     /// The retirement number of the oldest entry in `retired`, or
     /// `u64::MAX` when it is empty (invariant 3): lets an eviction skip a
     /// shard with nothing old enough without locking it.
@@ -88,7 +112,7 @@ struct Shard {
 
 #[derive(Default)]
 struct ShardState {
-    map: Map,
+    records: Ring,
     /// This shard's retired ids with their retirement numbers, oldest first
     /// (invariant 3).
     retired: VecDeque<(u64, JobId)>,
@@ -105,6 +129,10 @@ pub(crate) struct Registry {
     numbers: Numbers,
     /// How many records one eviction removes.
     batch: usize,
+    /// XORed into the numbers ids carry, so that ids of different pools
+    /// (and replicas sharing a store) differ in more than their random bits
+    /// (invariant 9).
+    salt: u64,
 }
 
 /// The registry's retirement numbers, on cache lines of their own.
@@ -126,6 +154,7 @@ impl Registry {
             shards: (0..SHARDS)
                 .map(|_| Shard {
                     lock: Mutex::default(),
+                    next: AtomicU64::new(0),
                     oldest: AtomicU64::new(u64::MAX),
                 })
                 .collect(),
@@ -135,41 +164,73 @@ impl Registry {
                 evicted: AtomicU64::new(0),
             },
             batch: (retain / 16).clamp(1, MAX_EVICTION_BATCH),
+            salt: Uuid::new_v4().as_u128() as u64 & NUMBER_MASK,
         }
     }
 
-    fn shard(&self, id: JobId) -> &Mutex<ShardState> {
-        &self.shards[shard_index(id)].lock
+    /// A new job id: 60 random bits, and the shard and number where its
+    /// record will live (invariant 9).
+    pub(crate) fn new_id(&self) -> JobId {
+        let shard = NEXT_SHARD.with(|next| {
+            let shard = next.get();
+            next.set((shard + 1) % SHARDS);
+            shard
+        });
+        // Relaxed: the number only has to be unique; the record it names is
+        // published by the shard's lock when it is inserted.
+        let number = self.shards[shard].next.fetch_add(1, Ordering::Relaxed) & NUMBER_MASK;
+        let random = Uuid::new_v4().as_u128() & !(u128::from(u64::MAX) | VERSION_MASK);
+        let place = ((shard as u64) << NUMBER_BITS) | (number ^ self.salt);
+        JobId::from(Uuid::from_u128(
+            random | VERSION_8 | VARIANT_RFC | u128::from(place),
+        ))
+    }
+
+    /// The shard and number an id of this registry's names (invariant 9):
+    /// any id decodes to some place; a lookup confirms the id there.
+    fn place(&self, id: JobId) -> (usize, u64) {
+        let low = id.as_uuid().as_u128() as u64;
+        let shard = (low >> NUMBER_BITS) as usize % SHARDS;
+        (shard, (low & NUMBER_MASK) ^ self.salt)
     }
 
     pub(crate) fn insert(&self, job: Arc<dyn Tracked>) {
-        let id = job.record().id;
-        lock(self.shard(id)).map.insert(id, job);
+        let (shard, number) = self.place(job.record().id);
+        let reserved = self.shards[shard].next.load(Ordering::Relaxed);
+        lock(&self.shards[shard].lock)
+            .records
+            .insert(number, reserved, job);
     }
 
     /// Removes a record that never became visible (its submission failed).
     pub(crate) fn remove(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
-        let mut shard = lock(self.shard(id));
-        let removed = shard.map.remove(&id);
-        shrink_if_sparse(&mut shard.map);
-        removed
+        let (shard, number) = self.place(id);
+        lock(&self.shards[shard].lock).records.remove(number, id)
     }
 
     /// Runs `f` on the record for `id`, under its shard's lock.
     /// `f` must not run user code (invariant 4).
     pub(crate) fn with<R>(&self, id: JobId, f: impl FnOnce(&Record) -> R) -> Option<R> {
-        lock(self.shard(id)).map.get(&id).map(|job| f(job.record()))
+        let (shard, number) = self.place(id);
+        lock(&self.shards[shard].lock)
+            .records
+            .get(number, id)
+            .map(|job| f(job.record()))
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
-        lock(self.shard(id)).map.get(&id).cloned()
+        let (shard, number) = self.place(id);
+        lock(&self.shards[shard].lock)
+            .records
+            .get(number, id)
+            .cloned()
     }
 
     /// Notes that `id` is terminal; once more than `retain` records are
     /// retired, evicts the oldest in a batch (invariant 3).
     pub(crate) fn retire(&self, id: JobId) {
         let numbers = &self.numbers;
-        let index = shard_index(id);
+        let (index, _) = self.place(id);
         let number = {
             let mut shard = lock(&self.shards[index].lock);
             if shard.retired.is_empty() {
@@ -223,20 +284,16 @@ impl Registry {
                 continue;
             }
             let mut state = lock(&shard.lock);
-            let ShardState { map, retired } = &mut *state;
-            let before = evicted.len();
+            let ShardState { records, retired } = &mut *state;
             while let Some(&(number, id)) = retired.front() {
                 if number >= boundary {
                     break;
                 }
                 retired.pop_front();
-                evicted.extend(map.remove(&id));
+                evicted.extend(records.remove(self.place(id).1, id));
             }
             let oldest = retired.front().map_or(u64::MAX, |&(number, _)| number);
             shard.oldest.store(oldest, Ordering::SeqCst);
-            if evicted.len() > before {
-                shrink_if_sparse(map);
-            }
         }
         // Dropped outside the shard locks (invariant 4), contained: the last
         // reference to a record can hold user values (a detached job's
@@ -264,7 +321,7 @@ impl Registry {
             let shard = lock(&shard.lock);
             found.extend(
                 shard
-                    .map
+                    .records
                     .values()
                     .filter(|job| job.record().status() == *status)
                     .cloned(),
@@ -276,66 +333,32 @@ impl Registry {
     /// Number of records held (pending, running and retained finished).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(&s.lock).map.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| lock(&s.lock).records.len())
+            .sum()
     }
 
-    /// Records each shard's map has room for now.
+    /// Records each shard's ring has room for now.
     #[cfg(test)]
     fn capacities(&self) -> Vec<usize> {
         self.shards
             .iter()
-            .map(|s| lock(&s.lock).map.capacity())
+            .map(|s| lock(&s.lock).records.capacity())
             .collect()
     }
 }
 
-/// Capacity (in records) below which a shard's map is never shrunk: about
-/// 9 KiB per shard, small enough to keep, large enough that small maps do
-/// not reallocate as they fill and drain (invariant 5).
+/// Capacity (in slots) below which a shard's ring is never shrunk: 4 KiB
+/// per shard, small enough to keep, large enough that small rings do not
+/// reallocate as they fill and drain (invariant 5).
 pub(crate) const SHRINK_FLOOR: usize = 256;
-
-/// Shrinks `map` to twice its length if it has more than four times that
-/// room and more than [`SHRINK_FLOOR`] (invariant 5). Runs under the shard's
-/// lock; it moves `Arc`s and runs no user code (invariant 4). It rehashes the
-/// map's records, paid for by the removals that made it sparse: at least
-/// half of them left since the map last grew or shrank.
-fn shrink_if_sparse(map: &mut Map) {
-    let capacity = map.capacity();
-    if capacity > SHRINK_FLOOR && capacity / 4 > map.len() {
-        map.shrink_to((map.len() * 2).max(SHRINK_FLOOR / 2));
-        #[cfg(test)]
-        tests::SHRINKS.with(|shrinks| shrinks.set(shrinks.get() + 1));
-    }
-}
-
-/// Hashes a [`JobId`] by folding its random bits.
-///
-/// Ids in the map are v4 UUIDs from a CSPRNG, so their bits are already
-/// uniformly random and cannot be chosen by an attacker; SipHash's flood
-/// protection buys nothing here and costs a noticeable share of a job.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0_u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::test_job;
-    use std::cell::Cell;
+    use crate::cancel::CancelToken;
+    use crate::job::{JobOptions, new_cell};
 
     thread_local! {
         /// Shrinks done by this thread (each test runs on its own thread).
@@ -347,7 +370,7 @@ mod tests {
         let registry = Registry::new(3);
         let ids: Vec<JobId> = (0..10)
             .map(|_| {
-                let job = test_job();
+                let job = new_job(&registry);
                 let id = job.record().id;
                 registry.insert(job);
                 id
@@ -373,7 +396,7 @@ mod tests {
         assert_eq!(batch, 4);
         let ids: Vec<JobId> = (0..1_000)
             .map(|_| {
-                let job = test_job();
+                let job = new_job(&registry);
                 let id = job.record().id;
                 registry.insert(job);
                 registry.retire(id);
@@ -407,7 +430,7 @@ mod tests {
                 for _ in 0..4 {
                     scope.spawn(|| {
                         for _ in 0..5_000 {
-                            let job = test_job();
+                            let job = new_job(&registry);
                             let id = job.record().id;
                             registry.insert(job);
                             registry.retire(id);
@@ -427,9 +450,20 @@ mod tests {
         }
     }
 
+    /// A new pending record with an id of `registry`'s.
+    fn new_job(registry: &Registry) -> Arc<dyn Tracked> {
+        new_cell(
+            registry.new_id(),
+            JobOptions::default(),
+            None,
+            |_: &CancelToken| Ok(()),
+        )
+        .0
+    }
+
     /// Inserts a new pending record and returns its id.
     fn insert_new(registry: &Registry) -> JobId {
-        let job = test_job();
+        let job = new_job(registry);
         let id = job.record().id;
         registry.insert(job);
         id
@@ -494,11 +528,98 @@ mod tests {
     }
 
     #[test]
-    fn id_hasher_spreads_bits() {
-        let mut a = IdHasher::default();
-        a.write(&[1, 2, 3]);
-        let mut b = IdHasher::default();
-        b.write(&[1, 2, 4]);
-        assert_ne!(a.finish(), b.finish());
+    fn ids_are_unique_version_8_uuids_that_find_their_records() {
+        let registry = Registry::new(64);
+        let ids: Vec<JobId> = (0..SHARDS * 300).map(|_| insert_new(&registry)).collect();
+        let distinct: std::collections::HashSet<JobId> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for &id in &ids {
+            assert_eq!(id.as_uuid().get_version_num(), 8, "{id}");
+            assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(registry.get(id).unwrap().record().id, id);
+        }
+        // Dealt round the shards, in order within each.
+        let shards: std::collections::HashSet<usize> = ids[..SHARDS]
+            .iter()
+            .map(|&id| registry.place(id).0)
+            .collect();
+        assert_eq!(shards.len(), SHARDS);
+        assert_eq!(registry.place(ids[SHARDS]).0, registry.place(ids[0]).0);
+        assert_eq!(registry.place(ids[SHARDS]).1, registry.place(ids[0]).1 + 1);
+        // Another registry's ids for the same places differ.
+        let other = Registry::new(64);
+        assert!((0..SHARDS).all(|k| other.new_id() != ids[k]));
+    }
+
+    #[test]
+    fn foreign_and_forged_ids_find_nothing() {
+        let registry = Registry::new(64);
+        let id = insert_new(&registry);
+        let bits = id.as_uuid().as_u128();
+        // The same place, other random bits: a guess at a neighbour's id.
+        for flip in [1_u128 << 100, 1 << 70, 1 << 65] {
+            let forged = JobId::from(Uuid::from_u128(bits ^ flip));
+            assert_eq!(registry.place(forged), registry.place(id));
+            assert!(registry.get(forged).is_none());
+            assert!(registry.with(forged, |_| ()).is_none());
+            assert!(registry.remove(forged).is_none());
+        }
+        for foreign in [
+            JobId::new(),
+            JobId::from(Uuid::nil()),
+            JobId::from(Uuid::max()),
+        ] {
+            assert!(registry.get(foreign).is_none());
+            assert!(registry.remove(foreign).is_none());
+        }
+        assert!(registry.get(id).is_some(), "still there");
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn a_record_whose_slot_the_front_passed_is_still_found() {
+        // Two numbers in one shard, inserted out of order (two submitters
+        // racing): the later one comes and goes first, the front moves past
+        // both, and the earlier one is filed in the overflow.
+        let registry = Registry::new(64);
+        let ids: Vec<JobId> = (0..=SHARDS).map(|_| registry.new_id()).collect();
+        let (early, late) = (ids[0], ids[SHARDS]);
+        assert_eq!(registry.place(early).0, registry.place(late).0);
+        let job = |id| new_cell(id, JobOptions::default(), None, |_: &CancelToken| Ok(())).0;
+        registry.insert(job(late));
+        assert!(registry.remove(late).is_some());
+        registry.insert(job(early));
+        let shard = registry.place(early).0;
+        assert_eq!(lock(&registry.shards[shard].lock).records.overflowed(), 1);
+        assert_eq!(registry.get(early).unwrap().record().id, early);
+        assert!(registry.remove(early).is_some());
+        assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn a_record_that_stays_costs_one_entry_not_a_slot_per_job_since() {
+        // One job that never ends while a million come and go in its shard:
+        // the ring stays short, the long-lived record moves to the overflow
+        // and is still found and removed.
+        let registry = Registry::new(0);
+        let stays = insert_new(&registry);
+        let shard = registry.place(stays).0;
+        for _ in 0..SHARDS * 40_000 {
+            let id = insert_new(&registry);
+            assert!(registry.remove(id).is_some());
+        }
+        {
+            let state = lock(&registry.shards[shard].lock);
+            assert!(
+                state.records.span() <= 4 + ring::SLACK,
+                "{}",
+                state.records.span()
+            );
+            assert!(state.records.capacity() <= SHRINK_FLOOR);
+            assert_eq!(state.records.overflowed(), 1);
+        }
+        assert_eq!(registry.get(stays).unwrap().record().id, stays);
+        assert!(registry.remove(stays).is_some());
+        assert_eq!(registry.len(), 0);
     }
 }

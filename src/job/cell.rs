@@ -233,19 +233,9 @@ pub(crate) fn test_cell<T: Send + 'static>(
     job: impl FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     shared: &Arc<Shared>,
 ) -> (Arc<dyn Tracked>, JobHandle<T>) {
-    let (cell, parts) = new_cell(JobId::new(), JobOptions::default(), None, job);
+    let id = shared.registry.new_id();
+    let (cell, parts) = new_cell(id, JobOptions::default(), None, job);
     (cell, parts.into_handle(Arc::downgrade(shared), shared.id))
-}
-
-#[cfg(test)]
-pub(crate) fn test_job() -> Arc<dyn Tracked> {
-    new_cell(
-        JobId::new(),
-        JobOptions::default(),
-        None,
-        |_: &CancelToken| Ok(()),
-    )
-    .0
 }
 
 /// The typed half of [`new_cell`], turned into a handle once the job is queued.

@@ -1,5 +1,5 @@
-//! [`JobId`]: a tracked job's id, a random (v4) UUID, and its one
-//! spelling (printed and parsed as the hyphenated UUID).
+//! [`JobId`]: a tracked job's id, a UUID made by the pool's registry, and
+//! its one spelling (printed and parsed as the hyphenated UUID).
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,10 +8,14 @@ use uuid::Uuid;
 
 use crate::error::ParseJobIdError;
 
-/// The id of a tracked job: a random (v4) UUID.
+/// The id of a tracked job: a UUID, unique and unguessable.
 ///
 /// It prints and parses as the hyphenated UUID, so it can travel through
-/// URLs, logs and JSON.
+/// URLs, logs and JSON. A pool makes its ids as version 8 (custom) UUIDs:
+/// 60 random bits, so an id cannot be guessed from another, and the place
+/// where the pool files the job's record, so finding it by id is an index,
+/// not a hash probe. Any UUID parses into a `JobId`; one the pool did not
+/// make simply finds no job. Treat ids as opaque: the layout may change.
 ///
 /// # Examples
 ///
@@ -30,6 +34,7 @@ use crate::error::ParseJobIdError;
 pub struct JobId(Uuid);
 
 impl JobId {
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         JobId(Uuid::new_v4())
     }

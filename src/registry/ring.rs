@@ -1,0 +1,162 @@
+//! One shard's records, indexed by their number in the shard.
+//!
+//! A job's id carries its shard and its number there (`super::Registry::new_id`),
+//! so finding a record is an index into a ring, not a hash probe. Numbers
+//! are handed out in order, so inserts land at the ring's back, next to the
+//! last one, and evictions (oldest retired first, which is mostly oldest
+//! submitted) at its front: a submitter and the workers retiring jobs touch
+//! different cache lines. A hash map put each insert on a random line of a
+//! table the evicting workers had just written.
+//!
+//! Invariants (all under the shard's lock):
+//!
+//! 1. `slots[i]` holds the record numbered `base + i`, if it is in the ring.
+//!    A record numbered below `base` is in `overflow`: its slot left the ring
+//!    before the record arrived (its submitter reserved the number, and the
+//!    ring's front passed it before the insert) or while it was held (rule 3).
+//!    A number above every reserved one (`Ring::insert`'s `reserved`) is not
+//!    this registry's and goes to `overflow` too, so no id can make the ring
+//!    grow beyond the numbers handed out.
+//! 2. A lookup confirms the whole id against the record it finds: an id
+//!    that is not this registry's, or a forged one with a known record's
+//!    number, finds nothing.
+//! 3. Bounded by what it holds: after a removal, empty slots at the front
+//!    are dropped, and while the ring is longer than four times the records
+//!    it holds plus [`SLACK`], its front record moves to `overflow`. So one
+//!    record that stays (a job running for hours) costs one `overflow` entry,
+//!    not a slot for every job submitted since. The ring's buffer gives
+//!    capacity back like the maps it replaced (registry invariant 5).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::job::{JobId, Tracked};
+
+/// Slots a ring may keep beyond four per record it holds (invariant 3):
+/// small rings never move records to `overflow`.
+pub(super) const SLACK: usize = 64;
+
+/// A shard's records by number (module docs).
+#[derive(Default)]
+pub(super) struct Ring {
+    /// The number of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Option<Arc<dyn Tracked>>>,
+    /// Records in `slots`.
+    held: usize,
+    /// Records numbered below `base`, or above every reserved number
+    /// (invariant 1).
+    overflow: BTreeMap<u64, Arc<dyn Tracked>>,
+}
+
+impl Ring {
+    /// Adds `job`, whose id `id` has number `number` here; `reserved` is
+    /// one past the highest number handed out so far (invariant 1).
+    pub(super) fn insert(&mut self, number: u64, reserved: u64, job: Arc<dyn Tracked>) {
+        if number < self.base || number >= reserved {
+            let before = self.overflow.insert(number, job);
+            debug_assert!(before.is_none(), "number {number} handed out twice");
+            return;
+        }
+        // Below `reserved`: the ring grows by at most the numbers handed out.
+        let index = (number - self.base) as usize;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        // Numbers are unique in a shard: the slot is empty.
+        let before = self.slots[index].replace(job);
+        debug_assert!(before.is_none(), "number {number} handed out twice");
+        if before.is_none() {
+            self.held += 1;
+        }
+    }
+
+    /// The ring index of number `number`, if the ring spans it.
+    fn index(&self, number: u64) -> Option<usize> {
+        let index = usize::try_from(number.checked_sub(self.base)?).ok()?;
+        (index < self.slots.len()).then_some(index)
+    }
+
+    /// The record numbered `number` if its id is `id` (invariant 2).
+    pub(super) fn get(&self, number: u64, id: JobId) -> Option<&Arc<dyn Tracked>> {
+        let is_it = |job: &&Arc<dyn Tracked>| job.record().id == id;
+        self.index(number)
+            .and_then(|index| self.slots[index].as_ref())
+            .filter(is_it)
+            .or_else(|| self.overflow.get(&number).filter(is_it))
+    }
+
+    /// Takes out the record numbered `number` if its id is `id`.
+    pub(super) fn remove(&mut self, number: u64, id: JobId) -> Option<Arc<dyn Tracked>> {
+        let is_it = |job: &Arc<dyn Tracked>| job.record().id == id;
+        if let Some(index) = self.index(number)
+            && self.slots[index].as_ref().is_some_and(is_it)
+        {
+            let job = self.slots[index].take();
+            self.held -= 1;
+            self.tidy();
+            return job;
+        }
+        if self.overflow.get(&number).is_some_and(is_it) {
+            return self.overflow.remove(&number);
+        }
+        None
+    }
+
+    /// Drops empty front slots and moves front records out of a sparse ring
+    /// (invariant 3).
+    fn tidy(&mut self) {
+        loop {
+            match self.slots.front() {
+                Some(None) => {}
+                Some(Some(_)) if self.slots.len() > 4 * self.held + SLACK => {
+                    if let Some(Some(job)) = self.slots.pop_front() {
+                        self.held -= 1;
+                        self.overflow.insert(self.base, job);
+                        self.base += 1;
+                    }
+                    continue;
+                }
+                _ => break,
+            }
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        let capacity = self.slots.capacity();
+        if capacity > super::SHRINK_FLOOR && capacity / 4 > self.slots.len() {
+            self.slots
+                .shrink_to((self.slots.len() * 2).max(super::SHRINK_FLOOR / 2));
+            #[cfg(test)]
+            super::tests::SHRINKS.with(|shrinks| shrinks.set(shrinks.get() + 1));
+        }
+    }
+
+    /// Every record held.
+    pub(super) fn values(&self) -> impl Iterator<Item = &Arc<dyn Tracked>> {
+        self.slots.iter().flatten().chain(self.overflow.values())
+    }
+
+    /// Records held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.held + self.overflow.len()
+    }
+
+    /// Slots the ring's buffer has room for.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// Slots in the ring, held or empty.
+    #[cfg(test)]
+    pub(super) fn span(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Records in `overflow`.
+    #[cfg(test)]
+    pub(super) fn overflowed(&self) -> usize {
+        self.overflow.len()
+    }
+}
