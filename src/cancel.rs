@@ -1,6 +1,13 @@
 //! Cooperative cancellation: [`CancelToken`], [`Cancelled`], the
 //! [`WaitForCancel`] future and [`CancelRegistration`]s of callbacks.
 //!
+//! Where it lives: this file holds the public token, [`CancelToken`], and
+//! its error, [`Cancelled`]; `cancel/state.rs` the machinery the invariants
+//! below govern ([`TokenState`], its entries and how they fire);
+//! `cancel/registration.rs` the two handles on an entry, [`WaitForCancel`]
+//! and [`CancelRegistration`]; `cancel/loom_tests.rs` the loom models of
+//! the races named below.
+//!
 //! A token's state ([`TokenState`]) is a flag, a mutex and a condvar. The
 //! mutex guards the token's *entries*: the wakers of pending
 //! [`WaitForCancel`] futures and the callbacks given to
@@ -58,18 +65,18 @@
 //! in outlives it.
 
 use std::fmt;
-use std::future::Future;
-use std::mem;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::job::Tracked;
 use crate::observer;
-// The loom facade: `TokenState` is modelled (`loom_tests` below).
-use crate::sync::atomic::{AtomicBool, Ordering};
-use crate::sync::{Condvar, Mutex, deadline_after, lock, wait_until};
+
+mod registration;
+mod state;
+
+pub use registration::{CancelRegistration, WaitForCancel};
+pub(crate) use state::TokenState;
+use state::{Entry, run_callback};
 
 /// A flag that tells a job to stop, checked cooperatively by the job.
 ///
@@ -119,192 +126,6 @@ enum Source {
     Own(Arc<TokenState>),
     /// The token of a tracked job; its state is `job.record().cancel`.
     Job(Arc<dyn Tracked>),
-}
-
-/// The shared state behind every clone of one token.
-#[derive(Default)]
-pub(crate) struct TokenState {
-    cancelled: AtomicBool,
-    /// The wakers and callbacks to run on cancel (invariants 3 to 5); also
-    /// pairs with `wake` so sleepers do not miss a cancel (invariant 2).
-    lock: Mutex<Entries>,
-    wake: Condvar,
-}
-
-/// What a token runs when it is cancelled, under keys never reused.
-#[derive(Default)]
-struct Entries {
-    next_key: u64,
-    /// In registration order (invariant 5). Empty, it has allocated
-    /// nothing: a token without entries costs no allocation.
-    list: Vec<(u64, Entry)>,
-}
-
-/// One thing to run on cancel.
-enum Entry {
-    /// The waker of a pending [`WaitForCancel`].
-    Waker(Waker),
-    /// A callback given to [`CancelToken::on_cancel`].
-    Callback(Box<dyn FnOnce() + Send>),
-}
-
-impl Entries {
-    /// Adds `entry` last; returns its key.
-    fn push(&mut self, entry: Entry) -> u64 {
-        let key = self.next_key;
-        self.next_key += 1;
-        self.list.push((key, entry));
-        key
-    }
-
-    fn get_mut(&mut self, key: u64) -> Option<&mut Entry> {
-        self.list
-            .iter_mut()
-            .find(|(k, _)| *k == key)
-            .map(|(_, entry)| entry)
-    }
-
-    fn remove(&mut self, key: u64) -> Option<Entry> {
-        let at = self.list.iter().position(|(k, _)| *k == key)?;
-        Some(self.list.remove(at).1)
-    }
-}
-
-impl Entry {
-    /// Runs the callback or wakes the waker, containing a panic. Called with
-    /// no lock held (invariant 4).
-    fn fire(self) {
-        match self {
-            Entry::Waker(waker) => {
-                if let Err(message) = crate::unwind::catch(move || waker.wake()) {
-                    log_quietly!(log::warn!(
-                        "a waker panicked when woken by a cancel: {message}"
-                    ));
-                }
-            }
-            Entry::Callback(callback) => run_callback(callback),
-        }
-    }
-}
-
-/// Runs an [`CancelToken::on_cancel`] callback, containing a panic. Called
-/// with no lock held (invariant 4).
-fn run_callback(callback: impl FnOnce()) {
-    if let Err(message) = crate::unwind::catch(callback) {
-        log_quietly!(log::warn!("a cancel callback panicked: {message}"));
-    }
-}
-
-impl TokenState {
-    /// Sets the flag, wakes every sleeper and every pending
-    /// [`WaitForCancel`], and runs every registered callback (see
-    /// [`CancelToken::cancel`]). Must be called with no lock held: it runs
-    /// user code (invariant 4). Returns `true` if this call cancelled it
-    /// (it was not cancelled before).
-    pub(crate) fn cancel(&self) -> bool {
-        // SeqCst pairs with the loads in `sleep` and `register`, which happen
-        // under `lock` (invariants 2 and 3); the mutex below orders the
-        // notification and the taking of entries after it.
-        if self.cancelled.swap(true, Ordering::SeqCst) {
-            return false; // invariant 1: the first canceller did all the rest
-        }
-        let taken = {
-            let mut entries = lock(&self.lock);
-            self.wake.notify_all();
-            // Every entry, at once; none is added from now on (invariant 3).
-            mem::take(&mut entries.list)
-        };
-        // Invariant 4: the entries run with the lock released, in
-        // registration order (invariant 5).
-        for (_, entry) in taken {
-            entry.fire();
-        }
-        true
-    }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        // Acquire: whatever the canceller did before cancelling is visible to
-        // a job that sees the flag.
-        self.cancelled.load(Ordering::Acquire)
-    }
-
-    fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
-        let deadline = deadline_after(duration);
-        let mut guard = lock(&self.lock);
-        // Bounded by `deadline` (or by a cancel when there is none); each
-        // pass re-checks the flag because wake-ups can be spurious.
-        loop {
-            // Checked under `lock`: keeps invariant 2.
-            if self.is_cancelled() {
-                return Err(Cancelled);
-            }
-            let (next, timed_out) = wait_until(&self.wake, guard, deadline);
-            guard = next;
-            if timed_out {
-                return if self.is_cancelled() {
-                    Err(Cancelled)
-                } else {
-                    Ok(())
-                };
-            }
-        }
-    }
-
-    /// Adds `entry` unless the token is cancelled; gives it back then, for
-    /// the caller to handle once the lock is released (invariant 3).
-    fn register(&self, entry: Entry) -> Result<u64, Entry> {
-        let mut entries = lock(&self.lock);
-        // Checked under `lock`: keeps invariant 3.
-        if self.is_cancelled() {
-            return Err(entry);
-        }
-        Ok(entries.push(entry))
-    }
-
-    /// Removes the entry `key` if the canceller has not taken it. The
-    /// caller drops what is returned, with the lock released (invariant 4).
-    fn deregister(&self, key: u64) -> Option<Entry> {
-        lock(&self.lock).remove(key)
-    }
-
-    /// [`WaitForCancel`]'s poll: `key` is its entry, if it made one.
-    fn poll_cancelled(&self, key: &mut Option<u64>, waker: &Waker) -> Poll<()> {
-        if self.is_cancelled() {
-            return Poll::Ready(());
-        }
-        if let Some(key) = *key {
-            let mut entries = lock(&self.lock);
-            if self.is_cancelled() {
-                return Poll::Ready(());
-            }
-            // `will_wake` compares pointers; it runs no user code.
-            if let Some(Entry::Waker(stored)) = entries.get_mut(key)
-                && stored.will_wake(waker)
-            {
-                return Poll::Pending;
-            }
-        }
-        // A waker's `clone` and `drop` are user code: neither under the
-        // lock (invariant 4).
-        let fresh = waker.clone();
-        let mut entries = lock(&self.lock);
-        // Checked under `lock`: keeps invariant 3.
-        if self.is_cancelled() {
-            drop(entries);
-            drop(fresh);
-            return Poll::Ready(());
-        }
-        let replaced = match key.and_then(|key| entries.get_mut(key)) {
-            Some(stored) => Some(mem::replace(stored, Entry::Waker(fresh))),
-            None => {
-                *key = Some(entries.push(Entry::Waker(fresh)));
-                None
-            }
-        };
-        drop(entries);
-        drop(replaced);
-        Poll::Pending
-    }
 }
 
 impl Default for CancelToken {
@@ -422,10 +243,11 @@ impl CancelToken {
     /// The future needs no runtime: it stores its task's waker in the token
     /// on its first pending poll, and [`cancel`](Self::cancel) wakes it. It
     /// replaces the stored waker only when the task's waker changed
-    /// ([`Waker::will_wake`]), and dropping it removes the waker. It is
-    /// `Unpin`, `Send` and `Sync`, and holds a clone of the token. A token
-    /// that is never cancelled never completes it: a tracked job that ends
-    /// without being cancelled does not cancel its token.
+    /// ([`Waker::will_wake`](std::task::Waker::will_wake)), and dropping
+    /// it removes the waker. It is `Unpin`, `Send` and `Sync`, and holds a
+    /// clone of the token. A token that is never cancelled never completes
+    /// it: a tracked job that ends without being cancelled does not cancel
+    /// its token.
     ///
     /// # Examples
     ///
@@ -650,119 +472,6 @@ impl fmt::Debug for CancelToken {
     }
 }
 
-/// The future returned by [`CancelToken::cancelled`]: completes once the
-/// token is cancelled.
-///
-/// Dropping it before then removes its waker from the token.
-///
-/// # Examples
-///
-/// ```
-/// use harbor_pool::CancelToken;
-/// use std::future::Future;
-/// use std::pin::pin;
-/// use std::task::{Context, Poll, Waker};
-///
-/// let token = CancelToken::new();
-/// let mut future = pin!(token.cancelled());
-/// let mut cx = Context::from_waker(Waker::noop());
-/// assert_eq!(future.as_mut().poll(&mut cx), Poll::Pending);
-/// token.cancel();
-/// assert_eq!(future.as_mut().poll(&mut cx), Poll::Ready(()));
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct WaitForCancel {
-    token: CancelToken,
-    /// Its entry in the token, once a poll stored a waker.
-    key: Option<u64>,
-}
-
-impl Future for WaitForCancel {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        this.token.state().poll_cancelled(&mut this.key, cx.waker())
-    }
-}
-
-impl Drop for WaitForCancel {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            // The waker is dropped here, with the lock released (invariant 4).
-            drop(self.token.state().deregister(key));
-        }
-    }
-}
-
-impl fmt::Debug for WaitForCancel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitForCancel")
-            .field("cancelled", &self.token.is_cancelled())
-            .finish()
-    }
-}
-
-/// A callback registered with [`CancelToken::on_cancel`]; dropping it
-/// unregisters the callback.
-///
-/// Dropping it removes the callback unless a cancel has already taken it
-/// to run:
-///
-/// * a cancel that begins after the drop returned never runs the callback;
-///   nor does any cancel if [`is_cancelled`](CancelToken::is_cancelled) is
-///   still `false` after the drop;
-/// * if a cancel had already begun, it took the callback with every other
-///   one registered by then, and runs it (or ran it) on the cancelling
-///   thread; `drop` **does not wait** for it to finish. So
-///   dropping a registration inside its own callback, or while holding a
-///   lock that the callback takes, cannot deadlock, and a callback running
-///   on the pool's supervisor (a deadline) never holds up a job's drop.
-///
-/// A registration whose callback already ran (or ran at once because the
-/// token was cancelled) does nothing when dropped.
-///
-/// # Examples
-///
-/// ```
-/// use harbor_pool::CancelToken;
-/// use std::sync::Arc;
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-///
-/// let token = CancelToken::new();
-/// let runs = Arc::new(AtomicUsize::new(0));
-/// let counter = Arc::clone(&runs);
-/// let registration = token.on_cancel(move || {
-///     counter.fetch_add(1, Ordering::SeqCst);
-/// });
-/// drop(registration); // unregistered: the cancel below does not run it
-/// token.cancel();
-/// assert_eq!(runs.load(Ordering::SeqCst), 0);
-/// ```
-#[must_use = "dropping the registration unregisters the callback at once"]
-pub struct CancelRegistration {
-    /// The token and the callback's key, while it may still be registered.
-    entry: Option<(CancelToken, u64)>,
-}
-
-impl Drop for CancelRegistration {
-    fn drop(&mut self) {
-        if let Some((token, key)) = self.entry.take() {
-            // Never waits (invariant 5). The callback's captures are dropped
-            // here, with the lock released (invariant 4).
-            drop(token.state().deregister(key));
-        }
-    }
-}
-
-impl fmt::Debug for CancelRegistration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelRegistration")
-            .field("token", &self.entry.as_ref().map(|(token, _)| token))
-            .finish()
-    }
-}
-
 /// The error a cancelled [`CancelToken`] reports.
 ///
 /// It implements [`std::error::Error`], so `token.check()?` works in a job
@@ -822,127 +531,4 @@ mod tests {
 /// deadline (loom has no clock); a lost wake-up shows as loom's deadlock
 /// report.
 #[cfg(all(test, loom))]
-mod loom_tests {
-    use loom::sync::Arc;
-    use loom::thread;
-    use std::time::Duration;
-
-    use super::{CancelToken, Cancelled, TokenState};
-    use crate::sync::{lock, model};
-    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-    /// Cancel vs sleep: the sleeper sees the flag or is woken by the cancel
-    /// (invariant 2).
-    #[test]
-    fn loom_cancel_vs_sleep() {
-        model(|| {
-            let state = Arc::new(TokenState::default());
-            let sleeper = {
-                let state = Arc::clone(&state);
-                thread::spawn(move || state.sleep(Duration::MAX))
-            };
-            state.cancel();
-            assert_eq!(sleeper.join().unwrap(), Err(Cancelled));
-        });
-    }
-
-    /// Cancel twice, from two threads, with a sleeper: only the first
-    /// cancel notifies, and that is enough; the flag stays set.
-    #[test]
-    fn loom_cancel_twice() {
-        model(|| {
-            let state = Arc::new(TokenState::default());
-            let sleeper = {
-                let state = Arc::clone(&state);
-                thread::spawn(move || state.sleep(Duration::MAX))
-            };
-            let other = {
-                let state = Arc::clone(&state);
-                thread::spawn(move || state.cancel())
-            };
-            state.cancel();
-            other.join().unwrap();
-            assert!(state.is_cancelled());
-            assert_eq!(sleeper.join().unwrap(), Err(Cancelled));
-        });
-    }
-
-    /// Register vs cancel: the callback runs exactly once, taken by the
-    /// canceller or run at once by the registering thread, never both and
-    /// never neither (invariant 3); the token keeps no entry.
-    #[test]
-    fn loom_register_vs_cancel() {
-        model(|| {
-            let token = CancelToken::new();
-            let runs = Arc::new(AtomicUsize::new(0));
-            let registrar = {
-                let token = token.clone();
-                let runs = Arc::clone(&runs);
-                thread::spawn(move || {
-                    token.on_cancel(move || {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                    })
-                })
-            };
-            token.cancel();
-            let registration = registrar.join().unwrap();
-            assert_eq!(runs.load(Ordering::SeqCst), 1);
-            drop(registration);
-            assert_eq!(runs.load(Ordering::SeqCst), 1);
-            assert!(lock(&token.state().lock).list.is_empty());
-        });
-    }
-
-    /// Dropping a registration vs cancel: the callback runs at most once,
-    /// and not at all if the drop returned before the cancel began or the
-    /// flag was unset after the drop (invariant 5).
-    #[test]
-    fn loom_drop_vs_cancel() {
-        model(|| {
-            let token = CancelToken::new();
-            let runs = Arc::new(AtomicUsize::new(0));
-            let dropped = Arc::new(AtomicBool::new(false));
-            let registration = {
-                let runs = Arc::clone(&runs);
-                token.on_cancel(move || {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                })
-            };
-            let dropper = {
-                let dropped = Arc::clone(&dropped);
-                let token = token.clone();
-                thread::spawn(move || {
-                    drop(registration);
-                    dropped.store(true, Ordering::SeqCst);
-                    token.is_cancelled()
-                })
-            };
-            let dropped_before_cancel = dropped.load(Ordering::SeqCst);
-            token.cancel();
-            let cancelled_after_drop = dropper.join().unwrap();
-            let runs = runs.load(Ordering::SeqCst);
-            assert!(runs <= 1);
-            if dropped_before_cancel || !cancelled_after_drop {
-                assert_eq!(runs, 0);
-            }
-            assert!(lock(&token.state().lock).list.is_empty());
-        });
-    }
-
-    /// A pending `cancelled()` future vs cancel: the future sees the flag
-    /// or its waker is taken and woken (invariant 3). A lost wake-up shows
-    /// as loom's deadlock report.
-    #[test]
-    fn loom_future_vs_cancel() {
-        model(|| {
-            let token = CancelToken::new();
-            let waiter = {
-                let token = token.clone();
-                thread::spawn(move || loom::future::block_on(token.cancelled()))
-            };
-            token.cancel();
-            waiter.join().unwrap();
-            assert!(lock(&token.state().lock).list.is_empty());
-        });
-    }
-}
+mod loom_tests;

@@ -4,6 +4,18 @@
 //!
 //! See `docs/design.md` for the restart policy and shutdown protocol.
 //!
+//! Where it lives: this file holds what the rest of the pool uses
+//! ([`Event`] and [`start`]), the supervisor thread's start-up and final
+//! stop, and the supervisor's state. Each child adds an `impl Supervisor`
+//! block: `supervisor/run.rs` the loop, its event handling (the `Shutdown`
+//! and `Abort` events among them) and its survival of its own panics;
+//! `supervisor/restart.rs` the restart policy and backoff;
+//! `supervisor/abandon.rs` abandonment and detached threads;
+//! `supervisor/shutdown.rs` the last steps of a pool's end (cancelling what
+//! no worker is left to run, giving up after [`MAX_FAULTS`] panics). The
+//! invariants below span them all, so they stay here; the children refer to
+//! them by number.
+//!
 //! Invariants:
 //!
 //! 1. The supervisor learns of every worker exit through [`Event::Exited`],
@@ -51,22 +63,25 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::BuildError;
-use crate::events;
 use crate::job::Tracked;
 use crate::observer;
 use crate::shared::{Mode, Shared};
-use crate::stats::Ending;
-use crate::timer::{Deadlines, far_after};
-use crate::unwind;
+use crate::timer::Deadlines;
 use crate::worker;
+
+mod abandon;
+mod restart;
+mod run;
+mod shutdown;
+
+use abandon::Stray;
 
 /// How many panics of its own the supervisor survives (invariant 6).
 pub(crate) const MAX_FAULTS: u32 = 3;
@@ -252,464 +267,6 @@ struct Supervisor {
     /// detached (the stray cap), with the jobs it was running.
     held: VecDeque<(usize, Vec<Arc<dyn Tracked>>)>,
     stopping: bool,
-}
-
-/// A detached worker thread (invariant 7).
-struct Stray {
-    index: usize,
-    generation: u64,
-    handle: JoinHandle<()>,
-}
-
-impl Supervisor {
-    /// Runs the loop, surviving panics of its own (invariant 6).
-    fn run_resilient(&mut self) {
-        let mut faults = 0;
-        loop {
-            let Err(message) = unwind::catch(|| self.run()) else {
-                return;
-            };
-            faults += 1;
-            log_quietly!(log::error!(
-                "the supervisor of pool {} panicked ({faults} of {MAX_FAULTS}): {message}",
-                self.shared.config.thread_name
-            ));
-            if faults >= MAX_FAULTS {
-                self.give_up();
-                return;
-            }
-            self.recover();
-        }
-    }
-
-    /// After a panic: a slot emptied mid-way (its worker joined, its
-    /// replacement not yet started) goes back on the respawn schedule.
-    fn recover(&mut self) {
-        if self.stopping {
-            return;
-        }
-        let now = Instant::now();
-        for slot in &mut self.workers {
-            if matches!(slot, Slot::Gone) {
-                *slot = Slot::Waiting(now);
-            }
-        }
-    }
-
-    /// The supervisor cannot be trusted to keep the pool going: stop it as
-    /// `shutdown_now` does, and join every worker before the pool is marked
-    /// done (invariant 6).
-    fn give_up(&mut self) {
-        log_quietly!(log::error!(
-            "pool {}: its supervisor failed {MAX_FAULTS} times; shutting the pool down",
-            self.shared.config.thread_name
-        ));
-        self.shared.begin_shutdown(Mode::Now);
-        for slot in &mut self.workers {
-            if let Slot::Running(handle) = std::mem::replace(slot, Slot::Gone) {
-                // Bounded by the worker's current job, whose token is
-                // cancelled; it exits once the queue is drained.
-                if let Err(payload) = handle.join() {
-                    unwind::dispose(payload);
-                }
-            }
-        }
-        self.cancel_queued();
-    }
-
-    fn run(&mut self) {
-        // Each pass blocks on the event channel until an event, the next
-        // deadline or the next due respawn (invariant 2): no busy polling.
-        loop {
-            if self.stopping && self.workers.iter().all(|slot| matches!(slot, Slot::Gone)) {
-                break;
-            }
-            let event = match self.next_wake() {
-                Some(at) => self.events.recv_deadline(at),
-                None => self
-                    .events
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match event {
-                Ok(event) => self.handle(event),
-                Err(RecvTimeoutError::Timeout) => {}
-                // Unreachable: `shared` holds a sender.
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            let now = Instant::now();
-            self.fire_deadlines(now);
-            self.fire_graces(now);
-            self.respawn_due(now);
-        }
-        // Invariant 3: nothing is left queued unaccounted for.
-        let cancelled = self.cancel_queued();
-        if cancelled > 0 {
-            log_quietly!(log::error!(
-                "pool {}: no worker left to run {cancelled} queued jobs; cancelled them",
-                self.shared.config.thread_name
-            ));
-        }
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        let respawn = self
-            .workers
-            .iter()
-            .filter_map(|slot| match slot {
-                Slot::Waiting(at) => Some(*at),
-                _ => None,
-            })
-            .min();
-        [respawn, self.deadlines.next(), self.graces.next()]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    fn handle(&mut self, event: Event) {
-        match event {
-            Event::Exited {
-                index,
-                generation,
-                died,
-            } => {
-                if generation == self.generation(index) {
-                    self.on_exit(index, died);
-                } else {
-                    self.on_stray_exit(index, generation);
-                }
-            }
-            Event::Interrupted(at, job) => self.graces.push_uncounted(at, job),
-            Event::Deadline(at, job) => self.deadlines.push(at, job, &self.shared.stale),
-            Event::Compact => self.deadlines.compact(&self.shared.stale),
-            Event::Shutdown => {
-                self.stopping = true;
-                // Invariant 7: shutdown never waits for a thread stuck in an
-                // abandoned job, whatever the stray cap.
-                while let Some((index, jobs)) = self.held.pop_front() {
-                    self.detach(index, &jobs);
-                }
-                for slot in &mut self.workers {
-                    if matches!(slot, Slot::Waiting(_)) {
-                        // Invariant 3: a respawn held back by a storm is
-                        // abandoned; the live workers drain the queue.
-                        *slot = Slot::Gone;
-                    }
-                }
-            }
-            #[cfg(test)]
-            Event::Probe(reply) => {
-                let _ = reply.send(self.deadlines.len());
-            }
-            #[cfg(test)]
-            Event::Fault => panic!("injected supervisor fault"),
-            Event::Abort => {
-                // Invariant 4: statuses only; the workers draining the queue
-                // (with `abort` set) drop the closures.
-                let cancelled = self.shared.cancel_pending();
-                log_quietly!(log::info!(
-                    "pool {}: cancelled {cancelled} queued jobs",
-                    self.shared.config.thread_name
-                ));
-            }
-        }
-    }
-
-    fn on_exit(&mut self, index: usize, died: bool) {
-        let name = Arc::clone(&self.shared.names[index]);
-        if let Slot::Running(handle) = std::mem::replace(&mut self.workers[index], Slot::Gone) {
-            // Invariant 1: always join. The thread has finished its drop guard,
-            // so this returns promptly.
-            if let Err(payload) = handle.join() {
-                let message = unwind::message(&*payload);
-                unwind::dispose(payload);
-                log_quietly!(events::worker_died(&name, &message));
-            }
-        }
-        if !self.stopping {
-            if !died {
-                log_quietly!(log::error!(
-                    "worker {name} exited while the pool was running"
-                ));
-            }
-            self.respawn_or_delay(index);
-        } else if died
-            && !self.shared.jobs_rx.is_empty()
-            && !self.shared.abort.load(Ordering::Acquire)
-        {
-            // Invariant 3: replace it so the queue still drains, unless storming.
-            self.respawn_or_delay(index);
-            if matches!(self.workers[index], Slot::Waiting(_)) {
-                log_quietly!(log::error!(
-                    "not respawning {name} during shutdown: restart storm"
-                ));
-                self.workers[index] = Slot::Gone;
-            }
-        }
-    }
-
-    /// Invariant 2: respawns now, or schedules the respawn after a backoff.
-    fn respawn_or_delay(&mut self, index: usize) {
-        let now = Instant::now();
-        let window = self.shared.config.restart_window;
-        while let Some(&oldest) = self.recent_restarts.front() {
-            if now.duration_since(oldest) > window {
-                self.recent_restarts.pop_front();
-            } else {
-                break;
-            }
-        }
-        let limit = self.shared.config.restart_limit as usize;
-        if self.recent_restarts.len() < limit {
-            self.backoff = None;
-            self.respawn(index, now);
-        } else {
-            let delay = self.next_backoff();
-            log_quietly!(log::error!(
-                "restart storm in pool {}: {} restarts within {window:?} (limit {limit}); \
-                 respawning {} in {delay:?}",
-                self.shared.config.thread_name,
-                self.recent_restarts.len(),
-                self.shared.names[index]
-            ));
-            self.workers[index] = Slot::Waiting(far_after(now, delay));
-        }
-    }
-
-    fn next_backoff(&mut self) -> Duration {
-        let config = &self.shared.config;
-        let delay = match self.backoff {
-            None => config.backoff_initial,
-            Some(last) => last.saturating_mul(2).min(config.backoff_max),
-        };
-        self.backoff = Some(delay);
-        delay
-    }
-
-    fn respawn(&mut self, index: usize, now: Instant) {
-        let name = Arc::clone(&self.shared.names[index]);
-        // Counted before the thread exists, so a reader who sees the new
-        // worker in `alive` also sees its restart (it may count itself
-        // alive before `spawn` returns here); taken back if it fails.
-        // Relaxed: a statistic.
-        let restarts = &self.shared.counters.restarts;
-        restarts.fetch_add(1, Ordering::Relaxed);
-        match worker::spawn(&self.shared, index, None) {
-            Ok(handle) => {
-                self.workers[index] = Slot::Running(handle);
-                self.recent_restarts.push_back(now);
-                log_quietly!(events::restarted(&name));
-            }
-            Err(error) => {
-                restarts.fetch_sub(1, Ordering::Relaxed);
-                let delay = self.next_backoff();
-                log_quietly!(log::error!(
-                    "failed to respawn worker {name}: {error}; retrying in {delay:?}"
-                ));
-                self.workers[index] = Slot::Waiting(far_after(now, delay));
-            }
-        }
-    }
-
-    fn respawn_due(&mut self, now: Instant) {
-        for index in 0..self.workers.len() {
-            if matches!(self.workers[index], Slot::Waiting(at) if at <= now) {
-                self.respawn(index, now);
-            }
-        }
-    }
-
-    /// The position's current generation (worker invariant 8).
-    fn generation(&self, index: usize) -> u64 {
-        self.shared.counters.workers[index]
-            .generation
-            .load(Ordering::Acquire)
-    }
-
-    /// Abandons the jobs whose grace ran out while still running
-    /// (invariant 7).
-    fn fire_graces(&mut self, now: Instant) {
-        while let Some(job) = self.graces.pop_due(now) {
-            if job.record().status() == crate::job::JobStatus::Running {
-                self.abandon(&job);
-            }
-        }
-    }
-
-    /// Ends `job` and every other job running on its worker's thread (jobs
-    /// it runs inline, or that run it inline) `Abandoned`, and detaches that
-    /// thread, within the stray cap (invariant 7).
-    fn abandon(&mut self, job: &Arc<dyn Tracked>) {
-        let Some(index) = job.record().worker_index() else {
-            return;
-        };
-        // Running jobs of this position are all on its current thread: a
-        // stray's jobs were all abandoned when it was detached, and a stray
-        // runs nothing new (worker invariant 8).
-        let on_thread: Vec<Arc<dyn Tracked>> = self
-            .shared
-            .registry
-            .running()
-            .into_iter()
-            .filter(|other| other.record().worker_index() == Some(index))
-            .collect();
-        if on_thread.is_empty() {
-            return;
-        }
-        // Detach first, then mark: whoever sees a job `Abandoned` also sees
-        // its replacement started and the stray counted. (If the job returns
-        // in between, it keeps its real outcome and its detached thread just
-        // exits.)
-        let cap = self
-            .shared
-            .config
-            .max_stray_threads
-            .unwrap_or(self.shared.config.workers);
-        if self.strays.len() >= cap && !self.stopping {
-            log_quietly!(log::error!(
-                "pool {}: {} stray threads (the limit); {} stays stuck until one exits",
-                self.shared.config.thread_name,
-                self.strays.len(),
-                self.shared.names[index]
-            ));
-            self.held.push_back((index, on_thread.clone()));
-        } else {
-            self.detach(index, &on_thread);
-        }
-        let abandoned = on_thread
-            .iter()
-            .filter(|other| self.shared.abandon(other))
-            .count();
-        if abandoned > 0 {
-            log_quietly!(log::error!(
-                "job {} did not return within its grace after being cancelled; \
-                 abandoned it ({abandoned} job(s) on {})",
-                job.record().id,
-                self.shared.names[index]
-            ));
-        }
-    }
-
-    /// Detaches position `index`'s thread if it is still inside one of
-    /// `jobs` (registry invariant 6), and starts its replacement. Returns
-    /// whether it did.
-    fn detach(&mut self, index: usize, jobs: &[Arc<dyn Tracked>]) -> bool {
-        let generation = self.generation(index);
-        let tally = &self.shared.counters.workers[index];
-        let detached = jobs.iter().any(|job| {
-            job.record().detach_if_not_returned(|| {
-                tally.generation.fetch_add(1, Ordering::AcqRel);
-            })
-        });
-        if !detached {
-            // It returned on its own meanwhile, and goes on as a worker.
-            return false;
-        }
-        let Slot::Running(handle) = std::mem::replace(&mut self.workers[index], Slot::Gone) else {
-            // Unreachable: a thread inside a job holds its position.
-            return true;
-        };
-        self.strays.push(Stray {
-            index,
-            generation,
-            handle,
-        });
-        // Relaxed: statistics (worker invariant 8 keeps them exact). The
-        // stray no longer writes its position's busy flag.
-        tally.busy.store(false, Ordering::Relaxed);
-        self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
-        self.shared.counters.strays.fetch_add(1, Ordering::Relaxed);
-        let name = Arc::clone(&self.shared.names[index]);
-        // While stopping, only to drain a queue no live worker would.
-        let replace = !self.stopping
-            || (!self.shared.jobs_rx.is_empty() && !self.shared.abort.load(Ordering::Acquire));
-        if replace {
-            log_quietly!(log::warn!(
-                "detached stuck worker {name}; starting a replacement"
-            ));
-            match worker::spawn(&self.shared, index, None) {
-                Ok(handle) => self.workers[index] = Slot::Running(handle),
-                Err(error) => {
-                    let delay = self.next_backoff();
-                    log_quietly!(log::error!(
-                        "failed to start a replacement for {name}: {error}; retrying in {delay:?}"
-                    ));
-                    self.workers[index] = Slot::Waiting(far_after(Instant::now(), delay));
-                }
-            }
-        } else {
-            log_quietly!(log::warn!("detached stuck worker {name} during shutdown"));
-        }
-        true
-    }
-
-    /// A detached thread's job returned and it exited: join it, and detach a
-    /// held position in its place (invariant 7).
-    fn on_stray_exit(&mut self, index: usize, generation: u64) {
-        if let Some(at) = self
-            .strays
-            .iter()
-            .position(|stray| stray.index == index && stray.generation == generation)
-        {
-            let stray = self.strays.swap_remove(at);
-            // Invariant 1: it finished its drop guard, so this is prompt.
-            if let Err(payload) = stray.handle.join() {
-                unwind::dispose(payload);
-            }
-        }
-        // A held thread whose job returned meanwhile is a worker again:
-        // skip it.
-        while let Some((index, jobs)) = self.held.pop_front() {
-            if self.detach(index, &jobs) {
-                break;
-            }
-        }
-    }
-
-    fn fire_deadlines(&mut self, now: Instant) {
-        while let Some(job) = self.deadlines.pop_due(now) {
-            // Timer invariant 1: no user code on this path.
-            let outcome = self.shared.cancel_keeping_closure(&job);
-            log_quietly!(log::debug!(
-                "job {} passed its deadline: {outcome}",
-                job.record().id
-            ));
-        }
-    }
-
-    /// Cancels every job still in the queue, dropping their closures here;
-    /// returns how many there were. Only once no worker is left to drain the
-    /// queue (or the supervisor gave up).
-    fn cancel_queued(&self) -> usize {
-        let mut count = 0;
-        while let Ok(message) = self.shared.jobs_rx.try_recv() {
-            count += 1;
-            // The supervisor is the only thread that takes entries for
-            // `others` (stats `Tally::took`).
-            self.shared.counters.others.took();
-            if let Some(job) = message.tracked() {
-                // Drops its closure and frees its slot if it was still
-                // pending.
-                self.shared.cancel(job);
-                // Cancelled earlier by the timer or `shutdown_now`'s sweep,
-                // which left the closure (worker invariant 6) and its slot.
-                if !job.record().was_started() {
-                    self.shared.discard(job);
-                }
-            } else {
-                // Off the queue: its slot is free (shared invariant 5).
-                self.shared.release_slot();
-                self.shared.report.untracked_dropped();
-                self.shared.counters.others.count(Ending::Cancelled);
-                // Invariant 4.
-                unwind::drop_quietly(message);
-            }
-        }
-        // Once for every untracked job counted above.
-        self.shared.check_idle();
-        count
-    }
 }
 
 #[cfg(test)]
