@@ -5,7 +5,7 @@
 //!
 //! The rooms whose protocols are checked with [loom] (the idle gate in
 //! `idle.rs`, a job's `Record` in `registry/record.rs`, a token's `TokenState` in
-//! `cancel.rs`, a job's `ProgressCell` in `progress.rs`) take their `Mutex`, `Condvar` and atomics from here rather
+//! `cancel/state.rs`, a job's `ProgressCell` in `progress.rs`) take their `Mutex`, `Condvar` and atomics from here rather
 //! than from `std::sync`. A normal build re-exports std's types, so this
 //! costs nothing. A test build with `RUSTFLAGS="--cfg loom"` re-exports
 //! loom's instead, and the `loom_tests` beside each room explore every
