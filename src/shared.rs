@@ -58,9 +58,7 @@ use crossbeam_channel::{Receiver, SendError, Sender};
 use crate::builder::Config;
 use crate::error::SubmitError;
 use crate::idle::{Counts, IdleGate};
-use crate::job::JobStatus;
 use crate::job::{CancelOutcome, Message, Tracked};
-use crate::metrics::Tick;
 use crate::observer::{self, Feed};
 use crate::registry::{CancelStep, Notify, Registry};
 use crate::report::ReportLog;
@@ -304,25 +302,22 @@ impl Shared {
         }
     }
 
-    /// Records the end of a tracked job that `tally`'s worker ran, at tick
-    /// `ended` (just read). `dequeues_next`: the worker goes straight back
-    /// to the queue afterwards (see [`check_idle_before_dequeue`]).
+    /// The bookkeeping of a tracked job that `tally`'s worker ran and
+    /// ended with `finish_at` (giving `notify`, `None` if the supervisor
+    /// abandoned it meanwhile: registry invariant 2), as `ending`.
+    /// `dequeues_next`: the worker goes straight back to the queue
+    /// afterwards (see [`check_idle_before_dequeue`]).
     ///
     /// [`check_idle_before_dequeue`]: Self::check_idle_before_dequeue
-    pub(crate) fn finish(
+    pub(crate) fn finished(
         &self,
         job: &Arc<dyn Tracked>,
-        status: JobStatus,
-        panicked: bool,
+        notify: Option<Notify>,
+        ending: Ending,
         tally: &Tally,
-        ended: Tick,
         dequeues_next: bool,
     ) {
-        let record = job.record();
-        let ending = Ending::of(&status, panicked);
-        // Always `Some` for the worker that started the job (registry
-        // invariant 2).
-        if let Some(notify) = record.finish_at(status, ended) {
+        if let Some(notify) = notify {
             self.ended(job, notify, tally, ending, dequeues_next);
         }
     }

@@ -322,13 +322,20 @@ impl Worker {
         self.current = Current::Tracked(Arc::clone(&job));
         let span = job.take_span();
         let _span = span.enter();
-        self.tally().busy.store(true, Ordering::Relaxed);
-        let (ended, at) = run_claimed(&self.shared, &job, self.index, started, true);
+        let tally = &self.shared.counters.workers[self.index];
+        tally.busy.store(true, Ordering::Relaxed);
+        let generation = self.generation;
+        let (ended, at) = run_claimed(&self.shared, &job, self.index, started, true, || {
+            // Not busy before the job is counted, so a `join` released by
+            // the count sees no worker busy. The record says the thread
+            // returned, so it can no longer be detached (registry invariant
+            // 6; a loop's job is the only one on its thread), and a stray
+            // must not clear its replacement's flag.
+            if tally.generation.load(Ordering::Acquire) == generation {
+                tally.busy.store(false, Ordering::Relaxed);
+            }
+        });
         self.boundary = Some(at);
-        // A stray must not clear its replacement's flag.
-        if !self.is_stray() {
-            self.tally().busy.store(false, Ordering::Relaxed);
-        }
         self.current = Current::Idle;
         ended.report(&self.shared, &job);
     }
@@ -414,14 +421,18 @@ impl Ended {
 
 /// Runs a job [`claim`] took at tick `started`, on worker `index`'s thread,
 /// and records how it ended; returns that and the tick it ended at.
-/// `dequeues_next` as for [`claim`]. Nothing here unwinds: the job runs
-/// under `catch_unwind`, and the only log call is contained.
+/// `dequeues_next` as for [`claim`]. `returned` runs once the record says
+/// the thread returned from the job, before the job is counted (the
+/// worker's loop lowers its busy flag there); it must run no user code.
+/// Nothing here unwinds: the job runs under `catch_unwind`, and the only
+/// log call is contained.
 fn run_claimed(
     shared: &Shared,
     job: &Arc<dyn Tracked>,
     index: usize,
     started: Tick,
     dequeues_next: bool,
+    returned: impl FnOnce(),
 ) -> (Ended, Tick) {
     let name = &shared.names[index];
     log_quietly!(events::started(job.record().id, name));
@@ -456,12 +467,16 @@ fn run_claimed(
         worker: index,
         panic,
     };
-    shared.finish(
+    let ending = Ending::of(&outcome.status, outcome.panicked);
+    let notify = job.record().finish_at(outcome.status, at);
+    // The record now says the thread returned (registry invariant 6), and
+    // the job is not counted yet.
+    returned();
+    shared.finished(
         job,
-        outcome.status,
-        outcome.panicked,
+        notify,
+        ending,
         &shared.counters.workers[index],
-        at,
         dequeues_next,
     );
     (ended, at)
@@ -496,7 +511,8 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
     };
     let span = job.take_span();
     let _span = span.enter();
-    let (ended, _) = run_claimed(shared, job, index, started, false);
+    // The worker stays busy: it goes back into the job that joined this one.
+    let (ended, _) = run_claimed(shared, job, index, started, false, || ());
     // Contained: a panicking logger here would unwind into the job that
     // joined this one and change its outcome.
     log_quietly!(ended.report(shared, job));
@@ -534,14 +550,11 @@ impl Drop for Worker {
                 // closure (contained) now, not whenever its record goes.
                 // It started, so its slot was freed then: no release here.
                 let _ = job.discard();
-                self.shared.finish(
-                    &job,
-                    JobStatus::Failed(message.clone()),
-                    false,
-                    self.tally(),
-                    metrics::now(),
-                    false,
-                );
+                let notify = job
+                    .record()
+                    .finish_at(JobStatus::Failed(message.clone()), metrics::now());
+                self.shared
+                    .finished(&job, notify, Ending::Failed, self.tally(), false);
                 Some((Some(job.record().id), message))
             }
             Current::Tracked(_) | Current::Idle => None,

@@ -144,3 +144,24 @@ fn blocked(name: &str) -> bool {
             })
     })
 }
+
+/// `join` returns once the pool has been idle: its stats say so too. A
+/// worker used to clear its busy flag only after counting its tracked job,
+/// so a `join` woken by that count could read `busy: 1`.
+#[test]
+fn after_join_no_worker_is_busy() {
+    let pool = Pool::new(2).unwrap();
+    for round in 0..2_000 {
+        let handles: Vec<_> = (0..2).map(|_| pool.submit(|_| Ok(())).unwrap()).collect();
+        assert!(pool.join_timeout(common::PATIENCE), "round {round}");
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.busy, stats.queued),
+            (0, 0),
+            "round {round}: {stats:?}"
+        );
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    }
+}
