@@ -58,7 +58,7 @@ pub use self::info::JobInfo;
 pub use self::options::JobOptions;
 pub use self::status::{CancelOutcome, JobStatus};
 
+pub(crate) use self::cell::{Message, Tracked, new_cell_in};
 #[cfg(test)]
-pub(crate) use self::cell::test_cell;
-pub(crate) use self::cell::{Message, Tracked, new_cell};
+pub(crate) use self::cell::{new_cell, test_cell};
 pub(crate) use self::handle::WaitStatus;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::builder::{Builder, Config};
 use crate::cancel::CancelToken;
 use crate::error::{BuildError, JobResult, SubmitError};
-use crate::events::{self, Span};
+use crate::events::{self, Span, SpanSlot};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
 use crate::metrics::PoolMetrics;
 use crate::report::ShutdownReport;
@@ -276,16 +276,23 @@ impl Pool {
         F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let id = self.shared.registry.new_id();
         // The pool's `abandon_after` is applied when the job is interrupted
         // (`Shared::interrupt`), so the record holds only the job's own.
         let feed = self.shared.feed.clone();
-        let (cell, parts) = job::new_cell(id, options, feed, job);
-        let deadline = cell
-            .record()
-            .deadline()
-            .map(|at| (at, Arc::downgrade(&cell)));
-        self.shared.accept(Message::Track(cell), blocking)?;
+        // Here, not in `make`: capturing the span runs a `tracing`
+        // subscriber (user code).
+        let span = SpanSlot::current();
+        let registry = &self.shared.registry;
+        let (id, parts, deadline) = self.shared.accept_with(blocking, move || {
+            // Numbered once it will be queued (registry invariant 9).
+            let id = registry.new_id();
+            let (cell, parts) = job::new_cell_in(span, id, options, feed, job);
+            let deadline = cell
+                .record()
+                .deadline()
+                .map(|at| (at, Arc::downgrade(&cell)));
+            (Message::Track(cell), (id, parts, deadline))
+        })?;
         if let Some((at, job)) = deadline {
             // One timer (the supervisor) drives every deadline.
             let _ = self.shared.events.send(Event::Deadline(at, job));

@@ -55,17 +55,19 @@
 //!    (a sequence lock, `progress.rs`); its progress message lives in its
 //!    state, under the state lock, and no other lock is taken for it.
 //! 9. An id names where its record lives. [`Registry::new_id`] makes a
-//!    version 8 UUID of 60 random bits, the shard (5 bits: each submitting
-//!    thread deals its jobs round the shards) and the record's number in
-//!    that shard (57 bits, handed out in order by the shard's counter,
-//!    XORed with the registry's random salt), and the record is filed under
-//!    that number in the shard's ring (`ring.rs`, its own invariants). A
-//!    lookup decodes the place and confirms the whole id, so an id of
-//!    another pool or a guessed one finds nothing; the random bits keep ids
-//!    unguessable, the salt keeps different pools' ids apart. Numbers never
-//!    run out: at a billion jobs a second a shard's 57 bits last four years.
+//!    version 8 UUID of 69 random bits, the shard (5 random bits, so
+//!    submitters spread evenly) and the record's number in that shard (48
+//!    bits, handed out in order by the shard's counter, XORed with the
+//!    registry's random salt), and the record is filed under that number in
+//!    the shard's ring (`ring.rs`, its own invariants). A job takes its id
+//!    only once it has its queue slot (`Shared::accept_with`), so refused
+//!    submissions take no numbers. A lookup decodes the place and confirms
+//!    the whole id, so an id of another pool or a guessed one finds nothing;
+//!    the random bits keep ids unguessable, the salt keeps different pools'
+//!    ids apart. Numbers wrap after 2^48 jobs in a shard (centuries at a
+//!    million jobs a second): a record numbered below the ring's front goes
+//!    to its overflow, and an empty ring starts again where the numbers are.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,19 +85,13 @@ use ring::Ring;
 
 const SHARDS: usize = 32;
 
-/// Bits of an id that hold its number in its shard (invariant 9).
-const NUMBER_BITS: u32 = 57;
+/// Bits of an id that hold its number in its shard (invariant 9), and
+/// where its shard sits above them.
+const NUMBER_BITS: u32 = 48;
 const NUMBER_MASK: u64 = (1 << NUMBER_BITS) - 1;
-/// The UUID's version (8, custom) and variant (RFC 9562) fields.
+/// The UUID's version field, and version 8 (custom, RFC 9562).
 const VERSION_MASK: u128 = 0xf << 76;
 const VERSION_8: u128 = 0x8 << 76;
-const VARIANT_RFC: u128 = 0b10 << 62;
-
-thread_local! {
-    /// The shard this thread's next id goes to: each submitting thread
-    /// deals its jobs round the shards (invariant 9).
-    static NEXT_SHARD: Cell<usize> = const { Cell::new(0) };
-}
 
 /// A cache line of its own per shard, so workers finishing jobs in different
 /// shards do not contend on one line.
@@ -168,21 +164,19 @@ impl Registry {
         }
     }
 
-    /// A new job id: 60 random bits, and the shard and number where its
-    /// record will live (invariant 9).
+    /// A new job id: 69 random bits, a random shard and the record's number
+    /// in that shard (invariant 9).
     pub(crate) fn new_id(&self) -> JobId {
-        let shard = NEXT_SHARD.with(|next| {
-            let shard = next.get();
-            next.set((shard + 1) % SHARDS);
-            shard
-        });
-        // Relaxed: the number only has to be unique; the record it names is
-        // published by the shard's lock when it is inserted.
+        // A v4 UUID: 122 random bits, the variant already RFC 9562's. Bits
+        // 48 to 52 pick the shard, so concurrent submitters spread evenly.
+        let random = Uuid::new_v4().as_u128();
+        let shard = (random as u64 >> NUMBER_BITS) as usize % SHARDS;
+        // Relaxed: the number only has to be unique in its shard; the record
+        // it names is published by the shard's lock when it is inserted.
         let number = self.shards[shard].next.fetch_add(1, Ordering::Relaxed) & NUMBER_MASK;
-        let random = Uuid::new_v4().as_u128() & !(u128::from(u64::MAX) | VERSION_MASK);
-        let place = ((shard as u64) << NUMBER_BITS) | (number ^ self.salt);
+        let kept = random & !(VERSION_MASK | u128::from(NUMBER_MASK));
         JobId::from(Uuid::from_u128(
-            random | VERSION_8 | VARIANT_RFC | u128::from(place),
+            kept | VERSION_8 | u128::from(number ^ self.salt),
         ))
     }
 
@@ -196,10 +190,16 @@ impl Registry {
 
     pub(crate) fn insert(&self, job: Arc<dyn Tracked>) {
         let (shard, number) = self.place(job.record().id);
+        // Relaxed: a job's own thread took its number from this counter, so
+        // it reads at least that; anyone else's later numbers only make the
+        // bound looser (ring invariant 1).
         let reserved = self.shards[shard].next.load(Ordering::Relaxed);
-        lock(&self.shards[shard].lock)
+        let displaced = lock(&self.shards[shard].lock)
             .records
             .insert(number, reserved, job);
+        // Unreachable (numbers are unique in a shard); dropped unlocked
+        // anyway (invariant 4).
+        drop(displaced);
     }
 
     /// Removes a record that never became visible (its submission failed).

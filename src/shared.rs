@@ -181,6 +181,22 @@ impl Shared {
     /// invariant 6). On error the job was not queued; it is dropped by the
     /// caller's thread after this returns.
     pub(crate) fn accept(&self, message: Message, blocking: bool) -> Result<(), SubmitError> {
+        self.accept_with(blocking, || (message, ()))
+    }
+
+    /// [`accept`](Self::accept) a message made by `make` only once it has
+    /// its permit and its slot, and hand back what `make` returns beside it.
+    /// A tracked job takes its id there: its number in a registry shard
+    /// (registry invariant 9) is taken only by a job that will be queued,
+    /// so refused submissions leave no gaps in the shard's ring. `make`
+    /// must run no user code (a slot and a permit are held); if refused
+    /// before it runs, it is dropped (with the job it holds) after the
+    /// permit is given back.
+    pub(crate) fn accept_with<R>(
+        &self,
+        blocking: bool,
+        make: impl FnOnce() -> (Message, R),
+    ) -> Result<R, SubmitError> {
         // Invariant 1: no permit, no entry.
         let Some(permit) = self.counters.intake.enter() else {
             // See `Intake::enter`.
@@ -191,6 +207,7 @@ impl Shared {
         // cancelled by id always has a slot to give back.
         let refused = match self.take_slot(blocking) {
             Ok(()) => {
+                let (message, made) = make();
                 if let Some(job) = message.tracked() {
                     self.registry.insert(Arc::clone(job));
                     // Submitted: `Pending` (observer invariant 2).
@@ -201,7 +218,7 @@ impl Shared {
                 match self.jobs_tx.send(message) {
                     Ok(()) => {
                         permit.queued();
-                        return Ok(());
+                        return Ok(made);
                     }
                     // Unreachable while `self` holds a receiver; refuse
                     // safely anyway.
@@ -210,17 +227,18 @@ impl Shared {
                             self.registry.remove(job.record().id);
                         }
                         self.release_slot();
-                        (SubmitError::Shutdown, message)
+                        (SubmitError::Shutdown, Some((message, made)))
                     }
                 }
             }
-            Err(error) => (error, message),
+            Err(error) => (error, None),
         };
-        // Refused and out of the intake before the job's `Drop` runs.
+        // Refused and out of the intake before the job's `Drop` runs (an
+        // unmade job's `make` is dropped on return, after this too).
         drop(permit);
         self.check_idle();
-        let (error, message) = refused;
-        drop(message);
+        let (error, made) = refused;
+        drop(made);
         Err(error)
     }
 

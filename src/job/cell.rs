@@ -203,7 +203,24 @@ where
 
 /// Builds the shared cell for a new tracked job, on the submitting thread
 /// (it captures that thread's current span).
+#[cfg(test)]
 pub(crate) fn new_cell<F, T>(
+    id: JobId,
+    options: JobOptions,
+    feed: Option<Arc<Feed>>,
+    job: F,
+) -> (Arc<dyn Tracked>, JobHandleParts<T>)
+where
+    F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    new_cell_in(SpanSlot::current(), id, options, feed, job)
+}
+
+/// [`new_cell`] with the submitting thread's span already captured: runs
+/// no user code.
+pub(crate) fn new_cell_in<F, T>(
+    span: SpanSlot,
     id: JobId,
     options: JobOptions,
     feed: Option<Arc<Feed>>,
@@ -217,7 +234,7 @@ where
     record.mark = Mark::new(feed);
     let cell = Arc::new(JobCell {
         record,
-        span: SpanSlot::current(),
+        span,
         job: Mutex::new(Some(job)),
         slot: Mutex::new(SlotState {
             result: None,

@@ -12,7 +12,7 @@ use crate::error::ParseJobIdError;
 ///
 /// It prints and parses as the hyphenated UUID, so it can travel through
 /// URLs, logs and JSON. A pool makes its ids as version 8 (custom) UUIDs:
-/// 60 random bits, so an id cannot be guessed from another, and the place
+/// 69 random bits, so an id cannot be guessed from another, and the place
 /// where the pool files the job's record, so finding it by id is an index,
 /// not a hash probe. Any UUID parses into a `JobId`; one the pool did not
 /// make simply finds no job. Treat ids as opaque: the layout may change.
@@ -45,7 +45,7 @@ impl JobId {
     ///
     /// ```
     /// let id: harbor_pool::JobId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap();
-    /// assert_eq!(id.as_uuid().get_version_num(), 4);
+    /// assert_eq!(id.as_uuid().to_string(), "67e55044-10b1-426f-9247-bb680e5fe0c8");
     /// ```
     pub fn as_uuid(&self) -> &Uuid {
         &self.0

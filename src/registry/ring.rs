@@ -12,19 +12,24 @@
 //!
 //! 1. `slots[i]` holds the record numbered `base + i`, if it is in the ring.
 //!    A record numbered below `base` is in `overflow`: its slot left the ring
-//!    before the record arrived (its submitter reserved the number, and the
-//!    ring's front passed it before the insert) or while it was held (rule 3).
-//!    A number above every reserved one (`Ring::insert`'s `reserved`) is not
-//!    this registry's and goes to `overflow` too, so no id can make the ring
-//!    grow beyond the numbers handed out.
+//!    before the record arrived (its submitter took the number, and the
+//!    ring's front passed it before the insert) or while it was held (rule
+//!    3). A number at or above every one handed out (`Ring::insert`'s
+//!    `reserved`) is not this registry's and goes to `overflow` too, so no
+//!    id can make the ring grow beyond the numbers handed out.
 //! 2. A lookup confirms the whole id against the record it finds: an id
 //!    that is not this registry's, or a forged one with a known record's
 //!    number, finds nothing.
-//! 3. Bounded by what it holds: after a removal, empty slots at the front
-//!    are dropped, and while the ring is longer than four times the records
-//!    it holds plus [`SLACK`], its front record moves to `overflow`. So one
-//!    record that stays (a job running for hours) costs one `overflow` entry,
-//!    not a slot for every job submitted since. The ring's buffer gives
+//! 3. Bounded by what it holds. An insert that would leave the ring longer
+//!    than four slots per record held plus [`SLACK`] (numbers taken and never
+//!    inserted, far behind) first empties the ring: its records move to
+//!    `overflow` and the ring starts again at the new number. After a
+//!    removal, empty slots at the front are dropped, and while the ring is
+//!    longer than that bound (taken before the removal's moves, so one
+//!    removal moves a few records, not a run of them) its front record
+//!    moves to `overflow`. So one record that stays (a job running for
+//!    hours) costs one `overflow` entry, not a slot for every job submitted
+//!    since. Each record moves at most once. The ring's buffer gives
 //!    capacity back like the maps it replaced (registry invariant 5).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -50,25 +55,60 @@ pub(super) struct Ring {
 }
 
 impl Ring {
-    /// Adds `job`, whose id `id` has number `number` here; `reserved` is
-    /// one past the highest number handed out so far (invariant 1).
-    pub(super) fn insert(&mut self, number: u64, reserved: u64, job: Arc<dyn Tracked>) {
-        if number < self.base || number >= reserved {
-            let before = self.overflow.insert(number, job);
-            debug_assert!(before.is_none(), "number {number} handed out twice");
-            return;
+    /// Adds `job`, numbered `number` here; `reserved` is one past the
+    /// highest number handed out so far (invariant 1). Returns a record it
+    /// displaced, to be dropped unlocked: none, since numbers are unique in
+    /// a shard (until they wrap, registry invariant 9).
+    pub(super) fn insert(
+        &mut self,
+        number: u64,
+        reserved: u64,
+        job: Arc<dyn Tracked>,
+    ) -> Option<Arc<dyn Tracked>> {
+        if number >= reserved {
+            return self.overflow.insert(number, job);
         }
-        // Below `reserved`: the ring grows by at most the numbers handed out.
-        let index = (number - self.base) as usize;
+        let index = number
+            .checked_sub(self.base)
+            .and_then(|index| usize::try_from(index).ok());
+        let index = match index {
+            Some(index) if index < self.bound(self.held + 1) => index,
+            // Behind the front (a late insert, or numbers that wrapped) with
+            // records held: the overflow.
+            None if self.held > 0 => return self.overflow.insert(number, job),
+            // Far ahead, or behind an empty ring: start again here
+            // (invariant 3).
+            _ => {
+                self.restart_at(number);
+                0
+            }
+        };
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
-        // Numbers are unique in a shard: the slot is empty.
-        let before = self.slots[index].replace(job);
-        debug_assert!(before.is_none(), "number {number} handed out twice");
-        if before.is_none() {
+        let displaced = self.slots[index].replace(job);
+        if displaced.is_none() {
             self.held += 1;
         }
+        displaced
+    }
+
+    /// The longest the ring may be while it holds `held` records
+    /// (invariant 3).
+    fn bound(&self, held: usize) -> usize {
+        held.saturating_mul(4).saturating_add(SLACK)
+    }
+
+    /// Moves every record in the ring to `overflow` and starts the ring
+    /// again, empty, at `number` (invariant 3).
+    fn restart_at(&mut self, number: u64) {
+        for (index, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if let Some(job) = slot {
+                self.overflow.insert(self.base + index as u64, job);
+            }
+        }
+        self.held = 0;
+        self.base = number;
     }
 
     /// The ring index of number `number`, if the ring spans it.
@@ -106,10 +146,13 @@ impl Ring {
     /// Drops empty front slots and moves front records out of a sparse ring
     /// (invariant 3).
     fn tidy(&mut self) {
+        // Taken once: each record moved lowers `held`, and a bound that fell
+        // with it would move a whole run of records in one removal.
+        let bound = self.bound(self.held);
         loop {
             match self.slots.front() {
                 Some(None) => {}
-                Some(Some(_)) if self.slots.len() > 4 * self.held + SLACK => {
+                Some(Some(_)) if self.slots.len() > bound => {
                     if let Some(Some(job)) = self.slots.pop_front() {
                         self.held -= 1;
                         self.overflow.insert(self.base, job);

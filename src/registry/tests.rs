@@ -1,5 +1,8 @@
 //! The registry's unit tests: retention and eviction (invariant 3),
 //! shrinking (invariant 5), ids and the ring (invariant 9, `ring.rs`).
+use std::cell::Cell;
+use std::collections::HashSet;
+
 use super::*;
 use crate::cancel::CancelToken;
 use crate::job::{JobOptions, new_cell};
@@ -182,17 +185,12 @@ fn ids_are_unique_version_8_uuids_that_find_their_records() {
         assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122, "{id}");
         assert_eq!(registry.get(id).unwrap().record().id, id);
     }
-    // Dealt round the shards, in order within each.
-    let shards: std::collections::HashSet<usize> = ids[..SHARDS]
-        .iter()
-        .map(|&id| registry.place(id).0)
-        .collect();
-    assert_eq!(shards.len(), SHARDS);
-    assert_eq!(registry.place(ids[SHARDS]).0, registry.place(ids[0]).0);
-    assert_eq!(registry.place(ids[SHARDS]).1, registry.place(ids[0]).1 + 1);
+    // Numbered in order within a shard.
+    let [a, b, _] = same_shard(&registry);
+    assert_eq!(registry.place(b).1, registry.place(a).1 + 1);
     // Another registry's ids for the same places differ.
     let other = Registry::new(64);
-    assert!((0..SHARDS).all(|k| other.new_id() != ids[k]));
+    assert!((0..SHARDS * 300).all(|_| !distinct.contains(&other.new_id())));
 }
 
 #[test]
@@ -222,22 +220,39 @@ fn foreign_and_forged_ids_find_nothing() {
 
 #[test]
 fn a_record_whose_slot_the_front_passed_is_still_found() {
-    // Two numbers in one shard, inserted out of order (two submitters
-    // racing): the later one comes and goes first, the front moves past
-    // both, and the earlier one is filed in the overflow.
+    // Three numbers in one shard, inserted out of order (submitters
+    // racing): the middle one comes and goes, the front moves past the
+    // first, which then arrives and is filed in the overflow.
     let registry = Registry::new(64);
-    let ids: Vec<JobId> = (0..=SHARDS).map(|_| registry.new_id()).collect();
-    let (early, late) = (ids[0], ids[SHARDS]);
-    assert_eq!(registry.place(early).0, registry.place(late).0);
-    let job = |id| new_cell(id, JobOptions::default(), None, |_: &CancelToken| Ok(())).0;
-    registry.insert(job(late));
-    assert!(registry.remove(late).is_some());
-    registry.insert(job(early));
+    let [early, middle, late] = same_shard(&registry);
+    registry.insert(job_for(late));
+    registry.insert(job_for(middle));
+    assert!(registry.remove(middle).is_some());
+    registry.insert(job_for(early));
     let shard = registry.place(early).0;
     assert_eq!(lock(&registry.shards[shard].lock).records.overflowed(), 1);
-    assert_eq!(registry.get(early).unwrap().record().id, early);
-    assert!(registry.remove(early).is_some());
+    for id in [early, late] {
+        assert_eq!(registry.get(id).unwrap().record().id, id);
+        assert!(registry.remove(id).is_some());
+    }
     assert_eq!(registry.len(), 0);
+}
+
+/// Three new ids of one shard, numbered in order.
+fn same_shard(registry: &Registry) -> [JobId; 3] {
+    let first = registry.new_id();
+    let shard = registry.place(first).0;
+    [first, next_in(registry, shard), next_in(registry, shard)]
+}
+
+/// A new id of shard `shard`.
+fn next_in(registry: &Registry, shard: usize) -> JobId {
+    loop {
+        let id = registry.new_id();
+        if registry.place(id).0 == shard {
+            return id;
+        }
+    }
 }
 
 #[test]
@@ -265,4 +280,134 @@ fn a_record_that_stays_costs_one_entry_not_a_slot_per_job_since() {
     assert_eq!(registry.get(stays).unwrap().record().id, stays);
     assert!(registry.remove(stays).is_some());
     assert_eq!(registry.len(), 0);
+}
+
+/// A job numbered `id`, not yet inserted.
+fn job_for(id: JobId) -> Arc<dyn Tracked> {
+    new_cell(id, JobOptions::default(), None, |_: &CancelToken| Ok(())).0
+}
+
+/// Span and records held of the shard of `id`.
+fn ring_of(registry: &Registry, id: JobId) -> (usize, usize) {
+    let state = lock(&registry.shards[registry.place(id).0].lock);
+    (state.records.span(), state.records.len())
+}
+
+#[test]
+fn numbers_taken_and_never_inserted_do_not_stretch_the_ring() {
+    // Ids made and dropped (nothing in the library does that any more: a
+    // job takes its id only once it has its queue slot) leave gaps; the
+    // next insert far ahead starts the ring again instead of spanning them.
+    let registry = Registry::new(0);
+    let first = registry.new_id();
+    registry.insert(job_for(first));
+    for _ in 0..SHARDS * 20_000 {
+        registry.new_id();
+    }
+    let next = next_in(&registry, registry.place(first).0);
+    registry.insert(job_for(next));
+    let (span, held) = ring_of(&registry, next);
+    assert_eq!(held, 2);
+    assert!(span <= 4 * 2 + ring::SLACK, "{span} slots for 2 records");
+    // Both still found, and removed.
+    for id in [first, next] {
+        assert_eq!(registry.get(id).unwrap().record().id, id);
+        assert!(registry.remove(id).is_some());
+    }
+    assert_eq!(registry.len(), 0);
+}
+
+#[test]
+fn refused_submissions_take_no_numbers() {
+    // `try_submit` against a full bounded queue, as the server's `POST
+    // /jobs` under load: the ring of the next job's shard spans no gap.
+    let pool = crate::Pool::builder()
+        .workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (running, started) = std::sync::mpsc::channel::<()>();
+    let blocker = pool
+        .submit(move |_| {
+            running.send(()).unwrap();
+            let _ = held.recv();
+            Ok(())
+        })
+        .unwrap();
+    started
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap();
+    let mut queued = Vec::new();
+    while let Ok(handle) = pool.try_submit(|_| Ok(())) {
+        queued.push(handle);
+    }
+    let refused = (0..SHARDS * 5_000)
+        .filter(|_| pool.try_submit(|_| Ok(())).is_err())
+        .count();
+    assert_eq!(refused, SHARDS * 5_000);
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    for handle in queued {
+        handle.join().unwrap();
+    }
+    let registry = &pool.shared.registry;
+    let next: u64 = registry
+        .shards
+        .iter()
+        .map(|s| s.next.load(Ordering::Relaxed))
+        .sum();
+    assert!(next <= 3, "{next} numbers taken for at most 3 jobs");
+    let handle = pool.submit(|_| Ok(())).unwrap();
+    let (span, held) = ring_of(registry, handle.id());
+    assert!(
+        span <= 4 * held.max(1) + ring::SLACK,
+        "{span} slots for {held}"
+    );
+    handle.join().unwrap();
+}
+
+#[test]
+fn one_removal_moves_a_few_records_not_a_run() {
+    // Many long-lived records at the front of each ring, then a churn of
+    // short jobs: the ring moves the long-lived ones out a few at a time.
+    let registry = Registry::new(0);
+    for _ in 0..2_000 * SHARDS {
+        registry.insert(job_for(registry.new_id()));
+    }
+    let mut worst = 0;
+    for _ in 0..(4 * 2_000 + 200) * SHARDS {
+        let id = registry.new_id();
+        registry.insert(job_for(id));
+        let overflowed = |registry: &Registry| {
+            lock(&registry.shards[registry.place(id).0].lock)
+                .records
+                .overflowed()
+        };
+        let before = overflowed(&registry);
+        assert!(registry.remove(id).is_some());
+        worst = worst.max(overflowed(&registry) - before);
+    }
+    assert!(worst <= 4, "one removal moved {worst} records");
+}
+
+#[test]
+fn ids_spread_over_every_shard_from_any_thread() {
+    let registry = Registry::new(0);
+    let shards: HashSet<usize> = (0..SHARDS * 16)
+        .map(|_| registry.place(registry.new_id()).0)
+        .collect();
+    assert_eq!(shards.len(), SHARDS);
+    // A new thread's first id is not always in the same shard.
+    let firsts: HashSet<usize> = (0..64)
+        .map(|_| {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| registry.place(registry.new_id()).0)
+                    .join()
+                    .unwrap()
+            })
+        })
+        .collect();
+    assert!(firsts.len() > 8, "{firsts:?}");
 }
