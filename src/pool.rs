@@ -19,6 +19,7 @@ use crate::error::{BuildError, JobResult, SubmitError};
 use crate::events::{self, Span, SpanSlot};
 use crate::job::{self, CancelOutcome, JobHandle, JobId, JobInfo, JobOptions, JobStatus, Message};
 use crate::metrics::PoolMetrics;
+use crate::registry::{Draw, Submitted};
 use crate::report::ShutdownReport;
 use crate::shared::{Mode, Shared};
 use crate::stats::PoolStats;
@@ -282,11 +283,16 @@ impl Pool {
         // Here, not in `make`: capturing the span runs a `tracing`
         // subscriber (user code).
         let span = SpanSlot::current();
+        // Before any wait for a slot: the job's queue wait and deadline count
+        // from the call.
+        let at = Submitted::now(options.timeout);
+        // Before the job holds anything: drawing can panic.
+        let draw = Draw::new();
         let registry = &self.shared.registry;
         let (id, parts, deadline) = self.shared.accept_with(blocking, move || {
             // Numbered once it will be queued (registry invariant 9).
-            let id = registry.new_id();
-            let (cell, parts) = job::new_cell_in(span, id, options, feed, job);
+            let id = registry.number(draw);
+            let (cell, parts) = job::new_cell_in(span, at, id, options, feed, job);
             let deadline = cell
                 .record()
                 .deadline()

@@ -80,7 +80,7 @@ use crate::sync::lock;
 mod record;
 mod ring;
 
-pub(crate) use record::{CancelStep, Notify, Record};
+pub(crate) use record::{CancelStep, Notify, Record, Submitted};
 use ring::Ring;
 
 const SHARDS: usize = 32;
@@ -92,6 +92,19 @@ const NUMBER_MASK: u64 = (1 << NUMBER_BITS) - 1;
 /// The UUID's version field, and version 8 (custom, RFC 9562).
 const VERSION_MASK: u128 = 0xf << 76;
 const VERSION_8: u128 = 0x8 << 76;
+
+/// The random bits of a job's id, drawn before the job holds a queue slot
+/// (drawing uses rand's thread-local generator, which can panic while a
+/// thread is being torn down); [`Registry::number`] makes the id.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Draw(u128);
+
+impl Draw {
+    pub(crate) fn new() -> Self {
+        // A v4 UUID: 122 random bits, the variant already RFC 9562's.
+        Draw(Uuid::new_v4().as_u128())
+    }
+}
 
 /// A cache line of its own per shard, so workers finishing jobs in different
 /// shards do not contend on one line.
@@ -164,12 +177,18 @@ impl Registry {
         }
     }
 
-    /// A new job id: 69 random bits, a random shard and the record's number
-    /// in that shard (invariant 9).
+    /// A new job id (tests: the pool draws first and numbers later).
+    #[cfg(test)]
     pub(crate) fn new_id(&self) -> JobId {
-        // A v4 UUID: 122 random bits, the variant already RFC 9562's. Bits
-        // 48 to 52 pick the shard, so concurrent submitters spread evenly.
-        let random = Uuid::new_v4().as_u128();
+        self.number(Draw::new())
+    }
+
+    /// A job id from `draw`: 69 random bits, a random shard and the
+    /// record's number in that shard (invariant 9). Cannot unwind.
+    pub(crate) fn number(&self, draw: Draw) -> JobId {
+        let random = draw.0;
+        // Bits 48 to 52 pick the shard, so concurrent submitters spread
+        // evenly.
         let shard = (random as u64 >> NUMBER_BITS) as usize % SHARDS;
         // Relaxed: the number only has to be unique in its shard; the record
         // it names is published by the shard's lock when it is inserted.

@@ -283,3 +283,89 @@ fn a_bounded_queue_bounds_the_closures_it_holds_even_when_deadlines_expire() {
     assert!(common::eventually(|| live.load(Ordering::SeqCst) == 0));
     assert!(pool.try_execute(|| ()).is_ok());
 }
+
+/// A submission blocked on a full queue is dated from the call: its
+/// timeout runs during the wait, and its record's submission time (and so
+/// its queue wait) is the call's.
+#[test]
+fn a_blocked_submission_counts_from_the_call() {
+    let (pool, release) = full_pool();
+    let (calling, called) = mpsc::channel::<std::time::SystemTime>();
+    let submitter = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            calling.send(std::time::SystemTime::now()).unwrap();
+            // Blocks on the full queue.
+            pool.submit_with(
+                JobOptions::new().timeout(Duration::from_millis(100)),
+                |_| Ok(()),
+            )
+            .unwrap()
+        })
+    };
+    let call = called.recv_timeout(common::PATIENCE).unwrap();
+    // Not synchronisation: the blocked time under test, well past the
+    // job's 100 ms timeout.
+    std::thread::sleep(Duration::from_millis(400));
+    release.send(()).unwrap();
+    let late = submitter.join().unwrap();
+    assert_eq!(late.wait(common::PATIENCE), Some(JobStatus::Cancelled));
+    let info = pool.info(late.id()).unwrap();
+    let lag = info.submitted_at.duration_since(call).unwrap_or_default();
+    assert!(
+        lag < Duration::from_millis(200),
+        "submitted {lag:?} after the call"
+    );
+}
+
+/// A submission that panics before it is queued (here: the random
+/// generator behind job ids is gone, as a thread-local destructor submits)
+/// holds no slot of a bounded queue afterwards.
+#[test]
+fn a_submission_that_panics_leaks_no_slot() {
+    use std::cell::RefCell;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    struct Late(Arc<Pool>, mpsc::Sender<bool>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let pool = Arc::clone(&self.0);
+            let panicked = catch_unwind(AssertUnwindSafe(|| {
+                let _ = pool.try_submit(|_| Ok(()));
+            }))
+            .is_err();
+            let _ = self.1.send(panicked);
+        }
+    }
+    thread_local! {
+        static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+    }
+    common::quiet_panics();
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            // Registered before the generator's first use, so destroyed
+            // after it.
+            LATE.with(|late| *late.borrow_mut() = Some(Late(Arc::clone(&pool), tx)));
+            pool.submit(|_| Ok(())).unwrap().join().unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    // Whether it panicked depends on the destructors' order; either way the
+    // slot must be free.
+    let _panicked = rx.recv_timeout(common::PATIENCE).unwrap();
+    assert!(pool.join_timeout(common::PATIENCE));
+    match pool.try_submit(|_| Ok(())) {
+        Ok(handle) => handle.join().unwrap(),
+        Err(error) => panic!("an idle pool with one slot refused: {error:?}"),
+    }
+}

@@ -17,7 +17,7 @@ use crate::error::{JobError, JobResult};
 use crate::events::{Span, SpanSlot};
 use crate::metrics::Tick;
 use crate::observer::{Feed, Mark};
-use crate::registry::Record;
+use crate::registry::{Record, Submitted};
 use crate::shared::Shared;
 use crate::sync::lock;
 use crate::unwind;
@@ -214,13 +214,15 @@ where
     F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    new_cell_in(SpanSlot::current(), id, options, feed, job)
+    let at = Submitted::now(options.timeout);
+    new_cell_in(SpanSlot::current(), at, id, options, feed, job)
 }
 
-/// [`new_cell`] with the submitting thread's span already captured: runs
-/// no user code.
+/// [`new_cell`] with the submitting thread's span and the submission time
+/// already read: runs no user code and cannot unwind.
 pub(crate) fn new_cell_in<F, T>(
     span: SpanSlot,
+    at: Submitted,
     id: JobId,
     options: JobOptions,
     feed: Option<Arc<Feed>>,
@@ -230,7 +232,7 @@ where
     F: FnOnce(&CancelToken) -> JobResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    let mut record = Record::new(id, options.timeout, options.abandon_after);
+    let mut record = Record::new_at(id, options.timeout, options.abandon_after, at);
     record.mark = Mark::new(feed);
     let cell = Arc::new(JobCell {
         record,

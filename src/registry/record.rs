@@ -148,24 +148,60 @@ impl Notify {
     }
 }
 
+/// When a job was submitted: read on the submitting thread as `submit` is
+/// called, before any wait for a queue slot, so its queue wait and its
+/// deadline count from the call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Submitted {
+    tick: Tick,
+    /// The wall-clock time at `tick`, derived at once (`wall_at` wants a
+    /// tick just read).
+    wall: SystemTime,
+    /// `timeout` after the call, if the job has one.
+    deadline: Option<Instant>,
+}
+
+impl Submitted {
+    /// Now, for a job with `timeout`.
+    pub(crate) fn now(timeout: Option<Duration>) -> Self {
+        let tick = metrics::now();
+        Submitted {
+            tick,
+            wall: metrics::wall_at(tick),
+            deadline: timeout.and_then(crate::sync::deadline_after),
+        }
+    }
+}
+
 impl Record {
+    #[cfg(test)]
     pub(crate) fn new(
         id: JobId,
         timeout: Option<Duration>,
         abandon_after: Option<Duration>,
     ) -> Self {
-        let submitted = metrics::now();
+        Self::new_at(id, timeout, abandon_after, Submitted::now(timeout))
+    }
+
+    /// A pending record for job `id`, submitted `at`.
+    pub(crate) fn new_at(
+        id: JobId,
+        timeout: Option<Duration>,
+        abandon_after: Option<Duration>,
+        at: Submitted,
+    ) -> Self {
+        let submitted = at.tick;
         let limits = (timeout.is_some() || abandon_after.is_some()).then(|| {
             Box::new(Limits {
                 timeout,
-                deadline: timeout.and_then(crate::sync::deadline_after),
+                deadline: at.deadline,
                 abandon_after,
             })
         });
         Record {
             id,
             cancel: TokenState::default(),
-            submitted_at: metrics::wall_at(submitted),
+            submitted_at: at.wall,
             submitted,
             limits,
             progress: ProgressCell::default(),

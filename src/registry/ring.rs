@@ -20,17 +20,22 @@
 //! 2. A lookup confirms the whole id against the record it finds: an id
 //!    that is not this registry's, or a forged one with a known record's
 //!    number, finds nothing.
-//! 3. Bounded by what it holds. An insert that would leave the ring longer
-//!    than four slots per record held plus [`SLACK`] (numbers taken and never
-//!    inserted, far behind) first empties the ring: its records move to
-//!    `overflow` and the ring starts again at the new number. After a
-//!    removal, empty slots at the front are dropped, and while the ring is
-//!    longer than that bound (taken before the removal's moves, so one
-//!    removal moves a few records, not a run of them) its front record
-//!    moves to `overflow`. So one record that stays (a job running for
+//! 3. Bounded by what it holds. An insert lands inside the ring or at its
+//!    back; one a little ahead of the back (numbers taken by submitters that
+//!    have not inserted yet) leaves empty slots, and then the ring is
+//!    trimmed as after a removal. An insert far ahead (more than the bound
+//!    below: numbers taken and never used) first empties the ring: its
+//!    records move to `overflow` and the ring starts again at the new
+//!    number. After a removal, empty slots at the front are dropped, and
+//!    while the ring is longer than four slots per record held plus
+//!    [`SLACK`] its front record moves to `overflow`, at most [`MOVES`] per
+//!    operation (that bound taken before the moves): a long run of records
+//!    that stay leaves over the next operations, each moving a few, while
+//!    the ring grows by one slot per insert, so it stays within a constant
+//!    factor of the bound. So one record that stays (a job running for
 //!    hours) costs one `overflow` entry, not a slot for every job submitted
-//!    since. Each record moves at most once. The ring's buffer gives
-//!    capacity back like the maps it replaced (registry invariant 5).
+//!    since. Each record moves at most once. The ring's buffer gives capacity back like
+//!    the maps it replaced (registry invariant 5).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -40,6 +45,11 @@ use crate::job::{JobId, Tracked};
 /// Slots a ring may keep beyond four per record it holds (invariant 3):
 /// small rings never move records to `overflow`.
 pub(super) const SLACK: usize = 64;
+
+/// The most records one insert or removal moves out of a sparse ring
+/// (invariant 3): a long run of them leaves over several operations, not
+/// in one long stop under the shard's lock.
+const MOVES: usize = 4;
 
 /// A shard's records by number (module docs).
 #[derive(Default)]
@@ -71,8 +81,14 @@ impl Ring {
         let index = number
             .checked_sub(self.base)
             .and_then(|index| usize::try_from(index).ok());
-        let index = match index {
-            Some(index) if index < self.bound(self.held + 1) => index,
+        let (index, gap) = match index {
+            // Inside the ring (a late insert), or at its back (in order).
+            Some(index) if index <= self.slots.len() => (index, 0),
+            // A little ahead: numbers taken by submitters not yet here, or
+            // never used.
+            Some(index) if index - self.slots.len() <= self.bound(self.held + 1) => {
+                (index, index - self.slots.len())
+            }
             // Behind the front (a late insert, or numbers that wrapped) with
             // records held: the overflow.
             None if self.held > 0 => return self.overflow.insert(number, job),
@@ -80,7 +96,7 @@ impl Ring {
             // (invariant 3).
             _ => {
                 self.restart_at(number);
-                0
+                (0, 0)
             }
         };
         if index >= self.slots.len() {
@@ -89,6 +105,10 @@ impl Ring {
         let displaced = self.slots[index].replace(job);
         if displaced.is_none() {
             self.held += 1;
+        }
+        if gap > 0 {
+            // The gap's slots count against the bound like any other.
+            self.trim(self.bound(self.held));
         }
         displaced
     }
@@ -143,20 +163,34 @@ impl Ring {
         None
     }
 
-    /// Drops empty front slots and moves front records out of a sparse ring
-    /// (invariant 3).
+    /// Drops empty front slots and moves front records out of a sparse ring,
+    /// then gives back capacity (invariant 3).
     fn tidy(&mut self) {
-        // Taken once: each record moved lowers `held`, and a bound that fell
-        // with it would move a whole run of records in one removal.
-        let bound = self.bound(self.held);
+        // Taken once, before any move: each record moved lowers `held`, and
+        // a bound that fell with it would move a whole run of records.
+        self.trim(self.bound(self.held));
+        let capacity = self.slots.capacity();
+        if capacity > super::SHRINK_FLOOR && capacity / 4 > self.slots.len() {
+            self.slots
+                .shrink_to((self.slots.len() * 2).max(super::SHRINK_FLOOR / 2));
+            #[cfg(test)]
+            super::tests::SHRINKS.with(|shrinks| shrinks.set(shrinks.get() + 1));
+        }
+    }
+
+    /// Drops empty front slots, and moves up to [`MOVES`] front records to
+    /// `overflow` while the ring is longer than `bound` (invariant 3).
+    fn trim(&mut self, bound: usize) {
+        let mut moves = 0;
         loop {
             match self.slots.front() {
                 Some(None) => {}
-                Some(Some(_)) if self.slots.len() > bound => {
+                Some(Some(_)) if self.slots.len() > bound && moves < MOVES => {
                     if let Some(Some(job)) = self.slots.pop_front() {
                         self.held -= 1;
                         self.overflow.insert(self.base, job);
                         self.base += 1;
+                        moves += 1;
                     }
                     continue;
                 }
@@ -164,13 +198,6 @@ impl Ring {
             }
             self.slots.pop_front();
             self.base += 1;
-        }
-        let capacity = self.slots.capacity();
-        if capacity > super::SHRINK_FLOOR && capacity / 4 > self.slots.len() {
-            self.slots
-                .shrink_to((self.slots.len() * 2).max(super::SHRINK_FLOOR / 2));
-            #[cfg(test)]
-            super::tests::SHRINKS.with(|shrinks| shrinks.set(shrinks.get() + 1));
         }
     }
 
@@ -195,6 +222,12 @@ impl Ring {
     #[cfg(test)]
     pub(super) fn span(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Records in the ring itself.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.held
     }
 
     /// Records in `overflow`.

@@ -389,6 +389,12 @@ fn one_removal_moves_a_few_records_not_a_run() {
         worst = worst.max(overflowed(&registry) - before);
     }
     assert!(worst <= 4, "one removal moved {worst} records");
+    // And the runs have left: every ring is back within its bound.
+    for shard in registry.shards.iter() {
+        let state = lock(&shard.lock);
+        let (span, held) = (state.records.span(), state.records.held());
+        assert!(span <= 4 * held + ring::SLACK, "{span} slots for {held}");
+    }
 }
 
 #[test]
@@ -410,4 +416,38 @@ fn ids_spread_over_every_shard_from_any_thread() {
         })
         .collect();
     assert!(firsts.len() > 8, "{firsts:?}");
+}
+
+#[test]
+fn an_in_order_append_moves_at_most_a_few_records() {
+    // Numbers inserted strictly in order, none skipped or late: one record
+    // in four stays (long jobs), the rest come and go (short jobs). An
+    // append at the back never restarts the ring.
+    let mut ring = ring::Ring::default();
+    let mut ids = std::collections::HashMap::new();
+    for n in 0..100_u64 {
+        let id = JobId::new();
+        ids.insert(n, id);
+        assert!(ring.insert(n, u64::MAX, job_for(id)).is_none());
+    }
+    for n in (0..100_u64).filter(|n| n % 4 != 0) {
+        assert!(ring.remove(n, ids[&n]).is_some());
+    }
+    let mut worst = (0, 0);
+    for n in 100..400_u64 {
+        let id = JobId::new();
+        let before = ring.overflowed();
+        assert!(ring.insert(n, u64::MAX, job_for(id)).is_none());
+        let moved = ring.overflowed() - before;
+        if moved > worst.0 {
+            worst = (moved, n);
+        }
+        assert!(ring.remove(n, id).is_some());
+    }
+    assert!(
+        worst.0 <= 4,
+        "inserting {} moved {} records",
+        worst.1,
+        worst.0
+    );
 }
