@@ -432,4 +432,81 @@ mod tests {
                 .all(|name| !name.starts_with("sup-gone"))
         }));
     }
+
+    /// A stuck job that joins a job of its own pool just after the
+    /// supervisor listed its thread's jobs runs it inline, on the thread
+    /// about to be detached. That inline job, once its own grace runs out,
+    /// is abandoned on the detached thread; it must not detach the
+    /// position's replacement, nor end the replacement's job (which was
+    /// never cancelled) `Abandoned`.
+    #[test]
+    fn a_job_a_detached_thread_started_never_detaches_its_replacement() {
+        use std::sync::Arc;
+
+        use crate::CancelOutcome;
+
+        let pool = Arc::new(
+            Pool::builder()
+                .workers(1)
+                .abandon_after(Duration::from_millis(20))
+                .max_stray_threads(4)
+                .build()
+                .unwrap(),
+        );
+        let (go, gone) = mpsc::channel::<()>();
+        let (b_running, b_runs) = mpsc::channel::<()>();
+        let (release_b, b_released) = mpsc::channel::<()>();
+        let (b_id_tx, b_id) = mpsc::channel();
+        let (a_running, a_runs) = mpsc::channel::<()>();
+        let inner = Arc::clone(&pool);
+        // A ignores its cancellation; once let go it joins B, which runs
+        // inline on A's thread.
+        let a = pool
+            .submit(move |_| {
+                a_running.send(()).unwrap();
+                gone.recv_timeout(PATIENCE).unwrap();
+                let b = inner
+                    .submit(move |_| {
+                        b_running.send(()).unwrap();
+                        let _ = b_released.recv_timeout(PATIENCE);
+                        Ok(())
+                    })
+                    .unwrap();
+                b_id_tx.send(b.id()).unwrap();
+                let _ = b.join();
+                Ok(())
+            })
+            .unwrap();
+        a_runs.recv_timeout(PATIENCE).unwrap();
+        // Between the listing of A's thread's jobs and the detachment: A
+        // starts B inline.
+        super::abandon::tests::set_after_listing(pool.shared.id, move || {
+            go.send(()).unwrap();
+            b_runs.recv_timeout(PATIENCE).unwrap();
+        });
+        assert_eq!(a.cancel(), CancelOutcome::Requested);
+        assert!(eventually(|| a.status() == JobStatus::Abandoned));
+        let b = b_id.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(pool.status(b), Some(JobStatus::Running));
+        // The replacement runs C.
+        let (c_running, c_runs) = mpsc::channel::<()>();
+        let (release_c, c_released) = mpsc::channel::<()>();
+        let c = pool
+            .submit(move |_| {
+                c_running.send(()).unwrap();
+                let _ = c_released.recv_timeout(PATIENCE);
+                Ok(())
+            })
+            .unwrap();
+        c_runs.recv_timeout(PATIENCE).unwrap();
+        // B, on the detached thread, is cancelled and ignores it too.
+        assert_eq!(pool.cancel(b), CancelOutcome::Requested);
+        assert!(eventually(|| pool.status(b) == Some(JobStatus::Abandoned)));
+        assert_eq!(c.status(), JobStatus::Running, "the replacement's job");
+        assert_eq!(pool.stats().stray_threads, 1);
+        release_c.send(()).unwrap();
+        assert_eq!(c.join().ok(), Some(()));
+        release_b.send(()).unwrap();
+        assert!(eventually(|| pool.stats().stray_threads == 0));
+    }
 }

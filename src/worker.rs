@@ -41,6 +41,11 @@
 //!    thread, once it returns, sees the change: it takes no other job and
 //!    runs nothing inline, leaves `alive` and the busy flag to its
 //!    replacement, and uncounts itself from the stray threads as it exits.
+//!    A record keeps the generation its job started in, and the bump is a
+//!    compare-and-swap from that generation: a job the stuck thread started
+//!    inline just before it was detached (after the supervisor listed its
+//!    jobs) can never detach the replacement, and once a replacement's job
+//!    has returned nothing can detach its thread through it.
 
 use std::cell::Cell;
 use std::io;
@@ -313,8 +318,13 @@ impl Worker {
     }
 
     fn run_tracked(&mut self, job: Arc<dyn Tracked>) {
-        let Some(started) = claim(&self.shared, &job, self.index, self.boundary.take(), true)
-        else {
+        let Some(started) = claim(
+            &self.shared,
+            &job,
+            (self.index, self.generation),
+            self.boundary.take(),
+            true,
+        ) else {
             return;
         };
         // Before anything that could end the thread (even a log call: a
@@ -341,8 +351,9 @@ impl Worker {
     }
 }
 
-/// Takes a tracked job out of `Pending` on worker `index` (at `boundary`
-/// if the worker has one, metrics invariant 5), or ends it `Cancelled` if
+/// Takes a tracked job out of `Pending` on worker `index` in its generation
+/// `generation` (at `boundary` if the worker has one, metrics invariant 5),
+/// or ends it `Cancelled` if
 /// the pool is aborting or its deadline passed. Returns the start tick if
 /// the caller must now run it (with [`run_claimed`]). `dequeues_next`: the
 /// caller is the worker's loop, which goes back to the queue if this
@@ -350,7 +361,7 @@ impl Worker {
 fn claim(
     shared: &Shared,
     job: &Arc<dyn Tracked>,
-    index: usize,
+    (index, generation): (usize, u64),
     boundary: Option<Tick>,
     dequeues_next: bool,
 ) -> Option<Tick> {
@@ -367,7 +378,7 @@ fn claim(
         // `shutdown_now`'s sweep), this changes nothing: its canceller
         // counted it.
         shared.cancel(job);
-    } else if record.start_at(index, started) {
+    } else if record.start_at(index, generation, started) {
         // This thread won `Pending -> Running` (shared invariant 5).
         shared.release_slot();
         observer::note(job);
@@ -506,7 +517,7 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
     }
     // Not after a boundary: the waiting job is still running.
     // Not back to the queue afterwards: into the job that joined this one.
-    let Some(started) = claim(shared, job, index, None, false) else {
+    let Some(started) = claim(shared, job, (index, generation), None, false) else {
         return;
     };
     let span = job.take_span();

@@ -85,6 +85,10 @@ struct State {
     finished_at: Option<SystemTime>,
     /// Index of the worker that started it (names live in the pool).
     worker: Option<u32>,
+    /// That worker's generation when it started the job (worker invariant
+    /// 8): tells a job of the position's current thread from one a
+    /// detached thread started.
+    generation: u64,
     /// Threads blocked in [`Record::wait`]; `finish` skips the notify
     /// (a syscall) when there are none.
     waiters: u32,
@@ -212,6 +216,7 @@ impl Record {
                 started: metrics::NOT_READ,
                 finished_at: None,
                 worker: None,
+                generation: 0,
                 waiters: 0,
                 returned: false,
                 wakers: Wakers::default(),
@@ -241,13 +246,14 @@ impl Record {
     /// nothing) if the record is no longer pending.
     #[cfg(test)]
     pub(crate) fn start(&self, worker: usize) -> bool {
-        self.start_at(worker, metrics::now())
+        self.start_at(worker, 0, metrics::now())
     }
 
-    /// `Pending -> Running` on `worker`, at tick `at`, just read (or the
-    /// worker's boundary tick, metrics invariant 5). Returns `false` (and
-    /// changes nothing) if the record is no longer pending.
-    pub(crate) fn start_at(&self, worker: usize, at: Tick) -> bool {
+    /// `Pending -> Running` on `worker` in its generation `generation`, at
+    /// tick `at`, just read (or the worker's boundary tick, metrics
+    /// invariant 5). Returns `false` (and changes nothing) if the record is
+    /// no longer pending.
+    pub(crate) fn start_at(&self, worker: usize, generation: u64, at: Tick) -> bool {
         // Outside the lock.
         let started_at = wall_after(self.submitted, self.submitted_at, at);
         let mut state = lock(&self.state);
@@ -259,6 +265,7 @@ impl Record {
         state.started = at;
         // A pool has far fewer than 2^32 workers (each is a thread).
         state.worker = Some(worker as u32);
+        state.generation = generation;
         true
     }
 
@@ -331,20 +338,22 @@ impl Record {
     }
 
     /// Runs `detach` if the worker running this job has not returned from
-    /// it, under the record's lock, and says whether it ran (invariant 6).
-    /// `detach` must run no user code.
-    pub(crate) fn detach_if_not_returned(&self, detach: impl FnOnce()) -> bool {
+    /// it, under the record's lock, and says whether it detached the thread
+    /// (invariant 6). `detach` is handed the generation the job started in,
+    /// says whether it detached, and must run no user code.
+    pub(crate) fn detach_if_not_returned(&self, detach: impl FnOnce(u64) -> bool) -> bool {
         let state = lock(&self.state);
         if state.returned || state.worker.is_none() {
             return false;
         }
-        detach();
-        true
+        detach(state.generation)
     }
 
-    /// The index of the worker that started the job, if one did.
-    pub(crate) fn worker_index(&self) -> Option<usize> {
-        lock(&self.state).worker.map(|index| index as usize)
+    /// The index of the worker that started the job and its generation
+    /// then, if one did.
+    pub(crate) fn worker(&self) -> Option<(usize, u64)> {
+        let state = lock(&self.state);
+        state.worker.map(|index| (index as usize, state.generation))
     }
 
     /// `true` once a worker started the job (it may have finished since).

@@ -46,20 +46,40 @@ impl Supervisor {
     /// it runs inline, or that run it inline) `Abandoned`, and detaches that
     /// thread, within the stray cap (invariant 7).
     fn abandon(&mut self, job: &Arc<dyn Tracked>) {
-        let Some(index) = job.record().worker_index() else {
+        let Some((index, generation)) = job.record().worker() else {
             return;
         };
-        // Running jobs of this position are all on its current thread: a
-        // stray's jobs were all abandoned when it was detached, and a stray
-        // runs nothing new (worker invariant 8).
+        // The running jobs of the thread that started this one: same
+        // position, same generation. A job a stray started inline after
+        // its detachment was snapshotted is of an older generation than its
+        // position's replacement, and is never taken for one of its jobs.
         let on_thread: Vec<Arc<dyn Tracked>> = self
             .shared
             .registry
             .running()
             .into_iter()
-            .filter(|other| other.record().worker_index() == Some(index))
+            .filter(|other| other.record().worker() == Some((index, generation)))
             .collect();
         if on_thread.is_empty() {
+            return;
+        }
+        #[cfg(test)]
+        tests::after_listing(self.shared.id);
+        if generation != self.generation(index) {
+            // Its thread was detached already (a job it ran inline when it
+            // was snapshotted for another): end its jobs, detach nothing.
+            let abandoned = on_thread
+                .iter()
+                .filter(|other| self.shared.abandon(other))
+                .count();
+            if abandoned > 0 {
+                log_quietly!(log::error!(
+                    "job {} did not return within its grace after being cancelled; \
+                     abandoned it ({abandoned} job(s) on a detached thread of {})",
+                    job.record().id,
+                    self.shared.names[index]
+                ));
+            }
             return;
         }
         // Detach first, then mark: whoever sees a job `Abandoned` also sees
@@ -103,8 +123,13 @@ impl Supervisor {
         let generation = self.generation(index);
         let tally = &self.shared.counters.workers[index];
         let detached = jobs.iter().any(|job| {
-            job.record().detach_if_not_returned(|| {
-                tally.generation.fetch_add(1, Ordering::AcqRel);
+            job.record().detach_if_not_returned(|started| {
+                // Only the thread of the generation the job started in: a
+                // job of an older one never detaches its replacement.
+                tally
+                    .generation
+                    .compare_exchange(started, started + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
             })
         });
         if !detached {
@@ -170,5 +195,35 @@ impl Supervisor {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::Mutex;
+
+    /// Hooks run by `abandon` once it has listed a thread's jobs, one-shot,
+    /// by pool id: a test widens that window to start a job inline there.
+    #[allow(clippy::type_complexity)]
+    static AFTER_LISTING: Mutex<Vec<(usize, Box<dyn FnOnce() + Send>)>> = Mutex::new(Vec::new());
+
+    /// Runs pool `pool`'s hook, if it has one.
+    pub(super) fn after_listing(pool: usize) {
+        let hook = {
+            let mut hooks = AFTER_LISTING.lock().unwrap_or_else(|e| e.into_inner());
+            let at = hooks.iter().position(|(id, _)| *id == pool);
+            at.map(|at| hooks.swap_remove(at).1)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    /// Sets pool `pool`'s hook.
+    pub(crate) fn set_after_listing(pool: usize, hook: impl FnOnce() + Send + 'static) {
+        AFTER_LISTING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pool, Box::new(hook)));
     }
 }
