@@ -433,6 +433,19 @@ mod tests {
         }));
     }
 
+    /// A job that says it runs, then waits to be released (bounded),
+    /// ignoring its token.
+    fn held(
+        running: mpsc::Sender<()>,
+        released: mpsc::Receiver<()>,
+    ) -> impl FnOnce(&crate::CancelToken) -> crate::JobResult<()> + Send + 'static {
+        move |_| {
+            running.send(()).unwrap();
+            let _ = released.recv_timeout(PATIENCE);
+            Ok(())
+        }
+    }
+
     /// A stuck job that joins a job of its own pool just after the
     /// supervisor listed its thread's jobs runs it inline, on the thread
     /// about to be detached. That inline job, once its own grace runs out,
@@ -465,13 +478,7 @@ mod tests {
             .submit(move |_| {
                 a_running.send(()).unwrap();
                 gone.recv_timeout(PATIENCE).unwrap();
-                let b = inner
-                    .submit(move |_| {
-                        b_running.send(()).unwrap();
-                        let _ = b_released.recv_timeout(PATIENCE);
-                        Ok(())
-                    })
-                    .unwrap();
+                let b = inner.submit(held(b_running, b_released)).unwrap();
                 b_id_tx.send(b.id()).unwrap();
                 let _ = b.join();
                 Ok(())
@@ -491,13 +498,7 @@ mod tests {
         // The replacement runs C.
         let (c_running, c_runs) = mpsc::channel::<()>();
         let (release_c, c_released) = mpsc::channel::<()>();
-        let c = pool
-            .submit(move |_| {
-                c_running.send(()).unwrap();
-                let _ = c_released.recv_timeout(PATIENCE);
-                Ok(())
-            })
-            .unwrap();
+        let c = pool.submit(held(c_running, c_released)).unwrap();
         c_runs.recv_timeout(PATIENCE).unwrap();
         // B, on the detached thread, is cancelled and ignores it too.
         assert_eq!(pool.cancel(b), CancelOutcome::Requested);

@@ -65,42 +65,30 @@ impl Supervisor {
         }
         #[cfg(test)]
         tests::after_listing(self.shared.id);
-        if generation != self.generation(index) {
-            // Its thread was detached already (a job it ran inline when it
-            // was snapshotted for another): end its jobs, detach nothing.
-            let abandoned = on_thread
-                .iter()
-                .filter(|other| self.shared.abandon(other))
-                .count();
-            if abandoned > 0 {
+        // A thread detached already (a job it ran inline when it was listed
+        // for another): end its jobs, detach nothing.
+        let on_a_stray = generation != self.generation(index);
+        if !on_a_stray {
+            // Detach first, then mark: whoever sees a job `Abandoned` also
+            // sees its replacement started and the stray counted. (If the
+            // job returns in between, it keeps its real outcome and its
+            // detached thread just exits.)
+            let cap = self
+                .shared
+                .config
+                .max_stray_threads
+                .unwrap_or(self.shared.config.workers);
+            if self.strays.len() >= cap && !self.stopping {
                 log_quietly!(log::error!(
-                    "job {} did not return within its grace after being cancelled; \
-                     abandoned it ({abandoned} job(s) on a detached thread of {})",
-                    job.record().id,
+                    "pool {}: {} stray threads (the limit); {} stays stuck until one exits",
+                    self.shared.config.thread_name,
+                    self.strays.len(),
                     self.shared.names[index]
                 ));
+                self.held.push_back((index, on_thread.clone()));
+            } else {
+                self.detach(index, &on_thread);
             }
-            return;
-        }
-        // Detach first, then mark: whoever sees a job `Abandoned` also sees
-        // its replacement started and the stray counted. (If the job returns
-        // in between, it keeps its real outcome and its detached thread just
-        // exits.)
-        let cap = self
-            .shared
-            .config
-            .max_stray_threads
-            .unwrap_or(self.shared.config.workers);
-        if self.strays.len() >= cap && !self.stopping {
-            log_quietly!(log::error!(
-                "pool {}: {} stray threads (the limit); {} stays stuck until one exits",
-                self.shared.config.thread_name,
-                self.strays.len(),
-                self.shared.names[index]
-            ));
-            self.held.push_back((index, on_thread.clone()));
-        } else {
-            self.detach(index, &on_thread);
         }
         let abandoned = on_thread
             .iter()
@@ -109,8 +97,13 @@ impl Supervisor {
         if abandoned > 0 {
             log_quietly!(log::error!(
                 "job {} did not return within its grace after being cancelled; \
-                 abandoned it ({abandoned} job(s) on {})",
+                 abandoned it ({abandoned} job(s) on {}{})",
                 job.record().id,
+                if on_a_stray {
+                    "a detached thread of "
+                } else {
+                    ""
+                },
                 self.shared.names[index]
             ));
         }
