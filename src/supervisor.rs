@@ -487,7 +487,7 @@ mod tests {
         a_runs.recv_timeout(PATIENCE).unwrap();
         // Between the listing of A's thread's jobs and the detachment: A
         // starts B inline.
-        super::abandon::tests::set_after_listing(pool.shared.id, move || {
+        super::abandon::AFTER_LISTING.set(pool.shared.id, move || {
             go.send(()).unwrap();
             b_runs.recv_timeout(PATIENCE).unwrap();
         });
@@ -509,5 +509,34 @@ mod tests {
         assert_eq!(c.join().ok(), Some(()));
         release_b.send(()).unwrap();
         assert!(eventually(|| pool.stats().stray_threads == 0));
+    }
+
+    /// A thread detached between claiming a job and starting to run it
+    /// (its grace ran out there) must not raise the busy flag, which is its
+    /// replacement's by then: an idle pool reads `busy: 0` after `join`.
+    #[test]
+    fn a_stray_never_raises_its_replacements_busy_flag() {
+        let pool = Pool::builder()
+            .workers(1)
+            .abandon_after(Duration::from_millis(1))
+            .build()
+            .unwrap();
+        let (claimed_tx, claimed) = mpsc::channel::<()>();
+        let (go_tx, go) = mpsc::channel::<()>();
+        crate::worker::AFTER_CLAIM.set(pool.shared.id, move || {
+            claimed_tx.send(()).unwrap();
+            go.recv_timeout(PATIENCE).unwrap();
+        });
+        let a = pool.submit(|_| Ok(())).unwrap();
+        claimed.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(a.status(), JobStatus::Running);
+        assert_eq!(a.cancel(), crate::CancelOutcome::Requested);
+        assert!(eventually(|| a.status() == JobStatus::Abandoned));
+        assert!(eventually(|| pool.stats().alive == 1));
+        go_tx.send(()).unwrap();
+        assert!(eventually(|| pool.stats().stray_threads == 0));
+        assert!(pool.join_timeout(PATIENCE));
+        let stats = pool.stats();
+        assert_eq!((stats.busy, stats.alive), (0, 1), "{stats:?}");
     }
 }

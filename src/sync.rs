@@ -216,3 +216,43 @@ pub(crate) fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Test-only pause points in the pool's own threads, one-shot, by pool id:
+/// a test widens the window between two steps to force an interleaving
+/// (std's `Mutex`, also under loom: it only orders the test's own setup).
+#[cfg(test)]
+pub(crate) struct Hooks(std::sync::Mutex<Vec<(usize, Hook)>>);
+
+/// A test's pause point: what a pool's thread runs there.
+#[cfg(test)]
+type Hook = Box<dyn FnOnce() + Send>;
+
+#[cfg(test)]
+impl Hooks {
+    pub(crate) const fn new() -> Self {
+        Hooks(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// Runs `hook` the next time pool `pool`'s thread passes this point.
+    pub(crate) fn set(&self, pool: usize, hook: impl FnOnce() + Send + 'static) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((pool, Box::new(hook)));
+    }
+
+    /// Runs pool `pool`'s hook here, if it has one (outside the lock).
+    pub(crate) fn run(&self, pool: usize) {
+        let hook = {
+            let mut hooks = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = hooks.iter().position(|(id, _)| *id == pool);
+            at.map(|at| hooks.swap_remove(at).1)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}

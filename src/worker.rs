@@ -300,7 +300,13 @@ impl Worker {
         // Before counting it (metrics invariant 2).
         self.boundary = timer.map(JobTimer::stop);
         let caught = armed.and_then(Armed::disarm);
-        tally.busy.store(false, Ordering::Relaxed);
+        // A job it ran inline may have been abandoned and this thread
+        // detached meanwhile: the flag is then its replacement's
+        // (invariant 8). Nothing can detach it from here on: every job it
+        // ran inline has returned.
+        if !self.is_stray() {
+            tally.busy.store(false, Ordering::Relaxed);
+        }
         let ending = match result {
             Ok(()) => Ending::Completed,
             Err(_) => Ending::Panicked,
@@ -330,17 +336,20 @@ impl Worker {
         // Before anything that could end the thread (even a log call: a
         // logger may panic), so the drop guard finishes the job (invariant 2).
         self.current = Current::Tracked(Arc::clone(&job));
+        #[cfg(test)]
+        AFTER_CLAIM.run(self.shared.id);
         let span = job.take_span();
         let _span = span.enter();
+        // Its busy flag is up (`claim`).
         let tally = &self.shared.counters.workers[self.index];
-        tally.busy.store(true, Ordering::Relaxed);
         let generation = self.generation;
         let (ended, at) = run_claimed(&self.shared, &job, self.index, started, true, || {
             // Not busy before the job is counted, so a `join` released by
             // the count sees no worker busy. The record says the thread
             // returned, so it can no longer be detached (registry invariant
-            // 6; a loop's job is the only one on its thread), and a stray
-            // must not clear its replacement's flag.
+            // 6: the loop's job is the thread's outermost, and any job it
+            // ran inline has returned), and a stray must not clear its
+            // replacement's flag.
             if tally.generation.load(Ordering::Acquire) == generation {
                 tally.busy.store(false, Ordering::Relaxed);
             }
@@ -351,13 +360,19 @@ impl Worker {
     }
 }
 
+/// Runs once the worker's loop has claimed a tracked job (tests widen the
+/// window before it runs).
+#[cfg(test)]
+pub(crate) static AFTER_CLAIM: crate::sync::Hooks = crate::sync::Hooks::new();
+
 /// Takes a tracked job out of `Pending` on worker `index` in its generation
 /// `generation` (at `boundary` if the worker has one, metrics invariant 5),
 /// or ends it `Cancelled` if
 /// the pool is aborting or its deadline passed. Returns the start tick if
 /// the caller must now run it (with [`run_claimed`]). `dequeues_next`: the
 /// caller is the worker's loop, which goes back to the queue if this
-/// returns `None` (idle invariant 6).
+/// returns `None` (idle invariant 6), and whose busy flag this raises for a
+/// job it runs.
 fn claim(
     shared: &Shared,
     job: &Arc<dyn Tracked>,
@@ -378,16 +393,30 @@ fn claim(
         // `shutdown_now`'s sweep), this changes nothing: its canceller
         // counted it.
         shared.cancel(job);
-    } else if record.start_at(index, generation, started) {
-        // This thread won `Pending -> Running` (shared invariant 5).
-        shared.release_slot();
-        observer::note(job);
-        // A `shutdown_now` that swept running tokens just before this start
-        // missed this job: cancel its token here instead.
-        if shared.abort.load(Ordering::SeqCst) {
-            shared.interrupt_for_shutdown(job);
+    } else {
+        // The loop's busy flag goes up before the job can be `Running`: the
+        // supervisor detaches a thread only through a running job, under
+        // its record's lock, and lowers the flag after; so a stray never
+        // raises its replacement's flag (invariant 8). Down again, before
+        // anything is counted, if the job is not this thread's to run.
+        let busy = dequeues_next.then(|| &shared.counters.workers[index].busy);
+        if let Some(busy) = busy {
+            busy.store(true, Ordering::Relaxed);
         }
-        return Some(started);
+        if record.start_at(index, generation, started) {
+            // This thread won `Pending -> Running` (shared invariant 5).
+            shared.release_slot();
+            observer::note(job);
+            // A `shutdown_now` that swept running tokens just before this
+            // start missed this job: cancel its token here instead.
+            if shared.abort.load(Ordering::SeqCst) {
+                shared.interrupt_for_shutdown(job);
+            }
+            return Some(started);
+        }
+        if let Some(busy) = busy {
+            busy.store(false, Ordering::Relaxed);
+        }
     }
     // Not this worker's to run: cancelled while queued, or run inline by a
     // worker that joined it. The timer and `shutdown_now`'s sweep leave a
@@ -521,7 +550,10 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
         return;
     };
     let span = job.take_span();
-    let _span = span.enter();
+    // Contained: entering runs the subscriber (user code), and unwinding
+    // from here would leave the job claimed, never run, on a thread that
+    // goes on (into the job that joined it). Run without the span then.
+    let _span = unwind::catch(|| span.enter()).ok();
     // The worker stays busy: it goes back into the job that joined this one.
     let (ended, _) = run_claimed(shared, job, index, started, false, || ());
     // Contained: a panicking logger here would unwind into the job that

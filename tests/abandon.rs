@@ -311,3 +311,63 @@ fn shutdown_now_reports_every_job_it_ended() {
     drop(stuck_tx);
     assert!(common::no_threads_named("ab-report"));
 }
+
+/// A job that says it runs, then waits to be released (bounded), ignoring
+/// its token.
+fn held(
+    running: mpsc::Sender<()>,
+    released: mpsc::Receiver<()>,
+) -> impl FnOnce(&harbor_pool::CancelToken) -> harbor_pool::JobResult<()> + Send + 'static {
+    move |_| {
+        running.send(()).unwrap();
+        let _ = released.recv_timeout(common::PATIENCE);
+        Ok(())
+    }
+}
+
+/// An untracked job that joins a tracked one runs it inline; when that
+/// one is abandoned and the thread detached, the untracked job ending on
+/// the stray must leave the busy flag to the replacement.
+#[test]
+fn a_detached_threads_untracked_job_leaves_the_replacements_busy_flag() {
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .abandon_after(Duration::from_millis(20))
+            .build()
+            .unwrap(),
+    );
+    let (b_running, b_runs) = mpsc::channel::<()>();
+    let (release_b, b_released) = mpsc::channel::<()>();
+    let (b_id_tx, b_id) = mpsc::channel();
+    let (u_done_tx, u_done) = mpsc::channel::<()>();
+    let inner = Arc::clone(&pool);
+    pool.execute(move || {
+        let b = inner.submit(held(b_running, b_released)).unwrap();
+        b_id_tx.send(b.id()).unwrap();
+        let _ = b.join();
+        u_done_tx.send(()).unwrap();
+    })
+    .unwrap();
+    let b = b_id.recv_timeout(common::PATIENCE).unwrap();
+    b_runs.recv_timeout(common::PATIENCE).unwrap();
+    assert_eq!(pool.cancel(b), CancelOutcome::Requested);
+    assert!(common::eventually(
+        || pool.status(b) == Some(JobStatus::Abandoned)
+    ));
+    assert!(common::eventually(|| pool.stats().alive == 1));
+    // The replacement runs C.
+    let (c_running, c_runs) = mpsc::channel::<()>();
+    let (release_c, c_released) = mpsc::channel::<()>();
+    let c = pool.submit(held(c_running, c_released)).unwrap();
+    c_runs.recv_timeout(common::PATIENCE).unwrap();
+    assert_eq!(pool.stats().busy, 1);
+    // The stray returns from B, then from the untracked job, and exits.
+    release_b.send(()).unwrap();
+    u_done.recv_timeout(common::PATIENCE).unwrap();
+    assert!(common::eventually(|| pool.stats().stray_threads == 0));
+    assert_eq!(c.status(), JobStatus::Running);
+    assert_eq!(pool.stats().busy, 1, "the replacement is busy with C");
+    release_c.send(()).unwrap();
+    c.join().unwrap();
+}

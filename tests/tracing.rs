@@ -166,6 +166,14 @@ impl Subscriber for Global {
     }
 
     fn enter(&self, span: &Id) {
+        // A subscriber's own failure, for the test of a span that cannot be
+        // entered.
+        let refused = lock(&RECORDER.spans)
+            .get(&span.into_u64())
+            .is_some_and(|data| data.name == "refuses_entry");
+        if refused {
+            panic!("this subscriber refuses to enter `refuses_entry`");
+        }
         STACK.with(|stack| stack.borrow_mut().push(span.into_u64()));
     }
 
@@ -363,4 +371,35 @@ fn worker_deaths_and_restarts_are_events_naming_the_worker() {
     let restarted = &events_saying("respawned worker reborn-0")[0];
     assert_eq!(restarted.field("worker"), Some("reborn-0"));
     assert_eq!(restarted.target, "harbor_pool::supervisor");
+}
+
+/// A job run inline (a job of the pool joined it) whose span the
+/// subscriber fails to enter still runs and ends: a panic there would
+/// leave it `Running` forever on a thread that goes on.
+#[test]
+fn an_inline_job_whose_span_cannot_be_entered_still_runs() {
+    common::quiet_panics();
+    install();
+    let pool = std::sync::Arc::new(Pool::builder().workers(1).build().unwrap());
+    let inner = std::sync::Arc::clone(&pool);
+    let (child_id, child) = std::sync::mpsc::channel();
+    let outer = pool
+        .submit(move |_| {
+            // Current (not entered) where the child is submitted: the
+            // child's worker enters it.
+            let span = tracing::info_span!("refuses_entry");
+            let id = span.id().unwrap().into_u64();
+            STACK.with(|stack| stack.borrow_mut().push(id));
+            let handle = inner.submit(|_| Ok(5));
+            STACK.with(|stack| stack.borrow_mut().retain(|&other| other != id));
+            let handle = handle.unwrap();
+            child_id.send(handle.id()).unwrap();
+            // Runs the child here, inline.
+            Ok(handle.join())
+        })
+        .unwrap();
+    let child = child.recv_timeout(common::PATIENCE).unwrap();
+    let joined = outer.join().unwrap();
+    assert_eq!(joined.ok(), Some(5));
+    assert_eq!(pool.status(child), Some(JobStatus::Completed));
 }

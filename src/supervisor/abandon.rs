@@ -64,7 +64,7 @@ impl Supervisor {
             return;
         }
         #[cfg(test)]
-        tests::after_listing(self.shared.id);
+        AFTER_LISTING.run(self.shared.id);
         // A thread detached already (a job it ran inline when it was listed
         // for another): end its jobs, detach nothing.
         let on_a_stray = generation != self.generation(index);
@@ -191,32 +191,7 @@ impl Supervisor {
     }
 }
 
+/// Runs once `abandon` has listed a thread's jobs (tests widen that
+/// window to start a job inline there).
 #[cfg(test)]
-pub(super) mod tests {
-    use std::sync::Mutex;
-
-    /// Hooks run by `abandon` once it has listed a thread's jobs, one-shot,
-    /// by pool id: a test widens that window to start a job inline there.
-    #[allow(clippy::type_complexity)]
-    static AFTER_LISTING: Mutex<Vec<(usize, Box<dyn FnOnce() + Send>)>> = Mutex::new(Vec::new());
-
-    /// Runs pool `pool`'s hook, if it has one.
-    pub(super) fn after_listing(pool: usize) {
-        let hook = {
-            let mut hooks = AFTER_LISTING.lock().unwrap_or_else(|e| e.into_inner());
-            let at = hooks.iter().position(|(id, _)| *id == pool);
-            at.map(|at| hooks.swap_remove(at).1)
-        };
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
-
-    /// Sets pool `pool`'s hook.
-    pub(crate) fn set_after_listing(pool: usize, hook: impl FnOnce() + Send + 'static) {
-        AFTER_LISTING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((pool, Box::new(hook)));
-    }
-}
+pub(crate) static AFTER_LISTING: crate::sync::Hooks = crate::sync::Hooks::new();
