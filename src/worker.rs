@@ -339,7 +339,9 @@ impl Worker {
         #[cfg(test)]
         AFTER_CLAIM.run(self.shared.id);
         let span = job.take_span();
-        let _span = span.enter();
+        // Contained, as in `run_inline`: a subscriber that panics on entry
+        // costs the job its span, not the worker its thread.
+        let _span = unwind::catch(|| span.enter()).ok();
         // Its busy flag is up (`claim`).
         let tally = &self.shared.counters.workers[self.index];
         let generation = self.generation;
@@ -364,6 +366,11 @@ impl Worker {
 /// window before it runs).
 #[cfg(test)]
 pub(crate) static AFTER_CLAIM: crate::sync::Hooks = crate::sync::Hooks::new();
+
+/// Runs as the worker's loop is about to start a tracked job it took off
+/// the queue (tests pause a worker on an entry whose job ended already).
+#[cfg(test)]
+pub(crate) static BEFORE_START: crate::sync::Hooks = crate::sync::Hooks::new();
 
 /// Takes a tracked job out of `Pending` on worker `index` in its generation
 /// `generation` (at `boundary` if the worker has one, metrics invariant 5),
@@ -394,16 +401,24 @@ fn claim(
         // counted it.
         shared.cancel(job);
     } else {
-        // The loop's busy flag goes up before the job can be `Running`: the
-        // supervisor detaches a thread only through a running job, under
-        // its record's lock, and lowers the flag after; so a stray never
-        // raises its replacement's flag (invariant 8). Down again, before
-        // anything is counted, if the job is not this thread's to run.
-        let busy = dequeues_next.then(|| &shared.counters.workers[index].busy);
-        if let Some(busy) = busy {
-            busy.store(true, Ordering::Relaxed);
+        #[cfg(test)]
+        if dequeues_next {
+            BEFORE_START.run(shared.id);
         }
-        if record.start_at(index, generation, started) {
+        let won = record.start_at(index, generation, started, || {
+            // The loop's busy flag goes up with the start, under the
+            // record's lock: the supervisor detaches a thread only through
+            // a running job, under the same lock, and lowers the flag
+            // after; so a stray never raises its replacement's flag
+            // (invariant 8), and an entry whose job ended already never
+            // raises it at all.
+            if dequeues_next {
+                shared.counters.workers[index]
+                    .busy
+                    .store(true, Ordering::Relaxed);
+            }
+        });
+        if won {
             // This thread won `Pending -> Running` (shared invariant 5).
             shared.release_slot();
             observer::note(job);
@@ -413,9 +428,6 @@ fn claim(
                 shared.interrupt_for_shutdown(job);
             }
             return Some(started);
-        }
-        if let Some(busy) = busy {
-            busy.store(false, Ordering::Relaxed);
         }
     }
     // Not this worker's to run: cancelled while queued, or run inline by a
@@ -567,6 +579,33 @@ impl Drop for Worker {
     /// logger) is contained.
     fn drop(&mut self) {
         let died = thread::panicking();
+        let current = std::mem::replace(&mut self.current, Current::Idle);
+        let mut untracked = false;
+        // A job still running ends first: its record then says the thread
+        // returned (job invariant 2: the slot before the record), so the
+        // supervisor can no longer detach this thread through it, and the
+        // stray check below holds (registry invariant 6).
+        let ended = match current {
+            // Only if still running: the job may have ended, and its result
+            // been stored, before something else ended the thread.
+            Current::Tracked(job) if job.record().status() == JobStatus::Running => {
+                let message = format!(
+                    "worker {} died while running job {}",
+                    self.name(),
+                    job.record().id
+                );
+                job.lose(&message);
+                let notify = job
+                    .record()
+                    .finish_at(JobStatus::Failed(message.clone()), metrics::now());
+                Some((job, notify, message))
+            }
+            Current::Tracked(_) | Current::Idle => None,
+            Current::Untracked => {
+                untracked = true;
+                None
+            }
+        };
         let stray = self.is_stray();
         if stray {
             // Invariant 8: the supervisor counted it as a stray, not alive.
@@ -579,29 +618,17 @@ impl Drop for Worker {
         }
         // Bookkeeping first, logging last: a panicking logger must not leave
         // a job non-terminal or the supervisor uninformed.
-        let lost = match std::mem::replace(&mut self.current, Current::Idle) {
-            // Only if still running: the job may have ended, and its result
-            // been stored, before something else ended the thread.
-            Current::Tracked(job) if job.record().status() == JobStatus::Running => {
-                let message = format!(
-                    "worker {} died while running job {}",
-                    self.name(),
-                    job.record().id
-                );
-                job.lose(&message);
+        let lost = match ended {
+            Some((job, notify, message)) => {
                 // Invariant 1 of `job`: a job that will never run drops its
                 // closure (contained) now, not whenever its record goes.
                 // It started, so its slot was freed then: no release here.
                 let _ = job.discard();
-                let notify = job
-                    .record()
-                    .finish_at(JobStatus::Failed(message.clone()), metrics::now());
                 self.shared
                     .finished(&job, notify, Ending::Failed, self.tally(), false);
                 Some((Some(job.record().id), message))
             }
-            Current::Tracked(_) | Current::Idle => None,
-            Current::Untracked => {
+            None if untracked => {
                 self.tally().count(Ending::Failed);
                 self.shared.check_idle();
                 Some((
@@ -609,6 +636,7 @@ impl Drop for Worker {
                     format!("worker {} died while running an untracked job", self.name()),
                 ))
             }
+            None => None,
         };
         // Stays one of the pool's threads while its thread-locals are
         // destroyed (invariant 4).
@@ -665,5 +693,88 @@ mod tests {
         for i in 0..10 {
             assert_eq!(pool.submit(move |_| Ok(i)).unwrap().join().unwrap(), i);
         }
+    }
+
+    /// A worker dying with a job running ends the job before it drops the
+    /// job's closure (user code, which may take long): a grace running out
+    /// meanwhile must not detach the dying thread through it (that counted
+    /// it out of `alive` twice and left a stray counted forever).
+    #[test]
+    fn a_dying_worker_ends_its_job_before_dropping_the_closure() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        use crate::sync::PATIENCE;
+
+        struct Gate(mpsc::Sender<()>, mpsc::Receiver<()>);
+        impl Drop for Gate {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+                let _ = self.1.recv_timeout(PATIENCE);
+            }
+        }
+        let pool = Pool::builder()
+            .workers(1)
+            .abandon_after(Duration::from_millis(5))
+            .build()
+            .unwrap();
+        let (dropping_tx, dropping) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        let gate = Gate(dropping_tx, released);
+        let (cell, handle) = test_cell(
+            move |_| {
+                let _gate = &gate;
+                Ok(())
+            },
+            &pool.shared,
+        );
+        pool.shared.accept(Message::Poison(cell), true).unwrap();
+        // The drop guard is dropping the closure.
+        dropping.recv_timeout(PATIENCE).unwrap();
+        assert!(handle.status().is_terminal(), "{:?}", handle.status());
+        assert_eq!(handle.cancel(), crate::CancelOutcome::AlreadyFinished);
+        release.send(()).unwrap();
+        assert!(eventually(|| {
+            let stats = pool.stats();
+            (stats.alive, stats.stray_threads, stats.restarts) == (1, 0, 1)
+        }));
+    }
+
+    /// A worker taking an entry whose job ended while queued (cancelled)
+    /// off the queue is not busy: `join` returns on the idle pool, and its
+    /// caller reads `busy: 0`, while the worker is at that entry.
+    #[test]
+    fn a_worker_at_an_ended_jobs_entry_is_not_busy() {
+        use std::sync::mpsc;
+
+        use crate::CancelOutcome;
+        use crate::sync::PATIENCE;
+
+        let pool = Pool::new(1).unwrap();
+        let (running_tx, running) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        let blocker = pool
+            .submit(move |_| {
+                running_tx.send(()).unwrap();
+                let _ = released.recv_timeout(PATIENCE);
+                Ok(())
+            })
+            .unwrap();
+        running.recv_timeout(PATIENCE).unwrap();
+        let ended = pool.submit(|_| Ok(())).unwrap();
+        assert_eq!(ended.cancel(), CancelOutcome::Cancelled);
+        let (paused_tx, paused) = mpsc::channel::<()>();
+        let (go, gone) = mpsc::channel::<()>();
+        super::BEFORE_START.set(pool.shared.id, move || {
+            paused_tx.send(()).unwrap();
+            let _ = gone.recv_timeout(PATIENCE);
+        });
+        release.send(()).unwrap();
+        blocker.join().unwrap();
+        paused.recv_timeout(PATIENCE).unwrap();
+        assert!(pool.join_timeout(PATIENCE));
+        let stats = pool.stats();
+        go.send(()).unwrap();
+        assert_eq!(stats.busy, 0, "{stats:?}");
     }
 }

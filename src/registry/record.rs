@@ -246,14 +246,21 @@ impl Record {
     /// nothing) if the record is no longer pending.
     #[cfg(test)]
     pub(crate) fn start(&self, worker: usize) -> bool {
-        self.start_at(worker, 0, metrics::now())
+        self.start_at(worker, 0, metrics::now(), || ())
     }
 
     /// `Pending -> Running` on `worker` in its generation `generation`, at
     /// tick `at`, just read (or the worker's boundary tick, metrics
-    /// invariant 5). Returns `false` (and changes nothing) if the record is
-    /// no longer pending.
-    pub(crate) fn start_at(&self, worker: usize, generation: u64, at: Tick) -> bool {
+    /// invariant 5); runs `started` under the record's lock once it is
+    /// (it must run no user code). Returns `false` (and changes nothing) if
+    /// the record is no longer pending.
+    pub(crate) fn start_at(
+        &self,
+        worker: usize,
+        generation: u64,
+        at: Tick,
+        started: impl FnOnce(),
+    ) -> bool {
         // Outside the lock.
         let started_at = wall_after(self.submitted, self.submitted_at, at);
         let mut state = lock(&self.state);
@@ -266,6 +273,7 @@ impl Record {
         // A pool has far fewer than 2^32 workers (each is a thread).
         state.worker = Some(worker as u32);
         state.generation = generation;
+        started();
         true
     }
 
