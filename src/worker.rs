@@ -586,21 +586,28 @@ impl Drop for Worker {
         // supervisor can no longer detach this thread through it, and the
         // stray check below holds (registry invariant 6).
         let ended = match current {
-            // Only if still running: the job may have ended, and its result
-            // been stored, before something else ended the thread.
-            Current::Tracked(job) if job.record().status() == JobStatus::Running => {
+            Current::Tracked(job) => {
                 let message = format!(
                     "worker {} died while running job {}",
                     self.name(),
                     job.record().id
                 );
-                job.lose(&message);
+                // Only if still running: the job may have ended, and its
+                // result been stored, before something else ended the
+                // thread.
+                if job.record().status() == JobStatus::Running {
+                    job.lose(&message);
+                }
+                // Always: for a job that ended already (abandoned, its
+                // thread held at the stray cap) it changes nothing but
+                // `returned`, so the position's next thread is never
+                // detached through it.
                 let notify = job
                     .record()
                     .finish_at(JobStatus::Failed(message.clone()), metrics::now());
                 Some((job, notify, message))
             }
-            Current::Tracked(_) | Current::Idle => None,
+            Current::Idle => None,
             Current::Untracked => {
                 untracked = true;
                 None
@@ -620,13 +627,16 @@ impl Drop for Worker {
         // a job non-terminal or the supervisor uninformed.
         let lost = match ended {
             Some((job, notify, message)) => {
+                let ended_here = notify.is_some();
+                // Counted, and its waiters woken, before its closure (user
+                // code, maybe slow) is dropped.
+                self.shared
+                    .finished(&job, notify, Ending::Failed, self.tally(), false);
                 // Invariant 1 of `job`: a job that will never run drops its
                 // closure (contained) now, not whenever its record goes.
                 // It started, so its slot was freed then: no release here.
                 let _ = job.discard();
-                self.shared
-                    .finished(&job, notify, Ending::Failed, self.tally(), false);
-                Some((Some(job.record().id), message))
+                ended_here.then(|| (Some(job.record().id), message))
             }
             None if untracked => {
                 self.tally().count(Ending::Failed);
@@ -729,10 +739,12 @@ mod tests {
             &pool.shared,
         );
         pool.shared.accept(Message::Poison(cell), true).unwrap();
-        // The drop guard is dropping the closure.
+        // The drop guard is dropping the closure: the job is over, counted
+        // and its waiters woken.
         dropping.recv_timeout(PATIENCE).unwrap();
         assert!(handle.status().is_terminal(), "{:?}", handle.status());
         assert_eq!(handle.cancel(), crate::CancelOutcome::AlreadyFinished);
+        assert!(pool.join_timeout(PATIENCE));
         release.send(()).unwrap();
         assert!(eventually(|| {
             let stats = pool.stats();
@@ -776,5 +788,46 @@ mod tests {
         let stats = pool.stats();
         go.send(()).unwrap();
         assert_eq!(stats.busy, 0, "{stats:?}");
+    }
+
+    /// A job abandoned while its thread was held at the stray cap, and
+    /// whose thread then died: its record says the thread returned, so the
+    /// position's next thread is never detached through it.
+    #[test]
+    fn a_held_job_whose_thread_died_never_detaches_the_next_thread() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        use crate::CancelOutcome;
+        use crate::sync::PATIENCE;
+
+        let pool = Pool::builder()
+            .workers(1)
+            .max_stray_threads(0)
+            .abandon_after(Duration::from_millis(5))
+            .build()
+            .unwrap();
+        let (claimed_tx, claimed) = mpsc::channel::<()>();
+        let (die, dies) = mpsc::channel::<()>();
+        super::AFTER_CLAIM.set(pool.shared.id, move || {
+            claimed_tx.send(()).unwrap();
+            let _ = dies.recv_timeout(PATIENCE);
+            panic!("a worker dying between claim and run");
+        });
+        let job = pool.submit(|_| Ok(())).unwrap();
+        claimed.recv_timeout(PATIENCE).unwrap();
+        // Abandoned, but held: no stray may be made.
+        assert_eq!(job.cancel(), CancelOutcome::Requested);
+        assert!(eventually(|| job.status() == JobStatus::Abandoned));
+        die.send(()).unwrap();
+        assert!(eventually(|| {
+            let stats = pool.stats();
+            (stats.restarts, stats.alive) == (1, 1)
+        }));
+        let record = pool.shared.registry.get(job.id()).unwrap();
+        assert!(
+            !record.record().detach_if_not_returned(|_| true),
+            "the dead thread's job can still detach its position's thread"
+        );
     }
 }
