@@ -288,7 +288,9 @@ impl Worker {
         }
         tally.busy.store(true, Ordering::Relaxed);
         self.current = Current::Untracked;
-        let _span = span.enter();
+        // Contained, as for tracked jobs: a subscriber that panics on entry
+        // costs the job its span, not the worker its thread.
+        let _span = unwind::catch(|| span.enter()).ok();
         // The capture slot is armed for the job alone (forensics invariant 2).
         let armed = forensics::arm(self.shared.config.forensics);
         let timer = self

@@ -403,3 +403,24 @@ fn an_inline_job_whose_span_cannot_be_entered_still_runs() {
     assert_eq!(joined.ok(), Some(5));
     assert_eq!(pool.status(child), Some(JobStatus::Completed));
 }
+
+/// An untracked job whose span the subscriber fails to enter still runs,
+/// and costs the pool no thread.
+#[test]
+fn an_untracked_job_whose_span_cannot_be_entered_still_runs() {
+    common::quiet_panics();
+    install();
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let (ran_tx, ran) = std::sync::mpsc::channel();
+    // Current (not entered) where the job is submitted.
+    let span = tracing::info_span!("refuses_entry");
+    let id = span.id().unwrap().into_u64();
+    STACK.with(|stack| stack.borrow_mut().push(id));
+    let submitted = pool.execute(move || ran_tx.send(()).unwrap());
+    STACK.with(|stack| stack.borrow_mut().retain(|&other| other != id));
+    submitted.unwrap();
+    ran.recv_timeout(common::PATIENCE).unwrap();
+    assert!(pool.join_timeout(common::PATIENCE));
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.restarts), (1, 0), "{stats:?}");
+}
