@@ -615,14 +615,9 @@ impl Drop for Worker {
                 None
             }
         };
-        let stray = self.is_stray();
-        if stray {
-            // Invariant 8: the supervisor counted it as a stray, not alive.
-            self.shared.counters.strays.fetch_sub(1, Ordering::Relaxed);
-        } else {
-            if self.up {
-                self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
-            }
+        // Down before the job is counted, so whoever the count releases
+        // sees it down; a stray's flag is its replacement's (invariant 8).
+        if !self.is_stray() {
             self.tally().busy.store(false, Ordering::Relaxed);
         }
         // Bookkeeping first, logging last: a panicking logger must not leave
@@ -650,6 +645,16 @@ impl Drop for Worker {
             }
             None => None,
         };
+        // Read after the closure's drop: user code there that joined a job
+        // of the pool ran it inline on this thread, which may have been
+        // detached through it; every such job has returned by now, so this
+        // reading holds (invariant 8).
+        if self.is_stray() {
+            // Invariant 8: the supervisor counted it as a stray, not alive.
+            self.shared.counters.strays.fetch_sub(1, Ordering::Relaxed);
+        } else if self.up {
+            self.shared.counters.alive.fetch_sub(1, Ordering::Relaxed);
+        }
         // Stays one of the pool's threads while its thread-locals are
         // destroyed (invariant 4).
         mark_own_thread(self.shared.id, None);
@@ -831,5 +836,67 @@ mod tests {
             !record.record().detach_if_not_returned(|_| true),
             "the dead thread's job can still detach its position's thread"
         );
+    }
+
+    /// A dying worker's guard drops its job's closure; a closure whose
+    /// `Drop` joins a pending job of the pool runs it inline there, and
+    /// that job may be abandoned and the dying thread detached through it:
+    /// the thread is then counted out once, as a stray.
+    #[test]
+    fn a_job_run_inline_by_a_dying_workers_cleanup_keeps_the_counts() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        use crate::JobHandle;
+        use crate::sync::PATIENCE;
+
+        struct Joins(mpsc::Receiver<JobHandle<()>>, mpsc::Sender<()>);
+        impl Drop for Joins {
+            fn drop(&mut self) {
+                let _ = self.1.send(());
+                if let Ok(handle) = self.0.recv_timeout(PATIENCE) {
+                    let _ = handle.wait(PATIENCE);
+                }
+            }
+        }
+        let pool = Pool::builder()
+            .workers(1)
+            .abandon_after(Duration::from_millis(5))
+            .build()
+            .unwrap();
+        let (handles_tx, handles_rx) = mpsc::channel();
+        let (dropping_tx, dropping) = mpsc::channel();
+        let joins = Joins(handles_rx, dropping_tx);
+        let (cell, _handle) = test_cell(
+            move |_| {
+                let _joins = &joins;
+                Ok(())
+            },
+            &pool.shared,
+        );
+        pool.shared.accept(Message::Poison(cell), true).unwrap();
+        dropping.recv_timeout(PATIENCE).unwrap();
+        // The only worker is dying: B stays queued until its cleanup joins
+        // it and runs it inline.
+        let (started_tx, started) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        let b = pool
+            .submit(move |_| {
+                started_tx.send(()).unwrap();
+                let _ = released.recv_timeout(PATIENCE);
+                Ok(())
+            })
+            .unwrap();
+        let id = b.id();
+        handles_tx.send(b).unwrap();
+        started.recv_timeout(PATIENCE).unwrap();
+        // Its grace runs out: abandoned, the dying thread detached.
+        assert_eq!(pool.cancel(id), crate::CancelOutcome::Requested);
+        assert!(eventually(|| pool.status(id) == Some(JobStatus::Abandoned)));
+        release.send(()).unwrap();
+        assert!(eventually(|| {
+            let stats = pool.stats();
+            (stats.alive, stats.stray_threads) == (1, 0)
+        }));
     }
 }
