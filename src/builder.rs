@@ -433,7 +433,10 @@ impl Builder {
     /// thread dies and the supervisor respawns it, subject to the restart
     /// limit. [`build`](Self::build) waits until every worker's first hook
     /// call has returned or panicked (not for respawns), so a hook that
-    /// never returns keeps `build` from returning.
+    /// never returns keeps `build` from returning. The thread is not a
+    /// worker yet while its hook runs: a hook that joins a job of its own
+    /// pool waits for another worker to run it (a job joining one does not
+    /// run it inline there).
     ///
     /// # Examples
     ///

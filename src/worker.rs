@@ -183,11 +183,16 @@ impl Worker {
     }
 
     fn run(mut self) {
-        mark_own_thread(self.shared.id, Some((self.index, self.generation)));
+        // One of the pool's threads, not yet a worker: a start hook that
+        // waits for a job of the pool waits for a worker to run it, and a
+        // job can never be run inline, and then abandoned, on a thread that
+        // is not counted as one (invariant 8).
+        mark_own_thread(self.shared.id, None);
         if let Some(hook) = self.shared.config.on_thread_start.clone() {
             // A panic here unwinds the thread; `Drop` reports it (invariant 2).
             hook(self.index);
         }
+        mark_own_thread(self.shared.id, Some((self.index, self.generation)));
         self.up = true;
         // Release: pairs with the Acquire in `Counters::snapshot`, so a
         // reader who sees this worker alive sees its restart counted (the
@@ -898,5 +903,43 @@ mod tests {
             let stats = pool.stats();
             (stats.alive, stats.stray_threads) == (1, 0)
         }));
+    }
+
+    /// A start hook runs on one of the pool's threads, not yet a worker: a
+    /// job it joins is not run inline there (where, abandoned, it would get
+    /// a thread detached that was never counted alive).
+    #[test]
+    fn a_start_hook_is_not_a_worker() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{OnceLock, mpsc};
+
+        use crate::sync::PATIENCE;
+
+        let pool_id = std::sync::Arc::new(OnceLock::new());
+        let (seen_tx, seen) = mpsc::channel::<(bool, bool)>();
+        let seen_tx = std::sync::Mutex::new(seen_tx);
+        let calls = AtomicUsize::new(0);
+        let id = std::sync::Arc::clone(&pool_id);
+        let pool = Pool::builder()
+            .workers(1)
+            .on_thread_start(move |_| {
+                // The first call is the initial thread's, during `build`.
+                if calls.fetch_add(1, Ordering::SeqCst) == 1 {
+                    let id = *id.get().unwrap();
+                    let seen = (super::is_own_thread(id), super::is_own_worker(id));
+                    seen_tx.lock().unwrap().send(seen).unwrap();
+                }
+            })
+            .build()
+            .unwrap();
+        pool_id.set(pool.shared.id).unwrap();
+        // Its only worker dies; the replacement's hook looks at itself.
+        let (cell, handle) = test_cell(|_| Ok(()), &pool.shared);
+        pool.shared.accept(Message::Poison(cell), true).unwrap();
+        assert!(handle.wait(PATIENCE).is_some());
+        let (own_thread, worker) = seen.recv_timeout(PATIENCE).unwrap();
+        assert!(own_thread, "the hook runs on one of the pool's threads");
+        assert!(!worker, "the hook's thread is not a worker yet");
+        assert!(pool.join_timeout(PATIENCE));
     }
 }
