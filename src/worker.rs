@@ -685,6 +685,35 @@ mod tests {
     use crate::sync::eventually;
     use crate::{JobError, Pool};
 
+    /// Runs its closure when dropped.
+    struct OnDrop<F: FnMut()>(F);
+
+    impl<F: FnMut()> Drop for OnDrop<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+
+    /// A one-worker pool (grace 5 ms) whose only worker dies running a job
+    /// whose closure holds `cleanup`: the dying worker's drop guard drops
+    /// it, so `cleanup`'s `Drop` runs on the dying thread.
+    fn dying_with(cleanup: impl Send + 'static) -> (Pool, crate::JobHandle<()>) {
+        let pool = Pool::builder()
+            .workers(1)
+            .abandon_after(std::time::Duration::from_millis(5))
+            .build()
+            .unwrap();
+        let (cell, handle) = test_cell(
+            move |_| {
+                let _cleanup = &cleanup;
+                Ok(())
+            },
+            &pool.shared,
+        );
+        pool.shared.accept(Message::Poison(cell), true).unwrap();
+        (pool, handle)
+    }
+
     #[test]
     fn a_job_on_a_dying_worker_ends_failed_and_the_worker_is_replaced() {
         let pool = Pool::builder()
@@ -724,33 +753,15 @@ mod tests {
     #[test]
     fn a_dying_worker_ends_its_job_before_dropping_the_closure() {
         use std::sync::mpsc;
-        use std::time::Duration;
 
         use crate::sync::PATIENCE;
 
-        struct Gate(mpsc::Sender<()>, mpsc::Receiver<()>);
-        impl Drop for Gate {
-            fn drop(&mut self) {
-                let _ = self.0.send(());
-                let _ = self.1.recv_timeout(PATIENCE);
-            }
-        }
-        let pool = Pool::builder()
-            .workers(1)
-            .abandon_after(Duration::from_millis(5))
-            .build()
-            .unwrap();
         let (dropping_tx, dropping) = mpsc::channel();
-        let (release, released) = mpsc::channel();
-        let gate = Gate(dropping_tx, released);
-        let (cell, handle) = test_cell(
-            move |_| {
-                let _gate = &gate;
-                Ok(())
-            },
-            &pool.shared,
-        );
-        pool.shared.accept(Message::Poison(cell), true).unwrap();
+        let (release, released) = mpsc::channel::<()>();
+        let (pool, handle) = dying_with(OnDrop(move || {
+            let _ = dropping_tx.send(());
+            let _ = released.recv_timeout(PATIENCE);
+        }));
         // The drop guard is dropping the closure: the job is over, counted
         // and its waiters woken.
         dropping.recv_timeout(PATIENCE).unwrap();
@@ -850,36 +861,18 @@ mod tests {
     #[test]
     fn a_job_run_inline_by_a_dying_workers_cleanup_keeps_the_counts() {
         use std::sync::mpsc;
-        use std::time::Duration;
 
         use crate::JobHandle;
         use crate::sync::PATIENCE;
 
-        struct Joins(mpsc::Receiver<JobHandle<()>>, mpsc::Sender<()>);
-        impl Drop for Joins {
-            fn drop(&mut self) {
-                let _ = self.1.send(());
-                if let Ok(handle) = self.0.recv_timeout(PATIENCE) {
-                    let _ = handle.wait(PATIENCE);
-                }
-            }
-        }
-        let pool = Pool::builder()
-            .workers(1)
-            .abandon_after(Duration::from_millis(5))
-            .build()
-            .unwrap();
-        let (handles_tx, handles_rx) = mpsc::channel();
+        let (handles_tx, handles_rx) = mpsc::channel::<JobHandle<()>>();
         let (dropping_tx, dropping) = mpsc::channel();
-        let joins = Joins(handles_rx, dropping_tx);
-        let (cell, _handle) = test_cell(
-            move |_| {
-                let _joins = &joins;
-                Ok(())
-            },
-            &pool.shared,
-        );
-        pool.shared.accept(Message::Poison(cell), true).unwrap();
+        let (pool, _handle) = dying_with(OnDrop(move || {
+            let _ = dropping_tx.send(());
+            if let Ok(handle) = handles_rx.recv_timeout(PATIENCE) {
+                let _ = handle.wait(PATIENCE);
+            }
+        }));
         dropping.recv_timeout(PATIENCE).unwrap();
         // The only worker is dying: B stays queued until its cleanup joins
         // it and runs it inline.
