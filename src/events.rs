@@ -57,16 +57,18 @@ impl Span {
         Span
     }
 
-    /// Enters the span until the guard is dropped.
+    /// Enters the span until the guard is dropped. Contained: entering
+    /// runs the subscriber (user code), and a panic there costs the job its
+    /// span (`None`), not the worker its thread, nor a claimed job its run.
     #[cfg(feature = "tracing")]
-    pub(crate) fn enter(&self) -> Entered<'_> {
-        self.0.enter()
+    pub(crate) fn enter(&self) -> Option<Entered<'_>> {
+        crate::unwind::catch(|| self.0.enter()).ok()
     }
 
-    /// Nothing to enter without the `tracing` feature.
+    /// Nothing to enter without the `tracing` feature (nothing can panic).
     #[cfg(not(feature = "tracing"))]
-    pub(crate) fn enter(&self) -> Entered<'_> {
-        Entered(std::marker::PhantomData)
+    pub(crate) fn enter(&self) -> Option<Entered<'_>> {
+        Some(Entered(std::marker::PhantomData))
     }
 }
 

@@ -54,7 +54,7 @@
 //! 8. A record's progress numbers are written and read without its lock
 //!    (a sequence lock, `progress.rs`); its progress message lives in its
 //!    state, under the state lock, and no other lock is taken for it.
-//! 9. An id names where its record lives. [`Registry::new_id`] makes a
+//! 9. An id names where its record lives. [`Registry::number`] makes a
 //!    version 8 UUID of 69 random bits, the shard (5 random bits, so
 //!    submitters spread evenly) and the record's number in that shard (48
 //!    bits, handed out in order by the shard's counter, XORed with the

@@ -320,34 +320,18 @@ impl Shared {
         }
     }
 
-    /// The bookkeeping of a tracked job that `tally`'s worker ran and
-    /// ended with `finish_at` (giving `notify`, `None` if the supervisor
-    /// abandoned it meanwhile: registry invariant 2), as `ending`.
-    /// `dequeues_next`: the worker goes straight back to the queue
-    /// afterwards (see [`check_idle_before_dequeue`]).
-    ///
-    /// [`check_idle_before_dequeue`]: Self::check_idle_before_dequeue
-    pub(crate) fn finished(
-        &self,
-        job: &Arc<dyn Tracked>,
-        notify: Option<Notify>,
-        ending: Ending,
-        tally: &Tally,
-        dequeues_next: bool,
-    ) {
-        if let Some(notify) = notify {
-            self.ended(job, notify, tally, ending, dequeues_next);
-        }
-    }
-
     /// The bookkeeping of every terminal transition, in order: note it for
     /// the observer, retire the record (so once `Pool::join` returns or a
     /// sleeping waiter wakes, retention has been applied; a
     /// `JobHandle::join` that finds its job already over can return
     /// before this record's retirement), count it in
     /// `tally`, mark its timer entry stale, wake its waiters, then release
-    /// `join` if the pool became idle.
-    fn ended(
+    /// `join` if the pool became idle. `tally`: the worker's that ran the
+    /// job, or the shared one. `dequeues_next`: a worker that goes straight
+    /// back to the queue afterwards (see [`check_idle_before_dequeue`]).
+    ///
+    /// [`check_idle_before_dequeue`]: Self::check_idle_before_dequeue
+    pub(crate) fn ended(
         &self,
         job: &Arc<dyn Tracked>,
         notify: Notify,

@@ -293,9 +293,8 @@ impl Worker {
         }
         tally.busy.store(true, Ordering::Relaxed);
         self.current = Current::Untracked;
-        // Contained, as for tracked jobs: a subscriber that panics on entry
-        // costs the job its span, not the worker its thread.
-        let _span = unwind::catch(|| span.enter()).ok();
+        // Contained (`Span::enter`).
+        let _span = span.enter();
         // The capture slot is armed for the job alone (forensics invariant 2).
         let armed = forensics::arm(self.shared.config.forensics);
         let timer = self
@@ -346,9 +345,8 @@ impl Worker {
         #[cfg(test)]
         AFTER_CLAIM.run(self.shared.id);
         let span = job.take_span();
-        // Contained, as in `run_inline`: a subscriber that panics on entry
-        // costs the job its span, not the worker its thread.
-        let _span = unwind::catch(|| span.enter()).ok();
+        // Contained (`Span::enter`).
+        let _span = span.enter();
         // Its busy flag is up (`claim`).
         let tally = &self.shared.counters.workers[self.index];
         let generation = self.generation;
@@ -531,13 +529,11 @@ fn run_claimed(
     // The record now says the thread returned (registry invariant 6), and
     // the job is not counted yet.
     returned();
-    shared.finished(
-        job,
-        notify,
-        ending,
-        &shared.counters.workers[index],
-        dequeues_next,
-    );
+    // `None` if the supervisor abandoned it meanwhile (registry invariant 2).
+    if let Some(notify) = notify {
+        let tally = &shared.counters.workers[index];
+        shared.ended(job, notify, tally, ending, dequeues_next);
+    }
     (ended, at)
 }
 
@@ -569,10 +565,8 @@ pub(crate) fn run_inline(shared: &Shared, job: &Arc<dyn Tracked>) {
         return;
     };
     let span = job.take_span();
-    // Contained: entering runs the subscriber (user code), and unwinding
-    // from here would leave the job claimed, never run, on a thread that
-    // goes on (into the job that joined it). Run without the span then.
-    let _span = unwind::catch(|| span.enter()).ok();
+    // Contained (`Span::enter`).
+    let _span = span.enter();
     // The worker stays busy: it goes back into the job that joined this one.
     let (ended, _) = run_claimed(shared, job, index, started, false, || ());
     // Contained: a panicking logger here would unwind into the job that
@@ -632,8 +626,10 @@ impl Drop for Worker {
                 let ended_here = notify.is_some();
                 // Counted, and its waiters woken, before its closure (user
                 // code, maybe slow) is dropped.
-                self.shared
-                    .finished(&job, notify, Ending::Failed, self.tally(), false);
+                if let Some(notify) = notify {
+                    self.shared
+                        .ended(&job, notify, self.tally(), Ending::Failed, false);
+                }
                 // Invariant 1 of `job`: a job that will never run drops its
                 // closure (contained) now, not whenever its record goes.
                 // It started, so its slot was freed then: no release here.

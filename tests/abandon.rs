@@ -204,13 +204,7 @@ fn a_stuck_job_joined_inline_takes_its_outer_job_with_it() {
     // A job joins a pending child on a one-worker pool: the child runs
     // inline on the same thread. If the child gets stuck past its grace,
     // both are abandoned and the thread replaced.
-    let pool = Arc::new(
-        Pool::builder()
-            .workers(1)
-            .abandon_after(Duration::from_millis(20))
-            .build()
-            .unwrap(),
-    );
+    let pool = one_worker_pool();
     let (tx, rx) = mpsc::channel();
     let (child_tx, child_rx) = mpsc::channel();
     let inner = Arc::clone(&pool);
@@ -312,6 +306,17 @@ fn shutdown_now_reports_every_job_it_ended() {
     assert!(common::no_threads_named("ab-report"));
 }
 
+/// A one-worker pool whose cancelled jobs get a 20 ms grace.
+fn one_worker_pool() -> Arc<Pool> {
+    Arc::new(
+        Pool::builder()
+            .workers(1)
+            .abandon_after(Duration::from_millis(20))
+            .build()
+            .unwrap(),
+    )
+}
+
 /// A job that says it runs, then waits to be released (bounded), ignoring
 /// its token.
 fn held(
@@ -330,13 +335,7 @@ fn held(
 /// the stray must leave the busy flag to the replacement.
 #[test]
 fn a_detached_threads_untracked_job_leaves_the_replacements_busy_flag() {
-    let pool = Arc::new(
-        Pool::builder()
-            .workers(1)
-            .abandon_after(Duration::from_millis(20))
-            .build()
-            .unwrap(),
-    );
+    let pool = one_worker_pool();
     let (b_running, b_runs) = mpsc::channel::<()>();
     let (release_b, b_released) = mpsc::channel::<()>();
     let (b_id_tx, b_id) = mpsc::channel();

@@ -25,6 +25,17 @@ fn full_pool() -> (Arc<Pool>, mpsc::Sender<()>) {
     (pool, release_tx)
 }
 
+/// A pool of `workers` workers whose queue holds one job.
+fn one_slot_pool(workers: usize) -> Arc<Pool> {
+    Arc::new(
+        Pool::builder()
+            .workers(workers)
+            .queue_capacity(1)
+            .build()
+            .unwrap(),
+    )
+}
+
 #[test]
 fn try_methods_report_a_full_queue_and_drop_the_job() {
     let (pool, release) = full_pool();
@@ -93,13 +104,7 @@ fn all_queue_full(refusals: &Refusals) -> bool {
 
 #[test]
 fn a_job_submitting_into_its_own_full_queue_is_refused_not_deadlocked() {
-    let pool = Arc::new(
-        Pool::builder()
-            .workers(1)
-            .queue_capacity(1)
-            .build()
-            .unwrap(),
-    );
+    let pool = one_slot_pool(1);
     let (result_tx, result_rx) = mpsc::channel();
     let inner = Arc::clone(&pool);
     pool.execute(move || {
@@ -121,13 +126,7 @@ fn a_job_submitting_into_its_own_full_queue_is_refused_not_deadlocked() {
 #[test]
 fn every_worker_submitting_into_the_full_queue_is_refused_not_deadlocked() {
     const WORKERS: usize = 2;
-    let pool = Arc::new(
-        Pool::builder()
-            .workers(WORKERS)
-            .queue_capacity(1)
-            .build()
-            .unwrap(),
-    );
+    let pool = one_slot_pool(WORKERS);
     let (started_tx, started_rx) = mpsc::channel();
     let (result_tx, result_rx) = mpsc::channel();
     let mut go = Vec::new();
@@ -341,13 +340,7 @@ fn a_submission_that_panics_leaks_no_slot() {
         static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
     }
     common::quiet_panics();
-    let pool = Arc::new(
-        Pool::builder()
-            .workers(1)
-            .queue_capacity(1)
-            .build()
-            .unwrap(),
-    );
+    let pool = one_slot_pool(1);
     let (tx, rx) = mpsc::channel();
     {
         let pool = Arc::clone(&pool);

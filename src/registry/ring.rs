@@ -1,6 +1,6 @@
 //! One shard's records, indexed by their number in the shard.
 //!
-//! A job's id carries its shard and its number there (`super::Registry::new_id`),
+//! A job's id carries its shard and its number there (`super::Registry::number`),
 //! so finding a record is an index into a ring, not a hash probe. Numbers
 //! are handed out in order, so inserts land at the ring's back, next to the
 //! last one, and evictions (oldest retired first, which is mostly oldest
@@ -81,14 +81,11 @@ impl Ring {
         let index = number
             .checked_sub(self.base)
             .and_then(|index| usize::try_from(index).ok());
-        let (index, gap) = match index {
-            // Inside the ring (a late insert), or at its back (in order).
-            Some(index) if index <= self.slots.len() => (index, 0),
-            // A little ahead: numbers taken by submitters not yet here, or
-            // never used.
-            Some(index) if index - self.slots.len() <= self.bound(self.held + 1) => {
-                (index, index - self.slots.len())
-            }
+        let index = match index {
+            // Inside the ring (a late insert), at its back (in order), or a
+            // little ahead (numbers taken by submitters not yet here, or
+            // never used).
+            Some(index) if index <= self.slots.len() + self.bound(self.held + 1) => index,
             // Behind the front (a late insert, or numbers that wrapped) with
             // records held: the overflow.
             None if self.held > 0 => return self.overflow.insert(number, job),
@@ -96,9 +93,10 @@ impl Ring {
             // (invariant 3).
             _ => {
                 self.restart_at(number);
-                (0, 0)
+                0
             }
         };
+        let leaves_a_gap = index > self.slots.len();
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
@@ -106,7 +104,7 @@ impl Ring {
         if displaced.is_none() {
             self.held += 1;
         }
-        if gap > 0 {
+        if leaves_a_gap {
             // The gap's slots count against the bound like any other.
             self.trim(self.bound(self.held));
         }
@@ -182,21 +180,15 @@ impl Ring {
     /// `overflow` while the ring is longer than `bound` (invariant 3).
     fn trim(&mut self, bound: usize) {
         let mut moves = 0;
-        loop {
-            match self.slots.front() {
-                Some(None) => {}
-                Some(Some(_)) if self.slots.len() > bound && moves < MOVES => {
-                    if let Some(Some(job)) = self.slots.pop_front() {
-                        self.held -= 1;
-                        self.overflow.insert(self.base, job);
-                        self.base += 1;
-                        moves += 1;
-                    }
-                    continue;
-                }
-                _ => break,
+        while let Some(front) = self.slots.front() {
+            if front.is_some() && (self.slots.len() <= bound || moves == MOVES) {
+                break;
             }
-            self.slots.pop_front();
+            if let Some(job) = self.slots.pop_front().flatten() {
+                self.held -= 1;
+                self.overflow.insert(self.base, job);
+                moves += 1;
+            }
             self.base += 1;
         }
     }
