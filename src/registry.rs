@@ -19,17 +19,23 @@
 //!    works in batches of up to [`MAX_EVICTION_BATCH`] (at most a sixteenth of
 //!    `retain`), so between `retain` minus one batch and `retain` finished
 //!    records are kept. Retiring numbers a record (one counter for the
-//!    registry) and queues it in its shard's FIFO, both under the shard's
+//!    registry) and queues it in its shard's FIFO, both under the FIFO's
 //!    lock, so each FIFO is in number order; an eviction claims every number
-//!    below a boundary and pops them from the front of each FIFO. A shard's
-//!    `oldest` (its FIFO's first number, `u64::MAX` if empty) lets the
-//!    eviction skip it unlocked: a retirer finding the FIFO empty lowers
-//!    `oldest` before it takes its number (all `SeqCst`), so an evictor whose
-//!    boundary is above that number, taken after it, sees `oldest` below the
-//!    boundary and locks the shard.
-//! 4. Lock order: a map shard, then a record's state. Nothing takes a shard
-//!    while holding a record's state, and no user code runs under either
-//!    (an evicted record is dropped after its shard is unlocked).
+//!    below a boundary, pops them from the front of each FIFO, and then
+//!    removes them from the shard's ring under the ring's lock (only an
+//!    eviction removes a retired record, and each entry is popped once, so
+//!    a popped record is still in the ring). The FIFO and its lock sit on
+//!    cache lines apart from the ring's, which the submitters' inserts
+//!    take: a worker retiring a job and a submitter filing one do not pass
+//!    a line back and forth. A shard's `oldest` (its FIFO's first number,
+//!    `u64::MAX` if empty) lets the eviction skip it unlocked: a retirer
+//!    finding the FIFO empty lowers `oldest` before it takes its number (all
+//!    `SeqCst`), so an evictor whose boundary is above that number, taken
+//!    after it, sees `oldest` below the boundary and locks the FIFO.
+//! 4. Lock order: a map shard's ring or its FIFO (never both at once), then
+//!    a record's state. Nothing takes a shard's lock while holding a
+//!    record's state, and no user code runs under any of them (an evicted
+//!    record is dropped after its shard is unlocked).
 //! 5. A shard's ring gives capacity back after a burst: whenever records
 //!    leave it and its capacity exceeds both [`SHRINK_FLOOR`] and four times
 //!    its length, it shrinks to twice its length. A ring grows by doubling
@@ -67,6 +73,14 @@
 //!    ids apart. Numbers wrap after 2^48 jobs in a shard (centuries at a
 //!    million jobs a second): a record numbered below the ring's front goes
 //!    to its overflow, and an empty ring starts again where the numbers are.
+//! 10. A record's terminal status is also kept as a one-byte code
+//!     (`Record::settle`): stored with `Release` by the terminal transition,
+//!     under the state lock, after everything the transition publishes (the
+//!     job's result is stored in its slot before its worker's `finish_at`).
+//!     A reader that loads a terminal code with `Acquire` sees that status
+//!     without the lock (a `join` of a finished job: [`Record::wait`]); a
+//!     `Failed` status carries a message, so its reader still takes the lock.
+//!     The code never changes once terminal (invariant 1).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,21 +124,24 @@ impl Draw {
 /// shards do not contend on one line.
 #[repr(align(128))]
 struct Shard {
-    lock: Mutex<ShardState>,
+    /// The shard's records (`ring.rs`).
+    lock: Mutex<Ring>,
     /// The next number to hand out in this shard (invariant 9).
     next: AtomicU64,
-    /// The retirement number of the oldest entry in `retired`, or
-    /// `u64::MAX` when it is empty (invariant 3): lets an eviction skip a
-    /// shard with nothing old enough without locking it.
-    oldest: AtomicU64,
+    /// The shard's retired records, on lines of their own: a submitter
+    /// filing a record and a worker retiring one touch different lines.
+    retiring: Retiring,
 }
 
-#[derive(Default)]
-struct ShardState {
-    records: Ring,
-    /// This shard's retired ids with their retirement numbers, oldest first
-    /// (invariant 3).
-    retired: VecDeque<(u64, JobId)>,
+/// One shard's retired records (invariant 3).
+#[repr(align(128))]
+struct Retiring {
+    /// This shard's retired ids with their retirement numbers, oldest first.
+    lock: Mutex<VecDeque<(u64, JobId)>>,
+    /// The retirement number of the oldest entry, or `u64::MAX` when there
+    /// is none: lets an eviction skip a shard with nothing old enough
+    /// without locking it.
+    oldest: AtomicU64,
 }
 
 /// The id -> record map, sharded by id, with bounded retention of finished
@@ -164,7 +181,10 @@ impl Registry {
                 .map(|_| Shard {
                     lock: Mutex::default(),
                     next: AtomicU64::new(0),
-                    oldest: AtomicU64::new(u64::MAX),
+                    retiring: Retiring {
+                        lock: Mutex::default(),
+                        oldest: AtomicU64::new(u64::MAX),
+                    },
                 })
                 .collect(),
             retain,
@@ -213,9 +233,7 @@ impl Registry {
         // it reads at least that; anyone else's later numbers only make the
         // bound looser (ring invariant 1).
         let reserved = self.shards[shard].next.load(Ordering::Relaxed);
-        let displaced = lock(&self.shards[shard].lock)
-            .records
-            .insert(number, reserved, job);
+        let displaced = lock(&self.shards[shard].lock).insert(number, reserved, job);
         // Unreachable (numbers are unique in a shard); dropped unlocked
         // anyway (invariant 4).
         drop(displaced);
@@ -224,7 +242,7 @@ impl Registry {
     /// Removes a record that never became visible (its submission failed).
     pub(crate) fn remove(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
         let (shard, number) = self.place(id);
-        lock(&self.shards[shard].lock).records.remove(number, id)
+        lock(&self.shards[shard].lock).remove(number, id)
     }
 
     /// Runs `f` on the record for `id`, under its shard's lock.
@@ -232,17 +250,13 @@ impl Registry {
     pub(crate) fn with<R>(&self, id: JobId, f: impl FnOnce(&Record) -> R) -> Option<R> {
         let (shard, number) = self.place(id);
         lock(&self.shards[shard].lock)
-            .records
             .get(number, id)
             .map(|job| f(job.record()))
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<Arc<dyn Tracked>> {
         let (shard, number) = self.place(id);
-        lock(&self.shards[shard].lock)
-            .records
-            .get(number, id)
-            .cloned()
+        lock(&self.shards[shard].lock).get(number, id).cloned()
     }
 
     /// Notes that `id` is terminal; once more than `retain` records are
@@ -251,18 +265,19 @@ impl Registry {
         let numbers = &self.numbers;
         let (index, _) = self.place(id);
         let number = {
-            let mut shard = lock(&self.shards[index].lock);
-            if shard.retired.is_empty() {
+            let retiring = &self.shards[index].retiring;
+            let mut retired = lock(&retiring.lock);
+            if retired.is_empty() {
                 // Invariant 3: published before the number is taken, so an
                 // evictor whose boundary is above the number sees it.
-                self.shards[index].oldest.store(0, Ordering::SeqCst);
+                retiring.oldest.store(0, Ordering::SeqCst);
             }
-            // Taken under the shard's lock, so each shard's FIFO is in
+            // Taken under the FIFO's lock, so each shard's FIFO is in
             // number order (invariant 3).
             let number = numbers.retired.fetch_add(1, Ordering::SeqCst);
-            shard.retired.push_back((number, id));
-            if shard.retired.len() == 1 {
-                self.shards[index].oldest.store(number, Ordering::SeqCst);
+            retired.push_back((number, id));
+            if retired.len() == 1 {
+                retiring.oldest.store(number, Ordering::SeqCst);
             }
             number
         };
@@ -296,23 +311,31 @@ impl Registry {
     /// shard that holds one (invariant 3).
     fn evict(&self, boundary: u64) {
         let mut evicted = Vec::new();
+        let mut ids = Vec::new();
         for shard in self.shards.iter() {
             // Invariant 3: a shard whose oldest is at or above the boundary
             // holds nothing to evict, and gets nothing below it later.
-            if shard.oldest.load(Ordering::SeqCst) >= boundary {
+            if shard.retiring.oldest.load(Ordering::SeqCst) >= boundary {
                 continue;
             }
-            let mut state = lock(&shard.lock);
-            let ShardState { records, retired } = &mut *state;
-            while let Some(&(number, id)) = retired.front() {
-                if number >= boundary {
-                    break;
+            {
+                let mut retired = lock(&shard.retiring.lock);
+                while let Some(&(number, id)) = retired.front() {
+                    if number >= boundary {
+                        break;
+                    }
+                    retired.pop_front();
+                    ids.push(id);
                 }
-                retired.pop_front();
-                evicted.extend(records.remove(self.place(id).1, id));
+                let oldest = retired.front().map_or(u64::MAX, |&(number, _)| number);
+                shard.retiring.oldest.store(oldest, Ordering::SeqCst);
             }
-            let oldest = retired.front().map_or(u64::MAX, |&(number, _)| number);
-            shard.oldest.store(oldest, Ordering::SeqCst);
+            // Popped, so no other eviction takes them; still in the ring
+            // until here (only evictions remove retired records).
+            let mut state = lock(&shard.lock);
+            for id in ids.drain(..) {
+                evicted.extend(state.remove(self.place(id).1, id));
+            }
         }
         // Dropped outside the shard locks (invariant 4), contained: the last
         // reference to a record can hold user values (a detached job's
@@ -340,7 +363,6 @@ impl Registry {
             let shard = lock(&shard.lock);
             found.extend(
                 shard
-                    .records
                     .values()
                     .filter(|job| job.record().status() == *status)
                     .cloned(),
@@ -352,10 +374,7 @@ impl Registry {
     /// Number of records held (pending, running and retained finished).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| lock(&s.lock).records.len())
-            .sum()
+        self.shards.iter().map(|s| lock(&s.lock).len()).sum()
     }
 
     /// Records each shard's ring has room for now.
@@ -363,7 +382,7 @@ impl Registry {
     fn capacities(&self) -> Vec<usize> {
         self.shards
             .iter()
-            .map(|s| lock(&s.lock).records.capacity())
+            .map(|s| lock(&s.lock).capacity())
             .collect()
     }
 }

@@ -41,10 +41,14 @@ pub(crate) use loom::sync::{Condvar, Mutex};
 /// Atomics for the modelled rooms (std's, or loom's under `cfg(loom)`).
 pub(crate) mod atomic {
     #[cfg(not(all(test, loom)))]
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use std::sync::atomic::{
+        AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+    };
 
     #[cfg(all(test, loom))]
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+    };
 }
 
 /// Orders a `SeqCst` read-modify-write before a later `SeqCst` load of

@@ -1,6 +1,6 @@
 //! A tracked job's record: its state, its legal transitions, and how
 //! waiters, futures and the observer learn of them. The invariants are
-//! numbered in the parent module's docs (`registry.rs`): 1, 2 and 6 to 8
+//! numbered in the parent module's docs (`registry.rs`): 1, 2, 6 to 8 and 10
 //! are the record's, 4 (lock order) spans both. Its tests and loom models
 //! are in `record/tests.rs` and `record/loom_tests.rs`.
 
@@ -14,6 +14,7 @@ use crate::job::{JobId, JobInfo, JobStatus};
 use crate::metrics::{self, Tick};
 use crate::observer::Mark;
 use crate::progress::{self, Progress, ProgressCell};
+use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::{lock, wait_until};
 use crate::wake::{Key, Wakers};
 
@@ -43,8 +44,35 @@ pub(crate) struct Record {
     /// observer.
     pub(crate) mark: Mark,
     state: StateLock,
+    /// Its terminal status as a [`Settled`] code, once it has one
+    /// (invariant 10): lets a `join` of a finished job skip the lock.
+    settled: AtomicU8,
     /// Signalled when the record becomes terminal, only if someone waits.
     done: DoneCondvar,
+}
+
+/// A record's terminal status as one byte (invariant 10), stored with
+/// `Release` under the state lock by the transition that sets it.
+struct Settled;
+
+impl Settled {
+    /// Not terminal yet.
+    const NOT: u8 = 0;
+    const COMPLETED: u8 = 1;
+    const CANCELLED: u8 = 2;
+    const ABANDONED: u8 = 3;
+    /// Failed: the message is in the state, under its lock.
+    const FAILED: u8 = 4;
+
+    fn code(status: &JobStatus) -> u8 {
+        match status {
+            JobStatus::Pending | JobStatus::Running => Settled::NOT,
+            JobStatus::Completed => Settled::COMPLETED,
+            JobStatus::Cancelled => Settled::CANCELLED,
+            JobStatus::Abandoned => Settled::ABANDONED,
+            JobStatus::Failed(_) => Settled::FAILED,
+        }
+    }
 }
 
 /// How far after a known time a later one is derived from the ticks
@@ -222,7 +250,31 @@ impl Record {
                 wakers: Wakers::default(),
                 extra: None,
             }),
+            settled: AtomicU8::new(Settled::NOT),
             done: DoneCondvar::new(),
+        }
+    }
+
+    /// Makes `status`, terminal, the record's status (invariant 10); the
+    /// caller holds the state lock and has checked the transition is legal.
+    fn settle(&self, state: &mut State, status: JobStatus) {
+        debug_assert!(status.is_terminal());
+        let code = Settled::code(&status);
+        state.status = status;
+        // Release: whoever reads the code sees everything written before
+        // the transition (the job's result, stored in its slot first).
+        self.settled.store(code, Ordering::Release);
+    }
+
+    /// The terminal status if the record has one and it is not `Failed`,
+    /// without the lock (invariant 10); else `None`, and the caller asks
+    /// under the lock.
+    fn settled(&self) -> Option<JobStatus> {
+        match self.settled.load(Ordering::Acquire) {
+            Settled::COMPLETED => Some(JobStatus::Completed),
+            Settled::CANCELLED => Some(JobStatus::Cancelled),
+            Settled::ABANDONED => Some(JobStatus::Abandoned),
+            _ => None,
         }
     }
 
@@ -294,7 +346,7 @@ impl Record {
         if state.status.is_terminal() {
             return None;
         }
-        state.status = status;
+        self.settle(&mut state, status);
         // Under the lock, which guards the start it is derived from; no
         // user code, and a clock read at most once per 10 ms per thread.
         state.finished_at = Some(match state.started_at {
@@ -316,7 +368,7 @@ impl Record {
         let mut state = lock(&self.state);
         match state.status {
             JobStatus::Pending => {
-                state.status = JobStatus::Cancelled;
+                self.settle(&mut state, JobStatus::Cancelled);
                 // Never before its submission, which was derived from a
                 // tick and an anchor that may be ahead of the wall clock.
                 state.finished_at = Some(SystemTime::now().max(self.submitted_at));
@@ -338,7 +390,7 @@ impl Record {
         if state.status != JobStatus::Running {
             return None;
         }
-        state.status = JobStatus::Abandoned;
+        self.settle(&mut state, JobStatus::Abandoned);
         // Never before its start (see `cancel`).
         let floor = state.started_at.unwrap_or(self.submitted_at);
         state.finished_at = Some(SystemTime::now().max(floor));
@@ -431,6 +483,10 @@ impl Record {
     /// Blocks until the record is terminal or `deadline` passes; returns the
     /// terminal status, or `None` on timeout.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<JobStatus> {
+        if let Some(status) = self.settled() {
+            // Already over, and not `Failed` (invariant 10): no lock.
+            return Some(status);
+        }
         let mut state = lock(&self.state);
         if state.status.is_terminal() {
             // Already over (a join after the job ended): no waiting.

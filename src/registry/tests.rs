@@ -91,7 +91,7 @@ fn concurrent_retirers_keep_within_bounds() {
         let queued: usize = registry
             .shards
             .iter()
-            .map(|s| lock(&s.lock).retired.len())
+            .map(|s| lock(&s.retiring.lock).len())
             .sum();
         assert_eq!(queued, kept, "every kept record is queued once");
     }
@@ -230,7 +230,7 @@ fn a_record_whose_slot_the_front_passed_is_still_found() {
     assert!(registry.remove(middle).is_some());
     registry.insert(job_for(early));
     let shard = registry.place(early).0;
-    assert_eq!(lock(&registry.shards[shard].lock).records.overflowed(), 1);
+    assert_eq!(lock(&registry.shards[shard].lock).overflowed(), 1);
     for id in [early, late] {
         assert_eq!(registry.get(id).unwrap().record().id, id);
         assert!(registry.remove(id).is_some());
@@ -269,13 +269,9 @@ fn a_record_that_stays_costs_one_entry_not_a_slot_per_job_since() {
     }
     {
         let state = lock(&registry.shards[shard].lock);
-        assert!(
-            state.records.span() <= 4 + ring::SLACK,
-            "{}",
-            state.records.span()
-        );
-        assert!(state.records.capacity() <= SHRINK_FLOOR);
-        assert_eq!(state.records.overflowed(), 1);
+        assert!(state.span() <= 4 + ring::SLACK, "{}", state.span());
+        assert!(state.capacity() <= SHRINK_FLOOR);
+        assert_eq!(state.overflowed(), 1);
     }
     assert_eq!(registry.get(stays).unwrap().record().id, stays);
     assert!(registry.remove(stays).is_some());
@@ -290,7 +286,7 @@ fn job_for(id: JobId) -> Arc<dyn Tracked> {
 /// Span and records held of the shard of `id`.
 fn ring_of(registry: &Registry, id: JobId) -> (usize, usize) {
     let state = lock(&registry.shards[registry.place(id).0].lock);
-    (state.records.span(), state.records.len())
+    (state.span(), state.len())
 }
 
 #[test]
@@ -379,11 +375,8 @@ fn one_removal_moves_a_few_records_not_a_run() {
     for _ in 0..(4 * 2_000 + 200) * SHARDS {
         let id = registry.new_id();
         registry.insert(job_for(id));
-        let overflowed = |registry: &Registry| {
-            lock(&registry.shards[registry.place(id).0].lock)
-                .records
-                .overflowed()
-        };
+        let overflowed =
+            |registry: &Registry| lock(&registry.shards[registry.place(id).0].lock).overflowed();
         let before = overflowed(&registry);
         assert!(registry.remove(id).is_some());
         worst = worst.max(overflowed(&registry) - before);
@@ -392,7 +385,7 @@ fn one_removal_moves_a_few_records_not_a_run() {
     // And the runs have left: every ring is back within its bound.
     for shard in registry.shards.iter() {
         let state = lock(&shard.lock);
-        let (span, held) = (state.records.span(), state.records.held());
+        let (span, held) = (state.span(), state.held());
         assert!(span <= 4 * held + ring::SLACK, "{span} slots for {held}");
     }
 }

@@ -162,3 +162,32 @@ fn loom_start_vs_cancel() {
         assert_eq!(record.wait(None), Some(expected));
     });
 }
+
+/// A waiter that finds the record terminal without its lock (invariant 10)
+/// sees everything its finisher wrote before the transition, as a `join`
+/// must see the result stored in the job's slot: the write here is
+/// `Relaxed`, so only the code's `Release`/`Acquire` orders it.
+#[test]
+fn loom_finish_publishes_to_a_lock_free_waiter() {
+    use crate::sync::atomic::{AtomicUsize, Ordering};
+    model(|| {
+        let record = record();
+        assert!(record.start(0));
+        let result = Arc::new(AtomicUsize::new(0));
+        let finisher = {
+            let (record, result) = (Arc::clone(&record), Arc::clone(&result));
+            thread::spawn(move || {
+                result.store(7, Ordering::Relaxed);
+                record
+                    .finish(JobStatus::Completed)
+                    .expect("the worker that started it finishes it")
+                    .send(&record);
+            })
+        };
+        if let Some(status) = record.settled() {
+            assert_eq!(status, JobStatus::Completed);
+            assert_eq!(result.load(Ordering::Relaxed), 7);
+        }
+        finisher.join().unwrap();
+    });
+}

@@ -217,3 +217,67 @@ fn many_short_lived_polls_leave_nothing_registered() {
     assert_eq!(record.registered_wakers(), 0);
     assert_eq!(live(&counted), 0);
 }
+
+/// Every terminal transition leaves the lock-free code saying what the
+/// locked status says (invariant 10), and the code never changes after.
+#[test]
+fn the_settled_code_follows_every_terminal_transition() {
+    let finished = |status: JobStatus| {
+        let record = Record::new(JobId::new(), None, None);
+        assert!(record.start(0));
+        record.finish(status).unwrap().send(&record);
+        record
+    };
+    let cancelled = Record::new(JobId::new(), None, None);
+    assert!(matches!(cancelled.cancel(), CancelStep::Cancelled(_)));
+    let abandoned = Record::new(JobId::new(), None, None);
+    assert!(abandoned.start(0));
+    abandoned.abandon().unwrap().send(&abandoned);
+    let cases = [
+        (finished(JobStatus::Completed), Some(JobStatus::Completed)),
+        (finished(JobStatus::Cancelled), Some(JobStatus::Cancelled)),
+        // Failed carries a message: read under the lock.
+        (finished(JobStatus::Failed("boom".into())), None),
+        (cancelled, Some(JobStatus::Cancelled)),
+        (abandoned, Some(JobStatus::Abandoned)),
+    ];
+    for (record, settled) in cases {
+        assert_eq!(record.settled(), settled);
+        // A later transition is refused and leaves the code alone.
+        assert!(record.finish(JobStatus::Completed).is_none());
+        assert!(record.abandon().is_none());
+        assert_eq!(record.settled(), settled);
+        assert_eq!(record.wait(None), Some(record.status()));
+    }
+    let pending = Record::new(JobId::new(), None, None);
+    assert_eq!(pending.settled(), None);
+    assert!(pending.start(0));
+    assert_eq!(pending.settled(), None);
+}
+
+/// Waiting on a record that has finished (a `join` after the job ended)
+/// does not take its lock, except for a `Failed` status, whose message is
+/// under it (invariant 10). Without the code, the first wait below blocks
+/// until the lock is released and the test fails.
+#[test]
+fn waiting_on_a_finished_record_skips_its_lock() {
+    let record = Arc::new(Record::new(JobId::new(), None, None));
+    assert!(record.start(0));
+    record.finish(JobStatus::Completed).unwrap().send(&record);
+    let held = lock(&record.state);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let record = Arc::clone(&record);
+        std::thread::spawn(move || tx.send(record.wait(None)).unwrap())
+    };
+    let seen = rx.recv_timeout(Duration::from_secs(10));
+    drop(held);
+    waiter.join().unwrap();
+    assert_eq!(seen, Ok(Some(JobStatus::Completed)), "waited on the lock");
+
+    let failed = Arc::new(Record::new(JobId::new(), None, None));
+    assert!(failed.start(0));
+    let status = JobStatus::Failed("boom".into());
+    failed.finish(status.clone()).unwrap().send(&failed);
+    assert_eq!(failed.wait(None), Some(status));
+}
