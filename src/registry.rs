@@ -21,21 +21,25 @@
 //!    records are kept. Retiring numbers a record (one counter for the
 //!    registry) and queues it in its shard's FIFO, both under the FIFO's
 //!    lock, so each FIFO is in number order; an eviction claims every number
-//!    below a boundary, pops them from the front of each FIFO, and then
-//!    removes them from the shard's ring under the ring's lock (only an
-//!    eviction removes a retired record, and each entry is popped once, so
-//!    a popped record is still in the ring). The FIFO and its lock sit on
-//!    cache lines apart from the ring's, which the submitters' inserts
-//!    take: a worker retiring a job and a submitter filing one do not pass
-//!    a line back and forth. A shard's `oldest` (its FIFO's first number,
-//!    `u64::MAX` if empty) lets the eviction skip it unlocked: a retirer
-//!    finding the FIFO empty lowers `oldest` before it takes its number (all
-//!    `SeqCst`), so an evictor whose boundary is above that number, taken
-//!    after it, sees `oldest` below the boundary and locks the FIFO.
-//! 4. Lock order: a map shard's ring or its FIFO (never both at once), then
-//!    a record's state. Nothing takes a shard's lock while holding a
-//!    record's state, and no user code runs under any of them (an evicted
-//!    record is dropped after its shard is unlocked).
+//!    below a boundary, and for each shard pops them from the front of its
+//!    FIFO and removes them from its ring, holding the FIFO's lock and then
+//!    the ring's, and raises the shard's `oldest` only
+//!    after the removal. So an eviction that returns has removed, or seen
+//!    removed, every retired record below its boundary. (A record leaves a
+//!    ring otherwise only when its submission fails, before it could be
+//!    retired; a removal that finds nothing is harmless.) The FIFO and its
+//!    lock sit on cache lines apart from the ring's, which the submitters'
+//!    inserts take: a worker retiring a job and a submitter filing one do
+//!    not pass a line back and forth. A shard's `oldest` (its FIFO's first
+//!    number, `u64::MAX` if empty) lets the eviction skip it unlocked: a
+//!    retirer finding the FIFO empty lowers `oldest` before it takes its
+//!    number (all `SeqCst`), so an evictor whose boundary is above that
+//!    number, taken after it, sees `oldest` below the boundary and locks
+//!    the FIFO.
+//! 4. Lock order: a map shard's FIFO, then its ring, then a record's state.
+//!    Nothing takes a shard's lock while holding a record's state, nor a
+//!    FIFO's while holding a ring's, and no user code runs under any of
+//!    them (an evicted record is dropped after its shard is unlocked).
 //! 5. A shard's ring gives capacity back after a burst: whenever records
 //!    leave it and its capacity exceeds both [`SHRINK_FLOOR`] and four times
 //!    its length, it shrinks to twice its length. A ring grows by doubling
@@ -74,13 +78,18 @@
 //!    million jobs a second): a record numbered below the ring's front goes
 //!    to its overflow, and an empty ring starts again where the numbers are.
 //! 10. A record's terminal status is also kept as a one-byte code
-//!     (`Record::settle`): stored with `Release` by the terminal transition,
-//!     under the state lock, after everything the transition publishes (the
-//!     job's result is stored in its slot before its worker's `finish_at`).
-//!     A reader that loads a terminal code with `Acquire` sees that status
-//!     without the lock (a `join` of a finished job: [`Record::wait`]); a
-//!     `Failed` status carries a message, so its reader still takes the lock.
-//!     The code never changes once terminal (invariant 1).
+//!     (`Record::settle`), stored with `Release` by the terminal transition
+//!     under the state lock. Whatever was written before the transition
+//!     began (the job's result, stored in its slot before its worker's
+//!     `finish_at`) is visible to a reader that loads a terminal code with
+//!     `Acquire`; that reader learns the status without the lock (a `join`
+//!     of a finished job: [`Record::wait`]) and reads nothing else the
+//!     transition writes (its end time, its waiters: those are read under
+//!     the lock, which orders them). A `Failed` status carries a message,
+//!     so its reader still takes the lock. An abandoned job's slot is
+//!     marked after the lock is released; its handle answers `Abandoned`
+//!     from the status alone. The code never changes once terminal
+//!     (invariant 1).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,8 +129,9 @@ impl Draw {
     }
 }
 
-/// A cache line of its own per shard, so workers finishing jobs in different
-/// shards do not contend on one line.
+/// Cache lines of its own per shard (one for its ring, one for its retired
+/// FIFO), so workers finishing jobs in different shards do not contend on
+/// one line.
 #[repr(align(128))]
 struct Shard {
     /// The shard's records (`ring.rs`).
@@ -307,8 +317,8 @@ impl Registry {
         self.evict(boundary);
     }
 
-    /// Removes every retired record numbered below `boundary`, one lock per
-    /// shard that holds one (invariant 3).
+    /// Removes every retired record numbered below `boundary`, locking the
+    /// FIFO and then the ring of each shard that holds one (invariant 3).
     fn evict(&self, boundary: u64) {
         let mut evicted = Vec::new();
         let mut ids = Vec::new();
@@ -318,24 +328,27 @@ impl Registry {
             if shard.retiring.oldest.load(Ordering::SeqCst) >= boundary {
                 continue;
             }
-            {
-                let mut retired = lock(&shard.retiring.lock);
-                while let Some(&(number, id)) = retired.front() {
-                    if number >= boundary {
-                        break;
-                    }
-                    retired.pop_front();
-                    ids.push(id);
+            let mut retired = lock(&shard.retiring.lock);
+            while let Some(&(number, id)) = retired.front() {
+                if number >= boundary {
+                    break;
                 }
-                let oldest = retired.front().map_or(u64::MAX, |&(number, _)| number);
-                shard.retiring.oldest.store(oldest, Ordering::SeqCst);
+                retired.pop_front();
+                ids.push(id);
             }
-            // Popped, so no other eviction takes them; still in the ring
-            // until here (only evictions remove retired records).
-            let mut state = lock(&shard.lock);
-            for id in ids.drain(..) {
-                evicted.extend(state.remove(self.place(id).1, id));
+            if !ids.is_empty() {
+                #[cfg(test)]
+                MID_EVICTION.run(self.salt as usize);
+                // Under the FIFO's lock, and `oldest` raised only after: an
+                // evictor that skips this shard, or waits for its FIFO, finds
+                // the records popped here gone from the ring (invariant 3).
+                let mut ring = lock(&shard.lock);
+                for id in ids.drain(..) {
+                    evicted.extend(ring.remove(self.place(id).1, id));
+                }
             }
+            let oldest = retired.front().map_or(u64::MAX, |&(number, _)| number);
+            shard.retiring.oldest.store(oldest, Ordering::SeqCst);
         }
         // Dropped outside the shard locks (invariant 4), contained: the last
         // reference to a record can hold user values (a detached job's
@@ -386,6 +399,11 @@ impl Registry {
             .collect()
     }
 }
+
+/// Runs in an eviction between popping a shard's FIFO and removing from its
+/// ring (tests pause an evictor there), keyed by the registry's salt.
+#[cfg(test)]
+pub(crate) static MID_EVICTION: crate::sync::Hooks = crate::sync::Hooks::new();
 
 /// Capacity (in slots) below which a shard's ring is never shrunk: 4 KiB
 /// per shard, small enough to keep, large enough that small rings do not

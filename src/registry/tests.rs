@@ -2,6 +2,7 @@
 //! shrinking (invariant 5), ids and the ring (invariant 9, `ring.rs`).
 use std::cell::Cell;
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::*;
 use crate::cancel::CancelToken;
@@ -114,6 +115,50 @@ fn insert_new(registry: &Registry) -> JobId {
     let id = job.record().id;
     registry.insert(job);
     id
+}
+
+/// An eviction returns only once every retired record below its boundary
+/// is gone, even one another evictor is still removing (invariant 3):
+/// evictor B pauses between popping `first` and removing it from its ring,
+/// and evictor C, whose boundary is above `first`, returns only after B
+/// removed it. With the pop and the removal under different locks, C
+/// skipped `first`'s shard and returned with `first` still there.
+#[test]
+fn an_eviction_returns_only_once_older_popped_records_are_gone() {
+    let registry = Arc::new(Registry::new(0));
+    let first = insert_new(&registry);
+    let second = insert_new(&registry);
+    let (paused_tx, paused) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    MID_EVICTION.set(registry.salt as usize, move || {
+        paused_tx.send(()).unwrap();
+        // Bounded: the test releases it, or fails first.
+        let _ = go_rx.recv_timeout(Duration::from_secs(10));
+    });
+    let b = {
+        let registry = Arc::clone(&registry);
+        std::thread::spawn(move || registry.retire(first))
+    };
+    paused
+        .recv_timeout(Duration::from_secs(10))
+        .expect("B reached its eviction");
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let c = {
+        let registry = Arc::clone(&registry);
+        std::thread::spawn(move || {
+            registry.retire(second);
+            seen_tx.send(registry.get(first).is_none()).unwrap();
+        })
+    };
+    // C must not return while B is paused; if it does, what it saw fails
+    // the test below. Then B is released either way.
+    let early = seen.recv_timeout(Duration::from_millis(500)).ok();
+    go.send(()).unwrap();
+    let gone = early.or_else(|| seen.recv_timeout(Duration::from_secs(10)).ok());
+    b.join().unwrap();
+    c.join().unwrap();
+    assert_eq!(gone, Some(true), "C returned with `first` still retained");
+    assert!(registry.get(second).is_none());
 }
 
 #[test]
