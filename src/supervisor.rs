@@ -41,9 +41,12 @@
 //! 6. A panic in the supervisor itself (a bug) is caught; the supervisor
 //!    puts any worker slot left empty back on the respawn schedule and
 //!    resumes. After [`MAX_FAULTS`] such panics it stops the pool as
-//!    `shutdown_now` would and joins every worker before the pool is marked
-//!    done: "done" never means "some thread of the pool may still run".
-//!    (Detached threads, invariant 7, are the one documented exception.)
+//!    `shutdown_now` would and waits for every worker before the pool is
+//!    marked done: "done" never means "some thread of the pool may still
+//!    run". (Detached threads, invariant 7, are the one documented
+//!    exception: giving up detaches held positions and abandons jobs past
+//!    their grace as any shutdown does; if that fails too, it joins every
+//!    thread still running.)
 //! 7. Abandonment: when the pool cancels a running job's token and the job
 //!    has a grace, the supervisor is told ([`Event::Interrupted`]); if the
 //!    job is still running when the grace ends, it and every other job
@@ -430,6 +433,84 @@ mod tests {
             crate::tests::thread_names()
                 .iter()
                 .all(|name| !name.starts_with("sup-gone"))
+        }));
+    }
+
+    /// Gives `pool`'s supervisor its last fault: it gives up.
+    fn fail_supervisor(pool: &Pool) {
+        for _ in 0..super::MAX_FAULTS {
+            pool.shared.events.send(Event::Fault).unwrap();
+        }
+    }
+
+    /// A supervisor that gives up treats a job that ignores its cancellation
+    /// as any shutdown does (invariants 6 and 7): abandoned after its grace,
+    /// its thread detached, and "done" does not wait for it. Before, giving
+    /// up joined that thread, so "done" waited for the job (here until the
+    /// test released it; a job that never returns, forever).
+    #[test]
+    fn a_supervisor_that_gives_up_abandons_a_job_that_ignores_its_cancel() {
+        let pool = Pool::builder()
+            .workers(1)
+            .thread_name("gave-up-stuck")
+            .abandon_after(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let (running_tx, running) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        let stuck = pool.submit(held(running_tx, released)).unwrap();
+        running.recv_timeout(PATIENCE).unwrap();
+        fail_supervisor(&pool);
+        // The held job waits up to PATIENCE: "done" must come well before.
+        let done = pool
+            .shared
+            .wait_done(Some(std::time::Instant::now() + PATIENCE / 2));
+        // Read before the job is released: its thread then exits.
+        let (status, strays) = (pool.status(stuck.id()), pool.stats().stray_threads);
+        release.send(()).unwrap();
+        assert!(done, "giving up waited for a job that ignores its cancel");
+        assert_eq!(status, Some(JobStatus::Abandoned));
+        assert_eq!(strays, 1);
+        pool.shutdown();
+        // The detached thread exits once its job returns.
+        assert!(eventually(|| {
+            crate::tests::thread_names()
+                .iter()
+                .all(|name| !name.starts_with("gave-up-stuck"))
+        }));
+    }
+
+    /// The same for a position held at the stray cap (its job abandoned,
+    /// its thread kept in place): giving up detaches it, as any shutdown
+    /// does, instead of joining it.
+    #[test]
+    fn a_supervisor_that_gives_up_detaches_a_held_position() {
+        let pool = Pool::builder()
+            .workers(1)
+            .thread_name("gave-up-held")
+            .abandon_after(Duration::from_millis(1))
+            .max_stray_threads(0)
+            .build()
+            .unwrap();
+        let (running_tx, running) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        let stuck = pool.submit(held(running_tx, released)).unwrap();
+        running.recv_timeout(PATIENCE).unwrap();
+        assert!(matches!(stuck.cancel(), crate::CancelOutcome::Requested));
+        // Abandoned, but held: no stray thread allowed.
+        assert_eq!(stuck.wait(PATIENCE), Some(JobStatus::Abandoned));
+        assert_eq!(pool.stats().stray_threads, 0);
+        fail_supervisor(&pool);
+        let done = pool
+            .shared
+            .wait_done(Some(std::time::Instant::now() + PATIENCE / 2));
+        release.send(()).unwrap();
+        assert!(done, "giving up joined a held position's thread");
+        pool.shutdown();
+        assert!(eventually(|| {
+            crate::tests::thread_names()
+                .iter()
+                .all(|name| !name.starts_with("gave-up-held"))
         }));
     }
 

@@ -5,21 +5,39 @@
 //! The invariants are numbered in the parent module's docs
 //! (`supervisor.rs`); this file keeps 3, 4 and 6.
 
-use super::{MAX_FAULTS, Slot, Supervisor};
+use std::time::Instant;
+
+use crossbeam_channel::RecvTimeoutError;
+
+use super::{Event, MAX_FAULTS, Slot, Supervisor};
 use crate::shared::Mode;
 use crate::stats::Ending;
 use crate::unwind;
 
 impl Supervisor {
     /// The supervisor cannot be trusted to keep the pool going: stop it as
-    /// `shutdown_now` does, and join every worker before the pool is marked
-    /// done (invariant 6).
+    /// `shutdown_now` does, and wait for every worker before the pool is
+    /// marked done (invariant 6). As at any shutdown (invariant 7), a held
+    /// position is detached, and a job that ignores its cancellation past
+    /// its grace is abandoned and its thread detached: giving up never
+    /// waits for a thread any other shutdown would not wait for.
     pub(super) fn give_up(&mut self) {
         log_quietly!(log::error!(
             "pool {}: its supervisor failed {MAX_FAULTS} times; shutting the pool down",
             self.shared.config.thread_name
         ));
         self.shared.begin_shutdown(Mode::Now);
+        // The same steps as the loop's, few of them: if one fails again,
+        // fall back to joining every thread still running (the last resort
+        // waits for a job that never returns, but never leaves a thread
+        // behind).
+        if let Err(message) = unwind::catch(|| self.wind_down()) {
+            log_quietly!(log::error!(
+                "pool {}: its supervisor failed while giving up: {message}; \
+                 joining the workers",
+                self.shared.config.thread_name
+            ));
+        }
         for slot in &mut self.workers {
             if let Slot::Running(handle) = std::mem::replace(slot, Slot::Gone) {
                 // Bounded by the worker's current job, whose token is
@@ -30,6 +48,55 @@ impl Supervisor {
             }
         }
         self.cancel_queued();
+    }
+
+    /// Waits for every worker to exit, as the loop does while stopping:
+    /// held positions detached at once, jobs past their grace abandoned
+    /// (invariant 7), nothing respawned but a dead worker the queue still
+    /// needs (invariant 3). No deadlines, no delayed respawns.
+    fn wind_down(&mut self) {
+        self.stopping = true;
+        while let Some((index, jobs)) = self.held.pop_front() {
+            self.detach(index, &jobs);
+        }
+        for slot in &mut self.workers {
+            if matches!(slot, Slot::Waiting(_)) {
+                *slot = Slot::Gone;
+            }
+        }
+        while self
+            .workers
+            .iter()
+            .any(|slot| matches!(slot, Slot::Running(_)))
+        {
+            let event = match self.graces.next() {
+                Some(at) => self.events.recv_deadline(at),
+                None => self
+                    .events
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match event {
+                Ok(Event::Exited {
+                    index,
+                    generation,
+                    died,
+                }) => {
+                    if generation == self.generation(index) {
+                        self.on_exit(index, died);
+                    } else {
+                        self.on_stray_exit(index, generation);
+                    }
+                }
+                Ok(Event::Interrupted(at, job)) => self.graces.push_uncounted(at, job),
+                // Deadlines, compaction, shutdown, abort: the pool is
+                // stopping already.
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                // Unreachable: `shared` holds a sender.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.fire_graces(Instant::now());
+        }
     }
 
     /// Cancels every job still in the queue, dropping their closures here;
