@@ -371,11 +371,7 @@ mod tests {
         // is left to run; nothing is left pending, no thread behind.
         pool.shutdown();
         assert_eq!(queued.wait(PATIENCE), Some(JobStatus::Cancelled));
-        assert!(eventually(|| {
-            crate::tests::thread_names()
-                .iter()
-                .all(|name| !name.starts_with("sup-max"))
-        }));
+        assert!(threads_gone("sup-max"));
     }
 
     #[test]
@@ -429,11 +425,25 @@ mod tests {
         );
         assert_eq!(pool.stats().alive, 0);
         pool.shutdown();
-        assert!(eventually(|| {
+        assert!(threads_gone("sup-gone"));
+    }
+
+    /// Whether every thread named with `prefix` ends (bounded).
+    fn threads_gone(prefix: &str) -> bool {
+        eventually(|| {
             crate::tests::thread_names()
                 .iter()
-                .all(|name| !name.starts_with("sup-gone"))
-        }));
+                .all(|name| !name.starts_with(prefix))
+        })
+    }
+
+    /// A [`held`] job of `pool`, running, and what releases it.
+    fn running_held_job(pool: &Pool) -> (crate::JobHandle<()>, mpsc::Sender<()>) {
+        let (running_tx, running) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        let stuck = pool.submit(held(running_tx, released)).unwrap();
+        running.recv_timeout(PATIENCE).unwrap();
+        (stuck, release)
     }
 
     /// Gives `pool`'s supervisor its last fault: it gives up.
@@ -456,10 +466,7 @@ mod tests {
             .abandon_after(Duration::from_millis(20))
             .build()
             .unwrap();
-        let (running_tx, running) = mpsc::channel();
-        let (release, released) = mpsc::channel();
-        let stuck = pool.submit(held(running_tx, released)).unwrap();
-        running.recv_timeout(PATIENCE).unwrap();
+        let (stuck, release) = running_held_job(&pool);
         fail_supervisor(&pool);
         // The held job waits up to PATIENCE: "done" must come well before.
         let done = pool
@@ -473,11 +480,7 @@ mod tests {
         assert_eq!(strays, 1);
         pool.shutdown();
         // The detached thread exits once its job returns.
-        assert!(eventually(|| {
-            crate::tests::thread_names()
-                .iter()
-                .all(|name| !name.starts_with("gave-up-stuck"))
-        }));
+        assert!(threads_gone("gave-up-stuck"));
     }
 
     /// The same for a position held at the stray cap (its job abandoned,
@@ -492,10 +495,7 @@ mod tests {
             .max_stray_threads(0)
             .build()
             .unwrap();
-        let (running_tx, running) = mpsc::channel();
-        let (release, released) = mpsc::channel();
-        let stuck = pool.submit(held(running_tx, released)).unwrap();
-        running.recv_timeout(PATIENCE).unwrap();
+        let (stuck, release) = running_held_job(&pool);
         assert!(matches!(stuck.cancel(), crate::CancelOutcome::Requested));
         // Abandoned, but held: no stray thread allowed.
         assert_eq!(stuck.wait(PATIENCE), Some(JobStatus::Abandoned));
@@ -507,11 +507,7 @@ mod tests {
         release.send(()).unwrap();
         assert!(done, "giving up joined a held position's thread");
         pool.shutdown();
-        assert!(eventually(|| {
-            crate::tests::thread_names()
-                .iter()
-                .all(|name| !name.starts_with("gave-up-held"))
-        }));
+        assert!(threads_gone("gave-up-held"));
     }
 
     /// A job that says it runs, then waits to be released (bounded),

@@ -55,14 +55,7 @@ impl Supervisor {
             if self.stopping && self.workers.iter().all(|slot| matches!(slot, Slot::Gone)) {
                 break;
             }
-            let event = match self.next_wake() {
-                Some(at) => self.events.recv_deadline(at),
-                None => self
-                    .events
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match event {
+            match self.next_event(self.next_wake()) {
                 Ok(event) => self.handle(event),
                 Err(RecvTimeoutError::Timeout) => {}
                 // Unreachable: `shared` holds a sender.
@@ -80,6 +73,17 @@ impl Supervisor {
                 "pool {}: no worker left to run {cancelled} queued jobs; cancelled them",
                 self.shared.config.thread_name
             ));
+        }
+    }
+
+    /// The next event, waiting at most until `wake` (forever if `None`).
+    pub(super) fn next_event(&self, wake: Option<Instant>) -> Result<Event, RecvTimeoutError> {
+        match wake {
+            Some(at) => self.events.recv_deadline(at),
+            None => self
+                .events
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
         }
     }
 

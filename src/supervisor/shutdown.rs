@@ -69,14 +69,7 @@ impl Supervisor {
             .iter()
             .any(|slot| matches!(slot, Slot::Running(_)))
         {
-            let event = match self.graces.next() {
-                Some(at) => self.events.recv_deadline(at),
-                None => self
-                    .events
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match event {
+            match self.next_event(self.graces.next()) {
                 Ok(Event::Exited {
                     index,
                     generation,
