@@ -45,8 +45,8 @@
 //!    marked done: "done" never means "some thread of the pool may still
 //!    run". (Detached threads, invariant 7, are the one documented
 //!    exception: giving up detaches held positions and abandons jobs past
-//!    their grace as any shutdown does; if that fails too, it joins every
-//!    thread still running.)
+//!    their grace as `shutdown_now` does; if that fails too, it joins
+//!    every thread still running.)
 //! 7. Abandonment: when the pool cancels a running job's token and the job
 //!    has a grace, the supervisor is told ([`Event::Interrupted`]); if the
 //!    job is still running when the grace ends, it and every other job
@@ -508,6 +508,57 @@ mod tests {
         assert!(done, "giving up joined a held position's thread");
         pool.shutdown();
         assert!(threads_gone("gave-up-held"));
+    }
+
+    /// A supervisor whose last failure took a worker's `Exited` event off
+    /// its channel before handling it still finds that thread finished
+    /// while giving up. Without the direct check it waited for the lost
+    /// event, and the pool was never marked done.
+    #[test]
+    fn a_supervisor_that_gives_up_joins_a_thread_whose_exit_it_lost() {
+        let pool = Pool::builder()
+            .workers(1)
+            .thread_name("gave-up-lost")
+            .restart_limit(0, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        for _ in 1..super::MAX_FAULTS {
+            pool.shared.events.send(Event::Fault).unwrap();
+        }
+        assert_eq!(deadlines(&pool), Some(0), "survived the first faults");
+        super::run::BEFORE_EXIT.set(pool.shared.id, || panic!("lost an exit"));
+        kill_workers(&pool, 1);
+        let done = pool
+            .shared
+            .wait_done(Some(std::time::Instant::now() + PATIENCE));
+        if !done {
+            // Dropping the pool would wait for "done" for good.
+            std::mem::forget(pool);
+            panic!("giving up waited for an exit event it had lost");
+        }
+        assert_eq!(pool.stats().alive, 0);
+        assert!(threads_gone("gave-up-lost"));
+    }
+
+    /// Giving up cancels the queued jobs at once, as `shutdown_now` does,
+    /// even while a job that ignores its cancellation keeps its worker: it
+    /// handles the `Abort` event. Before, a job queued behind the stuck one
+    /// stayed `Pending` until the stuck one returned.
+    #[test]
+    fn a_supervisor_that_gives_up_cancels_the_queued_jobs_at_once() {
+        let pool = Pool::builder()
+            .workers(1)
+            .thread_name("gave-up-queued")
+            .build()
+            .unwrap();
+        let (stuck, release) = running_held_job(&pool);
+        let queued = pool.submit(|_| Ok(())).unwrap();
+        fail_supervisor(&pool);
+        // Bounded well below the stuck job's own PATIENCE.
+        let status = queued.wait(PATIENCE / 2);
+        release.send(()).unwrap();
+        assert_eq!(status, Some(JobStatus::Cancelled));
+        assert!(stuck.wait(PATIENCE).is_some());
     }
 
     /// A job that says it runs, then waits to be released (bounded),

@@ -102,13 +102,15 @@ impl Supervisor {
             .min()
     }
 
-    fn handle(&mut self, event: Event) {
+    pub(super) fn handle(&mut self, event: Event) {
         match event {
             Event::Exited {
                 index,
                 generation,
                 died,
             } => {
+                #[cfg(test)]
+                BEFORE_EXIT.run(self.shared.id);
                 if generation == self.generation(index) {
                     self.on_exit(index, died);
                 } else {
@@ -162,3 +164,8 @@ impl Supervisor {
         }
     }
 }
+
+/// Runs when the loop has taken an `Exited` event off its channel, before
+/// handling it (tests make the supervisor fail there).
+#[cfg(test)]
+pub(crate) static BEFORE_EXIT: crate::sync::Hooks = crate::sync::Hooks::new();

@@ -5,7 +5,7 @@
 //! The invariants are numbered in the parent module's docs
 //! (`supervisor.rs`); this file keeps 3, 4 and 6.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 
@@ -14,13 +14,19 @@ use crate::shared::Mode;
 use crate::stats::Ending;
 use crate::unwind;
 
+/// While giving up, how often the supervisor also checks its positions'
+/// threads directly: an `Exited` event the failed loop took off the channel
+/// before handling it is lost, and that thread's slot would otherwise stay
+/// `Running` for good. Only on this path, after the supervisor failed
+/// `MAX_FAULTS` times.
+const REAP_EVERY: Duration = Duration::from_millis(100);
+
 impl Supervisor {
     /// The supervisor cannot be trusted to keep the pool going: stop it as
     /// `shutdown_now` does, and wait for every worker before the pool is
-    /// marked done (invariant 6). As at any shutdown (invariant 7), a held
-    /// position is detached, and a job that ignores its cancellation past
-    /// its grace is abandoned and its thread detached: giving up never
-    /// waits for a thread any other shutdown would not wait for.
+    /// marked done (invariant 6). As `shutdown_now` does (invariant 7), it
+    /// detaches a held position, and abandons a job that ignores its
+    /// cancellation past its grace (if it has one) and detaches its thread.
     pub(super) fn give_up(&mut self) {
         log_quietly!(log::error!(
             "pool {}: its supervisor failed {MAX_FAULTS} times; shutting the pool down",
@@ -40,8 +46,8 @@ impl Supervisor {
         }
         for slot in &mut self.workers {
             if let Slot::Running(handle) = std::mem::replace(slot, Slot::Gone) {
-                // Bounded by the worker's current job, whose token is
-                // cancelled; it exits once the queue is drained.
+                // Unbounded if its job ignores its cancellation: the last
+                // resort, after `wind_down` failed too.
                 if let Err(payload) = handle.join() {
                     unwind::dispose(payload);
                 }
@@ -50,10 +56,12 @@ impl Supervisor {
         self.cancel_queued();
     }
 
-    /// Waits for every worker to exit, as the loop does while stopping:
-    /// held positions detached at once, jobs past their grace abandoned
-    /// (invariant 7), nothing respawned but a dead worker the queue still
-    /// needs (invariant 3). No deadlines, no delayed respawns.
+    /// Waits for every worker to exit, as the loop does while stopping
+    /// after `shutdown_now`: the queued jobs cancelled (`Abort`), held
+    /// positions detached at once, jobs past their grace abandoned
+    /// (invariant 7). Nothing is respawned (`abort` is set), and there are
+    /// no deadlines and no delayed respawns. A thread whose exit the failed
+    /// loop took off the channel is found finished within [`REAP_EVERY`].
     fn wind_down(&mut self) {
         self.stopping = true;
         while let Some((index, jobs)) = self.held.pop_front() {
@@ -64,31 +72,39 @@ impl Supervisor {
                 *slot = Slot::Gone;
             }
         }
-        while self
-            .workers
-            .iter()
-            .any(|slot| matches!(slot, Slot::Running(_)))
-        {
-            match self.next_event(self.graces.next()) {
-                Ok(Event::Exited {
-                    index,
-                    generation,
-                    died,
-                }) => {
-                    if generation == self.generation(index) {
-                        self.on_exit(index, died);
-                    } else {
-                        self.on_stray_exit(index, generation);
-                    }
+        loop {
+            self.reap_finished();
+            if !self
+                .workers
+                .iter()
+                .any(|slot| matches!(slot, Slot::Running(_)))
+            {
+                return;
+            }
+            let reap = Instant::now() + REAP_EVERY;
+            let wake = self.graces.next().map_or(reap, |at| at.min(reap));
+            match self.next_event(Some(wake)) {
+                // As the loop handles them.
+                Ok(event @ (Event::Exited { .. } | Event::Interrupted(..) | Event::Abort)) => {
+                    self.handle(event);
                 }
-                Ok(Event::Interrupted(at, job)) => self.graces.push_uncounted(at, job),
-                // Deadlines, compaction, shutdown, abort: the pool is
-                // stopping already.
+                // Deadlines, compaction, shutdown: the pool is stopping
+                // already.
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 // Unreachable: `shared` holds a sender.
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.fire_graces(Instant::now());
+        }
+    }
+
+    /// Joins every position whose thread has finished, as its `Exited`
+    /// event would have (`wind_down`).
+    fn reap_finished(&mut self) {
+        for index in 0..self.workers.len() {
+            if matches!(&self.workers[index], Slot::Running(handle) if handle.is_finished()) {
+                self.on_exit(index, false);
+            }
         }
     }
 
