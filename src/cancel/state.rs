@@ -22,12 +22,16 @@ pub(crate) struct TokenState {
 }
 
 /// What a token runs when it is cancelled, under keys never reused.
+/// Boxed, and nothing until the first entry: most tokens never get one,
+/// and a job's token lives in its record, whose size every job pays for.
 #[derive(Default)]
-pub(super) struct Entries {
+pub(super) struct Entries(Option<Box<Listed>>);
+
+#[derive(Default)]
+struct Listed {
     next_key: u64,
-    /// In registration order (invariant 5). Empty, it has allocated
-    /// nothing: a token without entries costs no allocation.
-    pub(super) list: Vec<(u64, Entry)>,
+    /// In registration order (invariant 5).
+    list: Vec<(u64, Entry)>,
 }
 
 /// One thing to run on cancel.
@@ -41,22 +45,40 @@ pub(super) enum Entry {
 impl Entries {
     /// Adds `entry` last; returns its key.
     fn push(&mut self, entry: Entry) -> u64 {
-        let key = self.next_key;
-        self.next_key += 1;
-        self.list.push((key, entry));
+        let listed = self.0.get_or_insert_with(Box::default);
+        let key = listed.next_key;
+        listed.next_key += 1;
+        listed.list.push((key, entry));
         key
     }
 
     fn get_mut(&mut self, key: u64) -> Option<&mut Entry> {
-        self.list
+        self.0
+            .as_mut()?
+            .list
             .iter_mut()
             .find(|(k, _)| *k == key)
             .map(|(_, entry)| entry)
     }
 
     fn remove(&mut self, key: u64) -> Option<Entry> {
-        let at = self.list.iter().position(|(k, _)| *k == key)?;
-        Some(self.list.remove(at).1)
+        let list = &mut self.0.as_mut()?.list;
+        let at = list.iter().position(|(k, _)| *k == key)?;
+        Some(list.remove(at).1)
+    }
+
+    /// Takes every entry, in registration order; keys stay unused.
+    fn take_all(&mut self) -> Vec<(u64, Entry)> {
+        self.0
+            .as_mut()
+            .map(|listed| mem::take(&mut listed.list))
+            .unwrap_or_default()
+    }
+
+    /// Whether no entry is registered (the loom models check).
+    #[cfg(all(test, loom))]
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|listed| listed.list.is_empty())
     }
 }
 
@@ -103,7 +125,7 @@ impl TokenState {
             let mut entries = lock(&self.lock);
             self.wake.notify_all();
             // Every entry, at once; none is added from now on (invariant 3).
-            mem::take(&mut entries.list)
+            entries.take_all()
         };
         // Invariant 4: the entries run with the lock released, in
         // registration order (invariant 5).

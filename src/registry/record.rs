@@ -97,6 +97,34 @@ fn wall_after(from: Tick, from_wall: SystemTime, at: Tick) -> SystemTime {
 }
 
 /// A job's rarely set options, apart from its record.
+/// A time no earlier than the record's `submitted_at`, as the nanoseconds
+/// after it (half the size of an `Option<SystemTime>`: a record is read
+/// and written whole on every job, and its size shows); `u64::MAX` for
+/// none. Later than 584 years after the submission reads as none.
+#[derive(Clone, Copy)]
+struct Since(u64);
+
+impl Since {
+    const NONE: Since = Since(u64::MAX);
+
+    /// `at`, after `base` (at `base` if it is earlier).
+    fn at(base: SystemTime, at: SystemTime) -> Since {
+        let nanos = at.duration_since(base).map_or(0, |after| after.as_nanos());
+        Since(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    fn get(self, base: SystemTime) -> Option<SystemTime> {
+        if self.0 == u64::MAX {
+            return None;
+        }
+        base.checked_add(Duration::from_nanos(self.0))
+    }
+
+    fn is_some(self) -> bool {
+        self.0 != u64::MAX
+    }
+}
+
 struct Limits {
     timeout: Option<Duration>,
     deadline: Option<Instant>,
@@ -107,10 +135,12 @@ struct Limits {
 
 struct State {
     status: JobStatus,
-    started_at: Option<SystemTime>,
+    /// When it started, after `submitted_at`.
+    started_at: Since,
     /// The tick `started_at` was derived from (meaningless before).
     started: Tick,
-    finished_at: Option<SystemTime>,
+    /// When it ended, after `submitted_at`.
+    finished_at: Since,
     /// Index of the worker that started it (names live in the pool).
     worker: Option<u32>,
     /// That worker's generation when it started the job (worker invariant
@@ -240,9 +270,9 @@ impl Record {
             mark: Mark::default(),
             state: StateLock::new(State {
                 status: JobStatus::Pending,
-                started_at: None,
+                started_at: Since::NONE,
                 started: metrics::NOT_READ,
-                finished_at: None,
+                finished_at: Since::NONE,
                 worker: None,
                 generation: 0,
                 waiters: 0,
@@ -320,7 +350,7 @@ impl Record {
             return false;
         }
         state.status = JobStatus::Running;
-        state.started_at = Some(started_at);
+        state.started_at = Since::at(self.submitted_at, started_at);
         state.started = at;
         // A pool has far fewer than 2^32 workers (each is a thread).
         state.worker = Some(worker as u32);
@@ -349,10 +379,11 @@ impl Record {
         self.settle(&mut state, status);
         // Under the lock, which guards the start it is derived from; no
         // user code, and a clock read at most once per 10 ms per thread.
-        state.finished_at = Some(match state.started_at {
+        let finished_at = match state.started_at.get(self.submitted_at) {
             Some(started_at) => wall_after(state.started, started_at, at),
             None => metrics::wall_at(at),
-        });
+        };
+        state.finished_at = Since::at(self.submitted_at, finished_at);
         Some(Notify::taken_from(&mut state))
     }
 
@@ -371,7 +402,7 @@ impl Record {
                 self.settle(&mut state, JobStatus::Cancelled);
                 // Never before its submission, which was derived from a
                 // tick and an anchor that may be ahead of the wall clock.
-                state.finished_at = Some(SystemTime::now().max(self.submitted_at));
+                state.finished_at = Since::at(self.submitted_at, SystemTime::now());
                 CancelStep::Cancelled(Notify::taken_from(&mut state))
             }
             JobStatus::Running => CancelStep::Running,
@@ -392,8 +423,9 @@ impl Record {
         }
         self.settle(&mut state, JobStatus::Abandoned);
         // Never before its start (see `cancel`).
-        let floor = state.started_at.unwrap_or(self.submitted_at);
-        state.finished_at = Some(SystemTime::now().max(floor));
+        let floor = state.started_at.get(self.submitted_at);
+        let floor = floor.unwrap_or(self.submitted_at);
+        state.finished_at = Since::at(self.submitted_at, SystemTime::now().max(floor));
         Some(Notify::taken_from(&mut state))
     }
 
@@ -468,8 +500,8 @@ impl Record {
             id: self.id,
             status: state.status.clone(),
             submitted_at: self.submitted_at,
-            started_at: state.started_at,
-            finished_at: state.finished_at,
+            started_at: state.started_at.get(self.submitted_at),
+            finished_at: state.finished_at.get(self.submitted_at),
             worker: state
                 .worker
                 .and_then(|i| names.get(i as usize))

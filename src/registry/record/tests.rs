@@ -281,3 +281,28 @@ fn waiting_on_a_finished_record_skips_its_lock() {
     failed.finish(status.clone()).unwrap().send(&failed);
     assert_eq!(failed.wait(None), Some(status));
 }
+
+/// A time kept as nanoseconds after the submission reads back exactly, an
+/// earlier one reads as the submission, and none as none.
+#[test]
+fn times_after_the_submission_round_trip() {
+    let base = SystemTime::now();
+    let later = base + Duration::new(3_600, 123_456_789);
+    assert_eq!(Since::at(base, later).get(base), Some(later));
+    assert_eq!(
+        Since::at(base, base - Duration::from_secs(1)).get(base),
+        Some(base)
+    );
+    assert_eq!(Since::NONE.get(base), None);
+    assert!(!Since::NONE.is_some());
+}
+
+/// Every job pays for its record's size on every line it touches (a
+/// probe measured 17% more per tracked job for 128 more bytes): its token
+/// state and its times stay compact.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn a_record_stays_small() {
+    assert!(size_of::<crate::cancel::TokenState>() <= 24);
+    assert!(size_of::<Record>() <= 216, "{} bytes", size_of::<Record>());
+}
