@@ -96,7 +96,6 @@ fn wall_after(from: Tick, from_wall: SystemTime, at: Tick) -> SystemTime {
     }
 }
 
-/// A job's rarely set options, apart from its record.
 /// A time no earlier than the record's `submitted_at`, as the nanoseconds
 /// after it (half the size of an `Option<SystemTime>`: a record is read
 /// and written whole on every job, and its size shows); `u64::MAX` for
@@ -125,6 +124,7 @@ impl Since {
     }
 }
 
+/// A job's rarely set options, apart from its record.
 struct Limits {
     timeout: Option<Duration>,
     deadline: Option<Instant>,
