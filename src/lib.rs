@@ -386,6 +386,28 @@ pub use crate::stats::PoolStats;
 mod tests {
     use super::*;
 
+    /// A job that says it runs, then waits to be released (bounded),
+    /// ignoring its token.
+    pub(crate) fn held(
+        running: std::sync::mpsc::Sender<()>,
+        released: std::sync::mpsc::Receiver<()>,
+    ) -> impl FnOnce(&CancelToken) -> JobResult<()> + Send + 'static {
+        move |_| {
+            running.send(()).unwrap();
+            let _ = released.recv_timeout(crate::sync::PATIENCE);
+            Ok(())
+        }
+    }
+
+    /// A [`held`] job of `pool`, running, and what releases it.
+    pub(crate) fn running_held_job(pool: &Pool) -> (JobHandle<()>, std::sync::mpsc::Sender<()>) {
+        let (running_tx, running) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        let job = pool.submit(held(running_tx, released)).unwrap();
+        running.recv_timeout(crate::sync::PATIENCE).unwrap();
+        (job, release)
+    }
+
     /// Names of this process's threads (Linux truncates them to 15 bytes).
     pub(crate) fn thread_names() -> Vec<String> {
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {

@@ -83,7 +83,8 @@
 //!     began (the job's result, stored in its slot before its worker's
 //!     `finish_at`) is visible to a reader that loads a terminal code with
 //!     `Acquire`; that reader learns the status without the lock (a `join`
-//!     of a finished job: [`Record::wait`]) and reads nothing else the
+//!     of a finished job: [`Record::wait`]; whether it is terminal at all:
+//!     [`Record::is_terminal`]) and reads nothing else the
 //!     transition writes (its end time, its waiters: those are read under
 //!     the lock, which orders them). A `Failed` status carries a message,
 //!     so its reader still takes the lock. An abandoned job's slot is

@@ -280,6 +280,7 @@ mod tests {
     use super::Event;
     use crate::job::{Message, test_cell};
     use crate::sync::{PATIENCE, eventually};
+    use crate::tests::{held, running_held_job};
     use crate::{JobOptions, JobStatus, Pool};
 
     /// The number of deadlines the supervisor holds, or `None` if it does
@@ -410,9 +411,7 @@ mod tests {
             .unwrap();
         started_rx.recv_timeout(PATIENCE).unwrap();
         let queued = pool.submit(|_| Ok(())).unwrap();
-        for _ in 0..super::MAX_FAULTS {
-            pool.shared.events.send(Event::Fault).unwrap();
-        }
+        fail_supervisor(&pool);
         // The failure is impossible to miss: the pool is shut down, the
         // running job's token cancelled, the queued job cancelled...
         assert_eq!(running.wait(PATIENCE), Some(JobStatus::Cancelled));
@@ -437,13 +436,11 @@ mod tests {
         })
     }
 
-    /// A [`held`] job of `pool`, running, and what releases it.
-    fn running_held_job(pool: &Pool) -> (crate::JobHandle<()>, mpsc::Sender<()>) {
-        let (running_tx, running) = mpsc::channel();
-        let (release, released) = mpsc::channel();
-        let stuck = pool.submit(held(running_tx, released)).unwrap();
-        running.recv_timeout(PATIENCE).unwrap();
-        (stuck, release)
+    /// Whether `pool` is marked done well within a held job's wait
+    /// (PATIENCE): giving up did not wait for that job.
+    fn done_soon(pool: &Pool) -> bool {
+        pool.shared
+            .wait_done(Some(std::time::Instant::now() + PATIENCE / 2))
     }
 
     /// Gives `pool`'s supervisor its last fault: it gives up.
@@ -469,9 +466,7 @@ mod tests {
         let (stuck, release) = running_held_job(&pool);
         fail_supervisor(&pool);
         // The held job waits up to PATIENCE: "done" must come well before.
-        let done = pool
-            .shared
-            .wait_done(Some(std::time::Instant::now() + PATIENCE / 2));
+        let done = done_soon(&pool);
         // Read before the job is released: its thread then exits.
         let (status, strays) = (pool.status(stuck.id()), pool.stats().stray_threads);
         release.send(()).unwrap();
@@ -501,9 +496,7 @@ mod tests {
         assert_eq!(stuck.wait(PATIENCE), Some(JobStatus::Abandoned));
         assert_eq!(pool.stats().stray_threads, 0);
         fail_supervisor(&pool);
-        let done = pool
-            .shared
-            .wait_done(Some(std::time::Instant::now() + PATIENCE / 2));
+        let done = done_soon(&pool);
         release.send(()).unwrap();
         assert!(done, "giving up joined a held position's thread");
         pool.shutdown();
@@ -561,19 +554,6 @@ mod tests {
         assert!(stuck.wait(PATIENCE).is_some());
     }
 
-    /// A job that says it runs, then waits to be released (bounded),
-    /// ignoring its token.
-    fn held(
-        running: mpsc::Sender<()>,
-        released: mpsc::Receiver<()>,
-    ) -> impl FnOnce(&crate::CancelToken) -> crate::JobResult<()> + Send + 'static {
-        move |_| {
-            running.send(()).unwrap();
-            let _ = released.recv_timeout(PATIENCE);
-            Ok(())
-        }
-    }
-
     /// A stuck job that joins a job of its own pool just after the
     /// supervisor listed its thread's jobs runs it inline, on the thread
     /// about to be detached. That inline job, once its own grace runs out,
@@ -624,10 +604,7 @@ mod tests {
         let b = b_id.recv_timeout(PATIENCE).unwrap();
         assert_eq!(pool.status(b), Some(JobStatus::Running));
         // The replacement runs C.
-        let (c_running, c_runs) = mpsc::channel::<()>();
-        let (release_c, c_released) = mpsc::channel::<()>();
-        let c = pool.submit(held(c_running, c_released)).unwrap();
-        c_runs.recv_timeout(PATIENCE).unwrap();
+        let (c, release_c) = running_held_job(&pool);
         // B, on the detached thread, is cancelled and ignores it too.
         assert_eq!(pool.cancel(b), CancelOutcome::Requested);
         assert!(eventually(|| pool.status(b) == Some(JobStatus::Abandoned)));
@@ -649,12 +626,7 @@ mod tests {
             .abandon_after(Duration::from_millis(1))
             .build()
             .unwrap();
-        let (claimed_tx, claimed) = mpsc::channel::<()>();
-        let (go_tx, go) = mpsc::channel::<()>();
-        crate::worker::AFTER_CLAIM.set(pool.shared.id, move || {
-            claimed_tx.send(()).unwrap();
-            go.recv_timeout(PATIENCE).unwrap();
-        });
+        let (claimed, go_tx) = crate::worker::AFTER_CLAIM.pause(pool.shared.id);
         let a = pool.submit(|_| Ok(())).unwrap();
         claimed.recv_timeout(PATIENCE).unwrap();
         assert_eq!(a.status(), JobStatus::Running);

@@ -245,6 +245,22 @@ impl Hooks {
             .push((pool, Box::new(hook)));
     }
 
+    /// Pauses pool `pool`'s thread the next time it passes this point:
+    /// the receiver hears when it got there, and the thread goes on once
+    /// the sender sends (or is dropped), or after [`PATIENCE`].
+    pub(crate) fn pause(
+        &self,
+        pool: usize,
+    ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (reached_tx, reached) = std::sync::mpsc::channel();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        self.set(pool, move || {
+            let _ = reached_tx.send(());
+            let _ = gone.recv_timeout(PATIENCE);
+        });
+        (reached, go)
+    }
+
     /// Runs pool `pool`'s hook here, if it has one (outside the lock).
     pub(crate) fn run(&self, pool: usize) {
         let hook = {

@@ -776,30 +776,14 @@ mod tests {
     /// caller reads `busy: 0`, while the worker is at that entry.
     #[test]
     fn a_worker_at_an_ended_jobs_entry_is_not_busy() {
-        use std::sync::mpsc;
-
         use crate::CancelOutcome;
         use crate::sync::PATIENCE;
 
         let pool = Pool::new(1).unwrap();
-        let (running_tx, running) = mpsc::channel::<()>();
-        let (release, released) = mpsc::channel::<()>();
-        let blocker = pool
-            .submit(move |_| {
-                running_tx.send(()).unwrap();
-                let _ = released.recv_timeout(PATIENCE);
-                Ok(())
-            })
-            .unwrap();
-        running.recv_timeout(PATIENCE).unwrap();
+        let (blocker, release) = crate::tests::running_held_job(&pool);
         let ended = pool.submit(|_| Ok(())).unwrap();
         assert_eq!(ended.cancel(), CancelOutcome::Cancelled);
-        let (paused_tx, paused) = mpsc::channel::<()>();
-        let (go, gone) = mpsc::channel::<()>();
-        super::BEFORE_START.set(pool.shared.id, move || {
-            paused_tx.send(()).unwrap();
-            let _ = gone.recv_timeout(PATIENCE);
-        });
+        let (paused, go) = super::BEFORE_START.pause(pool.shared.id);
         release.send(()).unwrap();
         blocker.join().unwrap();
         paused.recv_timeout(PATIENCE).unwrap();

@@ -453,8 +453,10 @@ impl Record {
         lock(&self.state).started_at.is_some()
     }
 
+    /// Without the lock (invariant 10): `JobHandle::is_finished` and the
+    /// timer's sweep of every deadline ask this.
     pub(crate) fn is_terminal(&self) -> bool {
-        lock(&self.state).status.is_terminal()
+        self.settled.load(Ordering::Acquire) != Settled::NOT
     }
 
     /// Sets the progress message (`CancelToken::set_progress_message`);

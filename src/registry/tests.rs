@@ -128,13 +128,7 @@ fn an_eviction_returns_only_once_older_popped_records_are_gone() {
     let registry = Arc::new(Registry::new(0));
     let first = insert_new(&registry);
     let second = insert_new(&registry);
-    let (paused_tx, paused) = std::sync::mpsc::channel();
-    let (go, go_rx) = std::sync::mpsc::channel::<()>();
-    MID_EVICTION.set(registry.salt as usize, move || {
-        paused_tx.send(()).unwrap();
-        // Bounded: the test releases it, or fails first.
-        let _ = go_rx.recv_timeout(Duration::from_secs(10));
-    });
+    let (paused, go) = MID_EVICTION.pause(registry.salt as usize);
     let b = {
         let registry = Arc::clone(&registry);
         std::thread::spawn(move || registry.retire(first))

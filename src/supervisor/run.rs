@@ -76,6 +76,23 @@ impl Supervisor {
         }
     }
 
+    /// Shutdown has begun: detaches held positions and drops delayed
+    /// respawns; the live workers drain the queue.
+    pub(super) fn stop(&mut self) {
+        self.stopping = true;
+        // Invariant 7: shutdown never waits for a thread stuck in an
+        // abandoned job, whatever the stray cap.
+        while let Some((index, jobs)) = self.held.pop_front() {
+            self.detach(index, &jobs);
+        }
+        for slot in &mut self.workers {
+            if matches!(slot, Slot::Waiting(_)) {
+                // Invariant 3: a respawn held back by a storm is abandoned.
+                *slot = Slot::Gone;
+            }
+        }
+    }
+
     /// The next event, waiting at most until `wake` (forever if `None`).
     pub(super) fn next_event(&self, wake: Option<Instant>) -> Result<Event, RecvTimeoutError> {
         match wake {
@@ -120,21 +137,7 @@ impl Supervisor {
             Event::Interrupted(at, job) => self.graces.push_uncounted(at, job),
             Event::Deadline(at, job) => self.deadlines.push(at, job, &self.shared.stale),
             Event::Compact => self.deadlines.compact(&self.shared.stale),
-            Event::Shutdown => {
-                self.stopping = true;
-                // Invariant 7: shutdown never waits for a thread stuck in an
-                // abandoned job, whatever the stray cap.
-                while let Some((index, jobs)) = self.held.pop_front() {
-                    self.detach(index, &jobs);
-                }
-                for slot in &mut self.workers {
-                    if matches!(slot, Slot::Waiting(_)) {
-                        // Invariant 3: a respawn held back by a storm is
-                        // abandoned; the live workers drain the queue.
-                        *slot = Slot::Gone;
-                    }
-                }
-            }
+            Event::Shutdown => self.stop(),
             #[cfg(test)]
             Event::Probe(reply) => {
                 let _ = reply.send(self.deadlines.len());

@@ -63,15 +63,7 @@ impl Supervisor {
     /// no deadlines and no delayed respawns. A thread whose exit the failed
     /// loop took off the channel is found finished within [`REAP_EVERY`].
     fn wind_down(&mut self) {
-        self.stopping = true;
-        while let Some((index, jobs)) = self.held.pop_front() {
-            self.detach(index, &jobs);
-        }
-        for slot in &mut self.workers {
-            if matches!(slot, Slot::Waiting(_)) {
-                *slot = Slot::Gone;
-            }
-        }
+        self.stop();
         loop {
             self.reap_finished();
             if !self

@@ -243,6 +243,7 @@ fn the_settled_code_follows_every_terminal_transition() {
     ];
     for (record, settled) in cases {
         assert_eq!(record.settled(), settled);
+        assert!(record.is_terminal());
         // A later transition is refused and leaves the code alone.
         assert!(record.finish(JobStatus::Completed).is_none());
         assert!(record.abandon().is_none());
@@ -251,8 +252,10 @@ fn the_settled_code_follows_every_terminal_transition() {
     }
     let pending = Record::new(JobId::new(), None, None);
     assert_eq!(pending.settled(), None);
+    assert!(!pending.is_terminal());
     assert!(pending.start(0));
     assert_eq!(pending.settled(), None);
+    assert!(!pending.is_terminal());
 }
 
 /// Waiting on a record that has finished (a `join` after the job ended)
